@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Each step is skipped when already done, so a second run takes seconds.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test setup setup-test data e2e bench clean
+
+run: setup
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+
+test: setup-test
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.app-installed data
+
+setup-test: setup $(VENV)/.test-installed
+	@./scripts/ensure_system.sh --browser
+
+$(VENV)/.app-installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.app-installed
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+# The data: Debian's package where apt-get works, else torchvision's mirrors into ./data/.
+data: $(VENV)/.app-installed
+	@./scripts/ensure_system.sh
+	@$(BIN)/python -m fmnist_core data
+
+e2e: setup-test
+	$(BIN)/python -m pytest tests/e2e
+
+bench: setup
+	$(BIN)/python -m fmnist_core bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

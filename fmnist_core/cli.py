@@ -1,0 +1,263 @@
+"""`python -m fmnist_core ...`: everything the app does, headless.
+
+Every user error ends with exit status 2 and one line on stderr that says what is wrong
+and how to fix it; nothing is written before the input has been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import OPTIMIZERS, PATCH_SIZES, SCHEDULES, ConfigError, TrainConfig
+from .data import CLASSES, DataError, load_fashion_mnist, normalize
+from .engine import evaluate
+from .inference import ImageError, open_image, predict_images, to_model_input
+from .init import INIT_SCHEMES
+from .models import count_parameters, create_model, list_models, model_info, summary
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ImageError, ValueError, FileNotFoundError)
+
+
+class UsageError(Exception):
+    pass
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}:{int(s % 60):02d}"
+
+
+class ConsoleProgress:
+    """Engine callback: a one-line progress bar on stderr, one table row per epoch on stdout."""
+
+    HEADER = f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test loss':>9} {'test acc':>8} {'seconds':>8} {'img/s':>8}"
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.out = sys.stderr if quiet else sys.stdout
+
+    def on_run_start(self, event: dict) -> None:
+        print(f"{event['model']}: {event['params']:,} parameters, {event['epochs']} epochs of "
+              f"{event['batches_per_epoch']} batches, {event['device']}, {event['threads']} threads", file=self.out)
+        print(self.HEADER, file=self.out)
+
+    def on_batch_end(self, event: dict) -> None:
+        if not sys.stderr.isatty():
+            return
+        width = 30
+        filled = int(width * event["batch"] / event["batches"])
+        sys.stderr.write(
+            f"\r  [{'#' * filled}{'.' * (width - filled)}] epoch {event['epoch']} batch {event['batch']}/{event['batches']}"
+            f" loss {event['loss']:.3f} {event['images_per_s']:,.0f} img/s ETA {_fmt_seconds(event['eta_s'])} "
+        )
+        sys.stderr.flush()
+
+    def on_epoch_end(self, r: dict) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + " " * 100 + "\r")
+        print(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_accuracy']:>9.2f} {r['test_loss']:>9.4f} "
+              f"{r['test_accuracy']:>8.2f} {r['seconds']:>8.1f} {r['images_per_s']:>8,.0f}", file=self.out, flush=True)
+
+
+def _config_from_args(args) -> TrainConfig:
+    from .recipes import recipe_config
+
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    config = recipe_config(args.recipe, **given) if args.recipe else TrainConfig(**given)
+    return config.validate()
+
+
+def cmd_train(args) -> int:
+    from .runs import RunStore, train_run
+
+    config = _config_from_args(args)
+    load_fashion_mnist()  # fail before creating anything if the data is missing
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f"--out {out} exists and is not empty; pick a new folder")
+        store, run_id = RunStore(out.parent), None
+        out.mkdir(parents=True, exist_ok=True)
+        run_id = _create_in(store, out, config)
+    else:
+        store = RunStore()
+        run_id = store.create(config).name
+    result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)])
+    checkpoint = store.root / run_id
+    if result["status"] != "finished":
+        print(f"{result['status']}: {result['message']}", file=sys.stderr)
+    summary_row = {"model": config.model, **result, "epochs": result["epochs_done"], "checkpoint": str(checkpoint)}
+    if args.json:
+        print(json.dumps(summary_row))
+    else:
+        print(f"saved to {checkpoint}")
+    return 0 if result["status"] in ("finished", "stopped") else 1
+
+
+def _create_in(store, out: Path, config: TrainConfig) -> str:
+    """Lay out a run folder at the exact path the user named."""
+    from datetime import datetime, timezone
+
+    from .checkpoint import atomic_write_json
+
+    atomic_write_json(out / "run.json", {"id": out.name, "name": config.name or out.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    atomic_write_json(out / "config.json", config.to_dict())
+    return out.name
+
+
+def cmd_evaluate(args) -> int:
+    loaded = load_checkpoint(args.checkpoint)
+    data = load_fashion_mnist()
+    metrics = evaluate(loaded.model, normalize(data.test_images), data.test_labels)
+    train_metrics = loaded.metadata["metrics"]
+    row = {
+        "model": loaded.name, "params": count_parameters(loaded.model), "epochs": train_metrics.get("epoch"),
+        "train_accuracy": train_metrics.get("train_accuracy"), "test_accuracy": metrics["accuracy"],
+        "test_loss": metrics["loss"], "train_loss_sum": train_metrics.get("train_loss_sum"),
+        "seconds": train_metrics.get("elapsed_s"), "checkpoint": str(loaded.path),
+    }
+    if args.json:
+        print(json.dumps(row))
+    else:
+        print(f"{loaded.name} ({row['params']:,} params): test accuracy {metrics['accuracy']:.2f}%, test loss {metrics['loss']:.4f}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    loaded = load_checkpoint(args.checkpoint)
+    inputs = []
+    for path in args.images:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ImageError(f"{path}: cannot read ({e.strerror})") from e
+        try:
+            inputs.append(to_model_input(open_image(data)))
+        except ImageError as e:
+            raise ImageError(f"{path}: {e}") from e
+    predictions = predict_images(loaded.model, inputs)
+    rows = [{"image": str(p), "label": pr.label, "probability": pr.probability, "top": [[c, v] for c, v in pr.top]}
+            for p, pr in zip(args.images, predictions)]
+    if args.json:
+        print(json.dumps({"predictions": rows}))
+    else:
+        for row in rows:
+            tops = ", ".join(f"{c} {v:.1%}" for c, v in row["top"])
+            print(f"{row['image']}: {tops}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    print(f"{'name':<12} {'params':>10}  description")
+    for name in list_models():
+        print(f"{name:<12} {count_parameters(create_model(name)):>10,}  {model_info(name).description}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    print(summary(create_model(args.name)))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data import ensure_data
+
+    directory = ensure_data()
+    data = load_fashion_mnist(directory)
+    print(f"Fashion-MNIST: {len(data.train_labels):,} training and {len(data.test_labels):,} test images in {directory}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import run_reproduce
+
+    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results))
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .recipes import RECIPES
+
+    parser = argparse.ArgumentParser(prog="python -m fmnist_core", description="Fashion-MNIST Studio, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("data", help="find (or download) the data set and report it").set_defaults(func=cmd_data)
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    p = sub.add_parser("summary", help="a model's layer table, as in the report")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model and save the run")
+    p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
+    p.add_argument("--model")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--nesterov", action="store_true", default=None)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--init", choices=INIT_SCHEMES)
+    p.add_argument("--patch", type=int, help=f"tile size, one of {PATCH_SIZES}")
+    p.add_argument("--augment", action="store_true", default=None)
+    p.add_argument("--softmax-output", dest="softmax_output", action="store_true", default=None, help="cnn_b: the report's double softmax")
+    p.add_argument("--width", type=int, help="channel width of our own models")
+    p.add_argument("--validation", type=int, help="hold out this many training images")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights (0 = off)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--name")
+    p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint")
+    p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("reproduce", help="retrain the report's Table 1 (or a study) and write results/")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--only", nargs="+", help="row names to run (default: all)")
+    p.add_argument("--study", choices=("table1", "optimizers", "init"), default="table1")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")
+    p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, *USER_ERRORS) as e:
+        message = e.message if isinstance(e, ConfigError) else str(e)
+        field = f"--{e.field.replace('_', '-')}: " if isinstance(e, ConfigError) else ""
+        print(f"error: {field}{message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished epochs are saved in the run folder", file=sys.stderr)
+        return 130

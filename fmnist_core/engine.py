@@ -1,0 +1,286 @@
+"""The training engine: fit() = run start, then per epoch train_one_epoch + evaluate.
+
+Callbacks are plain objects; fit calls whichever of these methods they define:
+    on_run_start(event) on_batch_end(event) on_epoch_end(event) on_run_end(event)
+    on_checkpoint(model, event)   after each completed epoch, with the weights to keep
+Events are dicts of plain numbers and strings (never tensors), safe to hand to another
+thread or to json.dumps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .data import FashionMNIST, augment, load_fashion_mnist, normalize, split_train_validation, tiles_per_image, to_patches
+from .init import init_weights
+from .models import count_parameters, create_model
+
+BATCH_EVENTS_PER_SECOND = 4  # enough for a live chart, negligible cost per batch
+EVAL_BATCH = 1000
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    status: str  # finished | stopped | diverged
+    message: str
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def outputs_probabilities(model: nn.Module) -> bool:
+    """True for the report's cnn_b quirk, whose last layer is already a Softmax."""
+    return bool(model.build_args.get("softmax_output")) if hasattr(model, "build_args") else False
+
+
+def patch_of(model: nn.Module) -> int:
+    """Tile size a model was trained on (0 = whole images), from its constructor args."""
+    size = getattr(model, "build_args", {}).get("image_size", 28)
+    return 0 if size == 28 else size
+
+
+@torch.inference_mode()
+def class_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 28, 28) normalised images -> (B, 10) class probabilities.
+
+    A model trained on tiles sees each tile; the image's probabilities are the mean of
+    its tiles' probabilities (design.md, patching)."""
+    patch = patch_of(model)
+    batch = x.shape[0]
+    if patch:
+        x = to_patches(x, patch)
+    out = model(x)
+    probs = out if outputs_probabilities(model) else out.softmax(dim=1)
+    if patch:
+        probs = probs.view(batch, tiles_per_image(patch), -1).mean(dim=1)
+    return probs
+
+
+@torch.inference_mode()
+def predict_dataset(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Probabilities (N, 10) for normalised images (N, 1, 28, 28), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        parts = [class_probabilities(model, images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, 10)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Mean negative log-likelihood and accuracy (percent) on normalised images."""
+    probs = predict_dataset(model, images)
+    labels = labels.cpu()
+    nll = -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
+    accuracy = 100.0 * (probs.argmax(1) == labels).float().mean().item()
+    return {"loss": nll, "accuracy": accuracy}
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, **config.model_kwargs())
+    return init_weights(model, config.init)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, wd, lr = model.parameters(), config.weight_decay, config.lr
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """A per-step schedule over the whole run."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25, cycle_momentum=config.optimizer == "sgd"
+        )
+
+    def factor(step: int) -> float:
+        t = step / max(1, total)
+        if config.schedule == "step":
+            return 1.0 if t < 0.5 else 0.1 if t < 0.75 else 0.01
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _Emitter:
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def __call__(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(*args)
+
+
+def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, config, generator, stop, on_batch) -> dict | None:
+    """One pass over `images` (N, 1, 28, 28) in random order. Returns the epoch's
+    training figures, or None when `stop` was set (the partial epoch is dropped)."""
+    model.train()
+    n, bs = len(images), config.batch_size
+    k = tiles_per_image(config.patch)
+    perm = torch.randperm(n, generator=generator).to(images.device)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    seen = batches = 0
+    for start in range(0, n, bs):
+        if stop.is_set():
+            return None
+        idx = perm[start : start + bs]
+        x, y = images[idx], labels[idx]  # (B, 1, 28, 28), (B,)
+        if config.augment:
+            x = augment(x, generator)
+        if config.patch:
+            x, y = to_patches(x, config.patch), y.repeat_interleave(k)  # (B*k, 1, P, P)
+        out = model(x)
+        loss = criterion(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_value = loss.item()  # one sync per batch: needed for the divergence guard
+        if not math.isfinite(loss_value):
+            raise Diverged(f"batch {batches + 1}")
+        loss_sum += loss_value
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += len(y)
+        batches += 1
+        on_batch(batches, loss_value, len(idx))
+    return {
+        "train_loss": loss_sum.item() / max(1, batches),
+        "train_loss_sum": loss_sum.item(),  # the report's "Loss": per-batch losses summed
+        "train_accuracy": 100.0 * correct.item() / max(1, seen),
+        "batches": batches,
+    }
+
+
+def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), stop: threading.Event | None = None) -> FitResult:
+    """Train `config` on Fashion-MNIST; see the module docstring for the callbacks."""
+    config.validate()
+    emit = _Emitter(callbacks)
+    stop = stop or threading.Event()
+    data = data or load_fashion_mnist()
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.resolved_threads())
+
+    model = build_model(config).to(device)
+    train_x, train_y = normalize(data.train_images).to(device), data.train_labels.to(device)
+    test_x, test_y = normalize(data.test_images).to(device), data.test_labels.to(device)
+    val_x = val_y = None
+    if config.validation:
+        keep, held = split_train_validation(len(train_x), config.validation, seed=config.seed)
+        val_x, val_y = train_x[held.to(device)], train_y[held.to(device)]
+        train_x, train_y = train_x[keep.to(device)], train_y[keep.to(device)]
+
+    steps = math.ceil(len(train_x) / config.batch_size)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    ema = _ema_model(model, config.ema) if config.ema else None
+    generator = torch.Generator().manual_seed(config.seed)
+
+    emit("on_run_start", {
+        "model": config.model, "params": count_parameters(model), "epochs": config.epochs,
+        "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x),
+        "device": str(device), "threads": torch.get_num_threads(),
+    })
+    history: list[dict] = []
+    run_start = time.perf_counter()
+    status, message = "finished", ""
+    total_steps = config.epochs * steps
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        last_emit = [0.0]
+        images_seen = [0]
+
+        def on_batch(batch: int, loss_value: float, n_images: int) -> None:
+            if ema is not None:
+                ema.update_parameters(model)
+            images_seen[0] += n_images
+            now = time.perf_counter()
+            if now - last_emit[0] < 1.0 / BATCH_EVENTS_PER_SECOND and batch < steps:
+                return
+            last_emit[0] = now
+            elapsed = now - run_start
+            done = (epoch - 1) * steps + batch
+            emit("on_batch_end", {
+                "epoch": epoch, "batch": batch, "batches": steps, "loss": loss_value,
+                "lr": optimizer.param_groups[0]["lr"], "progress": done / total_steps,
+                "images_per_s": images_seen[0] / max(1e-9, now - epoch_start),
+                "elapsed_s": elapsed, "eta_s": elapsed / done * (total_steps - done),
+            })
+
+        try:
+            figures = train_one_epoch(model, optimizer, scheduler, criterion, train_x, train_y, config, generator, stop, on_batch)
+        except Diverged as where:
+            status = "diverged"
+            message = (
+                f"training loss became NaN/infinite at epoch {epoch}, {where}: the learning rate "
+                f"({config.lr:g}) is probably too high for this model and optimizer; try {config.lr / 10:g}. "
+                + ("The last good epoch's checkpoint is kept." if history else "No epoch finished, so no checkpoint was saved.")
+            )
+            break
+        if figures is None:
+            status, message = "stopped", f"stopped by request during epoch {epoch}"
+            break
+        train_seconds = time.perf_counter() - epoch_start
+        scored = ema.module if ema is not None else model
+        test = evaluate(scored, test_x, test_y)
+        record = {
+            "epoch": epoch, **figures,
+            "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+            "seconds": time.perf_counter() - epoch_start,
+            "images_per_s": len(train_x) / train_seconds,
+            "lr": optimizer.param_groups[0]["lr"],
+            "elapsed_s": time.perf_counter() - run_start,
+        }
+        if val_x is not None:
+            val = evaluate(scored, val_x, val_y)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        history.append(record)
+        emit("on_checkpoint", scored, record)
+        emit("on_epoch_end", record)
+
+    seconds = time.perf_counter() - run_start
+    final = ema.module if ema is not None else model
+    emit("on_run_end", {"status": status, "message": message, "epochs_done": len(history), "seconds": seconds})
+    return FitResult(model=final, status=status, message=message, history=history, seconds=seconds)
+
+
+def _ema_model(model: nn.Module, decay: float) -> nn.Module:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    # Keep what rebuilds the model, so the averaged weights save like any other model.
+    ema.module.model_name, ema.module.build_args = model.model_name, model.build_args
+    return ema
+

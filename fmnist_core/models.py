@@ -1,0 +1,242 @@
+"""Model registry: the report's five models (Figure 2, layer for layer), VGG11, and ours.
+
+Every builder takes keyword arguments only, and those arguments are stored in the
+checkpoint, so `create_model(name, **args)` rebuilds any saved model. Models return
+logits for (B, 1, S, S) inputs, S = 28 or the patch size when training on tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import CLASSES, IMAGE_SIZE
+
+NUM_CLASSES = len(CLASSES)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    from_report: bool  # one of the report's Figure 2 models
+    default_dropout: float | None  # None: the model has no dropout to tune
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(description: str, *, from_report: bool = False, default_dropout: float | None = None):
+    def wrap(builder: Callable[..., nn.Module]):
+        _REGISTRY[builder.__name__] = ModelInfo(builder.__name__, builder, description, from_report, default_dropout)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model '{name}'. Choose one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; `model.build_args` keeps what rebuilds it."""
+    model = model_info(name).builder(**kwargs)
+    model.model_name = name
+    model.build_args = dict(kwargs)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class Classifier(nn.Module):
+    """features -> flatten -> classifier. Flattening happens in forward (as the report's
+    code did), so the layer table shows exactly the report's rows."""
+
+    def __init__(self, features: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def _flat_size(features: nn.Module, image_size: int) -> int:
+    """Width of the flattened feature map for an image_size x image_size input."""
+    with torch.no_grad():
+        features.eval()
+        size = features(torch.zeros(1, 1, image_size, image_size)).numel()
+        features.train()
+    return size
+
+
+def _mlp(sizes: list[int], activation: Callable[[], nn.Module], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers += [activation(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+# ---- the report's five models ------------------------------------------------------
+
+
+@register_model("Report model 1: MLP 784-500-250-250-10, ReLU, Dropout", from_report=True, default_dropout=0.2)
+def mlp4(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
+    return Classifier(nn.Identity(), _mlp([image_size**2, 500, 250, 250, NUM_CLASSES], nn.ReLU, dropout))
+
+
+@register_model("Report model 2: MLP 784-900-500-450-250-10, LeakyReLU, Dropout", from_report=True, default_dropout=0.2)
+def mlp_custom(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
+    return Classifier(nn.Identity(), _mlp([image_size**2, 900, 500, 450, 250, NUM_CLASSES], nn.LeakyReLU, dropout))
+
+
+@register_model("Report model 3: two tiny conv blocks (4 channels, BN), Linear 196-10", from_report=True)
+def cnn_a(image_size: int = IMAGE_SIZE) -> nn.Module:
+    features = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),  # (B, 4, 14, 14)
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),  # (B, 4, 7, 7)
+    )
+    return Classifier(features, nn.Linear(_flat_size(features, image_size), NUM_CLASSES))
+
+
+@register_model("Report model 4: conv 32 (pad 1x0), Linear 5824-100-10 (optional final Softmax quirk)", from_report=True)
+def cnn_b(softmax_output: bool = False, image_size: int = IMAGE_SIZE) -> nn.Module:
+    """softmax_output=True reproduces the report's model, whose Softmax output was fed to
+    CrossEntropyLoss (a double softmax: the loss cannot fall below ~1.46 and learning is
+    slow). The default returns logits, as CrossEntropyLoss expects."""
+    features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=(1, 0)), nn.ReLU(), nn.MaxPool2d(2))  # (B, 32, 14, 13)
+    head: list[nn.Module] = [nn.Linear(_flat_size(features, image_size), 100), nn.ReLU(), nn.Linear(100, NUM_CLASSES)]
+    if softmax_output:
+        head.append(nn.Softmax(dim=1))
+    return Classifier(features, nn.Sequential(*head))
+
+
+@register_model("Report model 5: conv 32 + conv 4 (BN), MLP 168-100-150-10, LeakyReLU, Dropout", from_report=True, default_dropout=0.2)
+def cnn_c(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
+    features = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=(1, 0)), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 13)
+        nn.Conv2d(32, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),  # (B, 4, 7, 6)
+    )
+    return Classifier(features, _mlp([_flat_size(features, image_size), 100, 150, NUM_CLASSES], nn.LeakyReLU, dropout))
+
+
+# ---- VGG11 and our own models ------------------------------------------------------
+
+
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+@register_model("VGG11 with BatchNorm, adapted to 28x28 (3 pools, global average pool)", default_dropout=0.5)
+def vgg11(dropout: float = 0.5, width: float = 1.0, image_size: int = IMAGE_SIZE) -> nn.Module:
+    """VGG11's eight 3x3 conv layers (64-128-256-256-512-512-512-512). The original
+    five 2x2 pools would shrink 28x28 to below 1x1 (the report's "size
+    inconsistencies"), so only the first three pool (28->14->7->3) and a global
+    average pool replaces the 25,088-wide classifier input."""
+    plan = [64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512]
+    layers: list[nn.Module] = []
+    c_in = 1
+    for item in plan:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            c_out = max(8, int(item * width))
+            layers += _conv_bn(c_in, c_out)
+            c_in = c_out
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    return Classifier(nn.Sequential(*layers), nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, NUM_CLASSES)))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity shortcut (He et al., 2016)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(channels, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+@register_model("Ours, for speed: 3 conv-BN blocks (32-64-128), global pool; ~94k params", default_dropout=0.0)
+def fast_cnn(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
+    w = width
+    features = nn.Sequential(
+        *_conv_bn(1, w), nn.MaxPool2d(2),  # (B, w, 14, 14)
+        *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, 7, 7)
+        *_conv_bn(2 * w, 4 * w), nn.AdaptiveMaxPool2d(1),  # (B, 4w, 1, 1)
+    )
+    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, NUM_CLASSES)))
+
+
+@register_model("Ours, for accuracy: ResNet-style, 3 stages (32-64-128) with residual blocks, BN", default_dropout=0.1)
+def resnet_fm(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
+    w = width
+    features = nn.Sequential(
+        *_conv_bn(1, w),  # (B, w, 28, 28)
+        *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, 14, 14)
+        ResidualBlock(2 * w),
+        *_conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # (B, 4w, 7, 7)
+        ResidualBlock(4 * w),
+        nn.AdaptiveMaxPool2d(1),  # (B, 4w, 1, 1)
+    )
+    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, NUM_CLASSES)))
+
+
+# ---- the report's layer table --------------------------------------------------------
+
+
+def layer_table(model: nn.Module, image_size: int = IMAGE_SIZE) -> list[tuple[str, list[int], int]]:
+    """Rows (layer, output shape, params) in call order, as torchsummary prints them.
+
+    Leaf modules only (containers are not layers); nn.Identity is skipped, it is a
+    placeholder for "no feature extractor" in the MLPs."""
+    rows: list[tuple[str, list[int], int]] = []
+    counter = {"n": 0}
+
+    def hook(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        counter["n"] += 1
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append((f"{type(module).__name__}-{counter['n']}", [-1, *output.shape[1:]], params))
+
+    leaves = [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Identity)]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(2, 1, image_size, image_size))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def summary(model: nn.Module, image_size: int = IMAGE_SIZE) -> str:
+    """The report's Figure 2 format: Layer (type), Output Shape, Param #."""
+    rows = layer_table(model, image_size)
+    lines = [f"{'Layer (type)':<24}{'Output Shape':<24}{'Param #':>12}", "=" * 60]
+    for name, shape, params in rows:
+        lines.append(f"{name:<24}{str(shape):<24}{params:>12,}")
+    lines += ["=" * 60, f"Total params: {count_parameters(model):,}"]
+    return "\n".join(lines)

@@ -1,0 +1,15 @@
+"""Fashion-MNIST Studio: the router. Each page lives in pages/ and stays thin."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Fashion-MNIST Studio", page_icon="👕", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/compare.py", title="Compare", icon="📊"),
+        st.Page("pages/predict.py", title="Predict", icon="🔮"),
+    ]
+)
+navigation.run()
