@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Fashion-MNIST Studio", page_icon="👕", layout="wide")
+st.set_page_config(page_title="Fashion-MNIST Studio", page_icon=":material/checkroom:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
-        st.Page("pages/compare.py", title="Compare", icon="📊"),
-        st.Page("pages/predict.py", title="Predict", icon="🔮"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/draw:"),
     ]
 )
 navigation.run()

@@ -121,6 +121,24 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{path} has damaged metadata ({e}).") from e
 
 
+MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024  # our largest model (vgg11) is ~37 MB
+
+
+def load_checkpoint_bytes(data: bytes, name: str = "upload.safetensors") -> LoadedCheckpoint:
+    """Load an uploaded checkpoint. Only safetensors is accepted: nothing is unpickled."""
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{name} is {len(data) / 1e6:.0f} MB; checkpoints up to {MAX_CHECKPOINT_BYTES // 2**20} MB are accepted")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / WEIGHTS_NAME
+        path.write_bytes(data)
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError as e:
+            raise CheckpointError(str(e).replace(str(path), name)) from e
+    loaded.path = Path(name)
+    return loaded
+
+
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Rebuild the model named in the metadata and load its weights (strictly)."""
     path = resolve_checkpoint_path(path)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
+from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import load_fashion_mnist
 from fmnist_core.runs import RunManager, RunStore, default_root
 
@@ -17,3 +20,13 @@ def run_manager() -> RunManager:
 @st.cache_resource(show_spinner="Reading Fashion-MNIST…")
 def dataset():
     return load_fashion_mnist()
+
+
+@st.cache_resource(max_entries=32)
+def _load_model(path: str, mtime: float):
+    return load_checkpoint(path).model
+
+
+def cached_model(path: str):
+    """A checkpoint's model, loaded once per file version (the mtime is part of the key)."""
+    return _load_model(path, os.path.getmtime(path))

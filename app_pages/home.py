@@ -7,7 +7,7 @@ from fmnist_core.data import CLASSES, class_counts, example_grid
 from fmnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
 from ui.state import dataset
 
-st.title("👕 Fashion-MNIST Studio")
+st.title(":material/checkroom: Fashion-MNIST Studio")
 st.caption("Train, understand and use image classifiers on Fashion-MNIST: 70,000 28x28 grayscale images of 10 clothing classes.")
 
 data = dataset()

@@ -1,0 +1,45 @@
+"""Every model a user can predict with: the shipped pretrained checkpoints and the
+finished runs of the run store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import WEIGHTS_NAME, CheckpointError, read_metadata
+from .runs import RunStore
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "pretrained"
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    label: str  # for a menu
+    path: Path
+    source: str  # pretrained | run
+    model: str
+    test_accuracy: float | None
+
+
+def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
+    try:
+        meta = read_metadata(path)
+    except CheckpointError:
+        return None  # damaged files are listed by the Compare page, not offered here
+    accuracy = meta["metrics"].get("test_accuracy")
+    shown = f"{accuracy:.2f}%" if accuracy is not None else "?"
+    return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy)
+
+
+def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path = PRETRAINED_DIR) -> list[CheckpointEntry]:
+    """Pretrained first (most accurate first), then runs that saved weights (newest first)."""
+    entries = []
+    if pretrained_dir.is_dir():
+        shipped = [_entry(p / WEIGHTS_NAME, "pretrained", p.name) for p in sorted(pretrained_dir.iterdir()) if (p / WEIGHTS_NAME).is_file()]
+        entries += sorted((e for e in shipped if e), key=lambda e: -(e.test_accuracy or 0))
+    for record in (store or RunStore()).list():
+        if record.weights is not None and record.status not in ("queued", "running"):
+            entry = _entry(record.weights, "run", record.name)
+            if entry:
+                entries.append(entry)
+    return entries
