@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny IDX files with real headers, a tiny learnable data set, the real one."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist_core.data import FILES, load_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write a uint8 IDX file exactly as the official ones are laid out."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Learnable 28x28 images: class c is a bright 8x8 block at a class-specific place."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, col = 2 + (c // 5) * 12, 1 + (c % 5) * 5
+        images[i, r : r + 8, col : col + 6] = 220
+    return images
+
+
+def make_idx_dir(folder: Path, n_train: int = 600, n_test: int = 200) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    train_labels = rng.integers(0, 10, n_train).astype(np.uint8)
+    test_labels = rng.integers(0, 10, n_test).astype(np.uint8)
+    write_idx(folder / FILES["train_images"], synthetic_images(train_labels, 1))
+    write_idx(folder / FILES["train_labels"], train_labels)
+    write_idx(folder / FILES["test_images"], synthetic_images(test_labels, 2))
+    write_idx(folder / FILES["test_labels"], test_labels)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return make_idx_dir(tmp_path_factory.mktemp("tiny_idx"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_dir):
+    return load_fashion_mnist(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """The real data set. `make test` installs it; a missing one is a failure, not a skip."""
+    return load_fashion_mnist()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests share 2 cores with whatever else runs; keep torch from oversubscribing."""
+    torch.set_num_threads(1)

@@ -1,0 +1,47 @@
+import pytest
+
+from fmnist_core.config import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize(
+    "overrides, field, words",
+    [
+        ({"model": "nope"}, "model", "cnn_c"),
+        ({"lr": 0.0}, "lr", "(0.0, 10.0]"),
+        ({"lr": -1e-3}, "lr", "out of range"),
+        ({"lr": float("nan")}, "lr", "not a number"),
+        ({"batch_size": 0}, "batch_size", "1 to 8192"),
+        ({"batch_size": 3.5}, "batch_size", "whole number"),
+        ({"epochs": 100000}, "epochs", "1 to 200"),
+        ({"patch": 5}, "patch", "7 or 14"),
+        ({"optimizer": "lbfgs"}, "optimizer", "sgd"),
+        ({"momentum": 1.5}, "momentum", "out of range"),
+        ({"dropout": 1.0}, "dropout", "out of range"),
+        ({"init": "zeros"}, "init", "he_normal"),
+        ({"optimizer": "adam", "nesterov": True}, "nesterov", "sgd"),
+        ({"model": "cnn_c", "softmax_output": True}, "softmax_output", "cnn_b"),
+        ({"label_smoothing": 0.9}, "label_smoothing", "out of range"),
+    ],
+)
+def test_invalid_values_name_the_field_and_the_range(overrides, field, words):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**overrides).validate()
+    assert info.value.field == field
+    assert words in info.value.message
+
+
+def test_defaults_are_valid_and_round_trip():
+    config = TrainConfig(model="mlp4", dropout=0.3, patch=7).validate()
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config
+    assert again.model_kwargs() == {"dropout": 0.3, "image_size": 7}
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.from_dict({"model": "cnn_c", "learning_rate": 0.1})
+
+
+def test_dropout_only_reaches_models_that_have_it():
+    assert TrainConfig(model="cnn_a", dropout=0.5).model_kwargs() == {}
+    assert TrainConfig(model="cnn_b", softmax_output=True).model_kwargs() == {"softmax_output": True}

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from fmnist_core.models import count_parameters, create_model, layer_table, list_models, summary
+
+# Figure 2 of the report: parameter counts and every layer's output shape.
+REPORT = {
+    "mlp4": (583_010, [[-1, 500], [-1, 500], [-1, 500], [-1, 250], [-1, 250], [-1, 250], [-1, 250], [-1, 250], [-1, 250], [-1, 10]]),
+    "mlp_custom": (1_497_710, None),
+    "cnn_a": (2_174, [[-1, 4, 28, 28], [-1, 4, 28, 28], [-1, 4, 28, 28], [-1, 4, 14, 14], [-1, 4, 14, 14], [-1, 4, 14, 14], [-1, 4, 14, 14], [-1, 4, 7, 7], [-1, 10]]),
+    "cnn_b": (583_830, [[-1, 32, 28, 26], [-1, 32, 28, 26], [-1, 32, 14, 13], [-1, 100], [-1, 100], [-1, 10]]),
+    "cnn_c": (35_044, [[-1, 32, 28, 26], [-1, 32, 28, 26], [-1, 32, 14, 13], [-1, 4, 14, 13], [-1, 4, 14, 13], [-1, 4, 14, 13], [-1, 4, 7, 6], [-1, 100], [-1, 100], [-1, 100], [-1, 150], [-1, 150], [-1, 150], [-1, 10]]),
+}
+CNN_C_LAYERS = ["Conv2d-1", "ReLU-2", "MaxPool2d-3", "Conv2d-4", "BatchNorm2d-5", "ReLU-6", "MaxPool2d-7", "Linear-8",
+                "LeakyReLU-9", "Dropout-10", "Linear-11", "LeakyReLU-12", "Dropout-13", "Linear-14"]
+
+
+@pytest.mark.parametrize("name", list(REPORT))
+def test_report_models_match_figure_2(name):
+    params, shapes = REPORT[name]
+    model = create_model(name)
+    assert count_parameters(model) == params
+    if shapes:
+        assert [row[1] for row in layer_table(model)] == shapes
+
+
+def test_cnn_c_table_reads_like_the_report():
+    rows = layer_table(create_model("cnn_c"))
+    assert [r[0] for r in rows] == CNN_C_LAYERS
+    assert [r[2] for r in rows if r[2]] == [320, 1156, 8, 16900, 15150, 1510]
+    text = summary(create_model("cnn_c"))
+    assert "Layer (type)" in text and "Output Shape" in text and "Param #" in text and "35,044" in text
+
+
+def test_cnn_b_softmax_quirk_is_an_option():
+    assert layer_table(create_model("cnn_b", softmax_output=True))[-1][0] == "Softmax-7"
+    assert layer_table(create_model("cnn_b"))[-1][0] == "Linear-6"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    x = torch.randn(4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum().item() for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c", "fast_cnn"])
+@pytest.mark.parametrize("patch", [7, 14])
+def test_models_accept_tiles(name, patch):
+    model = create_model(name, image_size=patch)
+    assert model(torch.randn(3, 1, patch, patch)).shape == (3, 10)
+
+
+def test_unknown_model_lists_the_names():
+    with pytest.raises(ValueError, match="cnn_c"):
+        create_model("resnet9000")
+
+
+def test_build_args_are_kept_for_checkpoints():
+    model = create_model("cnn_c", dropout=0.3)
+    assert model.model_name == "cnn_c" and model.build_args == {"dropout": 0.3}
