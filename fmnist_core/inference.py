@@ -99,7 +99,8 @@ def to_model_input(image: Image.Image | np.ndarray, fit_size: int = FIT_SIZE) ->
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     resized = Image.fromarray((crop * 255).astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS)
     canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    top, left = (IMAGE_SIZE - new_h) // 2, (IMAGE_SIZE - new_w) // 2
+    # Round half up, as Fashion-MNIST centres odd margins (checked on its test set).
+    top, left = (IMAGE_SIZE - new_h + 1) // 2, (IMAGE_SIZE - new_w + 1) // 2
     canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
     return canvas
 

@@ -1,0 +1,98 @@
+import json
+import time
+
+import pytest
+
+from fmnist_core.config import ConfigError, TrainConfig
+from fmnist_core.runs import RunManager, RunStore
+
+
+def cfg(**kw):
+    return TrainConfig(**{**dict(model="cnn_a", optimizer="adam", lr=0.01, batch_size=32, epochs=2, threads=1), **kw})
+
+
+@pytest.fixture
+def manager(tmp_path, tiny_data):
+    return RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data)
+
+
+def test_runs_queue_and_finish_with_files_on_disk(manager):
+    first = manager.submit(cfg(epochs=3), name="first")
+    second = manager.submit(cfg())
+    assert manager.live(second)["status"] == "queued"  # one run at a time
+    assert manager.wait_idle(120)
+    records = {r.id: r for r in manager.list_runs()}
+    assert records[first].status == records[second].status == "finished"
+    assert records[first].name == "first"
+    folder = records[first].path
+    assert len((folder / "history.jsonl").read_text().splitlines()) == 3
+    assert json.loads((folder / "result.json").read_text())["epochs_done"] == 3
+    assert records[first].weights is not None
+    assert records[first].summary()["best_test_accuracy"] > 50
+    snapshot = manager.live(first)
+    assert snapshot["history"] and snapshot["batch_losses"]
+
+
+def test_stop_and_cancel(manager):
+    running = manager.submit(cfg(epochs=200))
+    queued = manager.submit(cfg())
+    deadline = time.time() + 60
+    while not manager.live(running)["history"]:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    manager.stop(queued)
+    manager.stop(running)
+    assert manager.wait_idle(30)
+    records = {r.id: r for r in manager.list_runs()}
+    assert records[running].status == "stopped" and 1 <= len(records[running].history) < 200
+    assert records[running].weights is not None
+    assert records[queued].status == "cancelled"
+
+
+def test_a_run_cut_off_by_a_restart_reads_as_interrupted(manager, tmp_path):
+    run_id = manager.submit(cfg())
+    manager.wait_idle(60)
+    (manager.store.root / run_id / "result.json").unlink()  # as if the server died mid-run
+    fresh = RunStore(tmp_path / "runs")  # a new process sees the folder
+    record = fresh.read(run_id)
+    assert record.status == "interrupted" and len(record.history) == 2
+
+
+def test_failures_become_failed_runs(tmp_path):
+    def broken_loader():
+        raise RuntimeError("disk on fire")
+
+    manager = RunManager(RunStore(tmp_path / "runs"), data_loader=broken_loader)
+    run_id = manager.submit(cfg())
+    manager.wait_idle(30)
+    record = manager.store.read(run_id)
+    assert record.status == "failed" and "disk on fire" in record.result["message"]
+
+
+def test_invalid_config_creates_nothing(manager):
+    with pytest.raises(ConfigError):
+        manager.submit(cfg(lr=-1.0))
+    assert manager.store.ids() == []
+
+
+def test_damaged_files_are_reported_not_fatal(manager):
+    run_id = manager.submit(cfg())
+    manager.wait_idle(60)
+    folder = manager.store.root / run_id
+    with open(folder / "history.jsonl", "a") as f:
+        f.write('{"epoch": 3, "test_acc')  # a line cut off by a crash
+    (folder / "run.json").write_text("{not json")
+    record = manager.store.read(run_id)
+    assert len(record.history) == 2
+    assert any("history.jsonl" in p for p in record.problems) and any("run.json" in p for p in record.problems)
+
+
+def test_rename_and_delete(manager):
+    run_id = manager.submit(cfg(epochs=1))
+    manager.wait_idle(60)
+    manager.store.rename(run_id, "  nice name ")
+    assert manager.store.read(run_id).name == "nice name"
+    with pytest.raises(ValueError):
+        manager.store.rename(run_id, "   ")
+    manager.delete(run_id)
+    assert manager.store.ids() == []
