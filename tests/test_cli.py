@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist_core.checkpoint import load_checkpoint
+from fmnist_core.data import CLASSES, normalize
+from fmnist_core.engine import predict_dataset
+from fmnist_core.zoo import PRETRAINED_DIR
+from tests.conftest import ROOT
+
+
+def cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["train", "--model", "nope"], "unknown model 'nope'"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--lr", "-0.1"], "--lr"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["train", "--patch", "5"], "7 or 14"),
+        (["train", "--model", "cnn_c", "--softmax-output"], "cnn_b"),
+        (["evaluate", "no/such/run"], "not found"),
+        (["summary", "nope"], "unknown model"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, words, tmp_path):
+    result = cli(*args, "--out", str(tmp_path / "run")) if args[0] == "train" else cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_corrupt_checkpoint_and_image(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    result = cli("evaluate", str(bad))
+    assert result.returncode == 2 and "damaged" in result.stderr
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    result = cli("predict", str(PRETRAINED_DIR / "cnn_c_report"), str(text))
+    assert result.returncode == 2 and "notes.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "FMNIST_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    code = "import fmnist_core.data as d, sys; d.DEBIAN_DIR = d.Path('/nowhere'); from fmnist_core.cli import main; sys.exit(main(['train', '--epochs', '1']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "apt-get install dataset-fashion-mnist" in result.stderr
+
+
+def test_models_and_summary():
+    listing = cli("models").stdout
+    for name, params in [("mlp4", "583,010"), ("mlp_custom", "1,497,710"), ("cnn_a", "2,174"), ("cnn_b", "583,830"), ("cnn_c", "35,044")]:
+        assert name in listing and params in listing
+    table = cli("summary", "cnn_b").stdout
+    assert "Conv2d-1" in table and "[-1, 32, 28, 26]" in table and "582,500" in table
+
+
+@pytest.mark.slow
+def test_train_cnn_c_one_epoch_reaches_85_and_evaluates_the_same(tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", "--model", "cnn_c", "--epochs", "1", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    for key in ("model", "params", "epochs", "train_accuracy", "test_accuracy", "test_loss", "train_loss_sum", "seconds", "checkpoint"):
+        assert key in summary
+    assert summary["test_accuracy"] >= 85.0
+    assert summary["params"] == 35_044 and summary["epochs"] == 1
+    assert (out / "model.safetensors").is_file() and (out / "history.jsonl").is_file() and (out / "result.json").is_file()
+    evaluated = last_json(cli("evaluate", str(out / "model.safetensors"), "--json").stdout)
+    assert evaluated["test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+
+
+def test_predict_png_matches_the_raw_tensor(real_data, tmp_path):
+    """Test images saved as PNG and run through `predict` get the model's class for the raw tensor."""
+    loaded = load_checkpoint(PRETRAINED_DIR / "cnn_c_report")
+    raw = predict_dataset(loaded.model, normalize(real_data.test_images[:20])).argmax(1).tolist()
+    paths = []
+    for i in range(20):
+        path = tmp_path / f"test{i}.png"
+        Image.fromarray(real_data.test_images[i].numpy()).save(path)
+        paths.append(str(path))
+    result = cli("predict", str(PRETRAINED_DIR / "cnn_c_report"), *paths, "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = last_json(result.stdout)["predictions"]
+    assert [p["image"] for p in predictions] == paths
+    agree = sum(p["label"] == CLASSES[r] for p, r in zip(predictions, raw))
+    assert agree >= 18  # cropping re-frames a few items by a pixel
+    assert all(abs(sum(v for _, v in p["top"]) - 1) < 1 for p in predictions) and all(len(p["top"]) == 3 for p in predictions)
+
+
+def test_fmnist_core_never_imports_streamlit():
+    code = (
+        "import sys, importlib, pkgutil, fmnist_core\n"
+        "for m in pkgutil.iter_modules(fmnist_core.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module('fmnist_core.' + m.name)\n"
+        "assert 'streamlit' not in sys.modules, 'fmnist_core imported streamlit'\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "ok", result.stderr
