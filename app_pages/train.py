@@ -19,6 +19,9 @@ ACTIVE = ("queued", "running")
 FIELDS = [f for f in TrainConfig.__dataclass_fields__ if f not in ("extra", "validation", "ema", "device")]
 DEFAULTS = TrainConfig().to_dict()
 
+LABELS = {"lr": "Learning rate", "weight_decay": "Weight decay", "batch_size": "Batch size", "schedule": "LR schedule",
+          "label_smoothing": "Label smoothing", "init": "Weight init", "patch": "Patching", "softmax_output": "Softmax output"}
+
 manager = run_manager()
 
 
@@ -100,7 +103,7 @@ with form_col:
             st.toast(f"Run {run_id} queued")
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
-        st.error(f"**{error.field.replace('_', ' ').capitalize()}**: {error.message}. Nothing was started.")
+        st.error(f"**{LABELS.get(error.field, error.field.capitalize())}**: {error.message}. Nothing was started.")
 
 # ---- the selected run, live ---------------------------------------------------------------
 records = manager.list_runs()

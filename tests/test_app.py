@@ -1,0 +1,132 @@
+"""AppTest: every page runs without an exception and its key widgets work."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import streamlit as st
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+APP = str(ROOT / "streamlit_app.py")
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The app with an empty run store of its own (and a fresh run manager)."""
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+
+    def open_page(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        if page:
+            at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    yield open_page
+    st.cache_resource.clear()
+
+
+def test_home_shows_data_and_zoo(app):
+    at = app()
+    assert at.title[0].value.endswith("Fashion-MNIST Studio")
+    counts = at.dataframe[0].value
+    assert counts["train"].tolist() == [6000] * 10 and counts["test"].tolist() == [1000] * 10
+    labels = [e.label for e in at.expander]
+    assert any("cnn_c" in label and "35,044" in label for label in labels)
+    assert len(labels) >= 8
+
+
+def test_train_preset_fills_the_form(app):
+    at = app("train")
+    at.selectbox(key="preset").set_value("report_cnn_c").run()
+    assert at.selectbox(key="f_model").value == "cnn_c"
+    assert at.number_input(key="f_lr").value == pytest.approx(0.01)
+    assert at.number_input(key="f_batch_size").value == 32
+    assert at.number_input(key="f_epochs").value == 20
+    assert at.selectbox(key="f_init").value == "custom"
+    at.selectbox(key="preset").set_value("report_mlp4_patch").run()
+    assert at.selectbox(key="f_model").value == "mlp4" and at.selectbox(key="f_patch").value == 7
+    assert at.number_input(key="f_lr").value == pytest.approx(0.1)
+
+
+def test_train_refuses_invalid_input_and_starts_nothing(app, tmp_path):
+    at = app("train")
+    at.number_input(key="f_lr").set_value(0.0).run()
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert any("Learning rate" in e.value and "Nothing was started" in e.value for e in at.error)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_train_a_short_run_through_the_page(app, tmp_path):
+    at = app("train")
+    at.selectbox(key="f_model").set_value("cnn_a").run()
+    at.number_input(key="f_batch_size").set_value(1024).run()
+    at.number_input(key="f_epochs").set_value(1).run()
+    at.selectbox(key="f_optimizer").set_value("adam").run()
+    at.text_input(key="f_name").set_value("page run").run()
+    at.button(key="start").click().run()
+    assert not at.exception
+    deadline = time.time() + 120
+    while True:
+        at.run()
+        table = at.dataframe(key="runs_table").value if any(d.key == "runs_table" for d in at.dataframe) else None
+        if table is not None and table["status"].tolist() == ["finished"]:
+            break
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+    assert table["name"].tolist() == ["page run"]
+    assert table["best_test_accuracy"].iloc[0] > 60
+    assert any("Test accuracy" in m.label for m in at.metric)
+
+
+def png(draw) -> bytes:
+    image = Image.new("RGB", (300, 300), "white")
+    draw(ImageDraw.Draw(image))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_predict_upload_shows_input_and_probabilities(app):
+    at = app("predict")
+    assert at.selectbox(key="model_choice").options, "no shipped checkpoint offered"
+    trouser = png(lambda d: (d.rectangle([110, 20, 145, 280], fill="black"), d.rectangle([155, 20, 190, 280], fill="black"), d.rectangle([110, 20, 190, 70], fill="black")))
+    at.file_uploader(key="images").set_value([("trouser.png", trouser, "image/png")]).run()
+    assert not at.exception
+    images = at.get("image")
+    assert len(images) == 2  # the upload and the 28x28 model input
+    assert images[1].captions == ["what the model sees (28x28)"]
+    assert any("Trouser" in m.value for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_predict_bad_upload_gets_one_message(app):
+    at = app("predict")
+    at.file_uploader(key="images").set_value([("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")]).run()
+    assert not at.exception
+    assert any("broken.png" in e.value for e in at.error)
+
+
+def test_predict_bad_checkpoint_upload(app):
+    at = app("predict")
+    at.file_uploader(key="ckpt_upload").set_value(("evil.safetensors", b"\x00" * 64, "application/octet-stream")).run()
+    assert not at.exception
+    assert any("Cannot use this checkpoint" in e.value for e in at.error)
+
+
+def test_predict_every_model_and_examples(app):
+    at = app("predict")
+    at.toggle(key="compare_all").set_value(True).run()
+    at.selectbox(key="example_class").set_value("Sneaker").run()
+    at.button(key="random_example").click().run()
+    assert not at.exception
+    verdicts = [m.value for m in at.markdown if "true class" in m.value]
+    assert len(verdicts) == len(at.selectbox(key="model_choice").options)
