@@ -99,7 +99,7 @@ with form_col:
             st.session_state["form_error"] = e
         else:
             st.session_state.pop("form_error", None)
-            st.session_state["selected_run"] = run_id
+            st.session_state["run_picker"] = run_id
             st.toast(f"Run {run_id} queued")
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
@@ -109,8 +109,8 @@ with form_col:
 records = manager.list_runs()
 by_id = {r.id: r for r in records}
 active_ids = [r.id for r in records if r.status in ACTIVE]
-if st.session_state.get("selected_run") not in by_id:
-    st.session_state["selected_run"] = (active_ids or [r.id for r in records] or [None])[0]
+if st.session_state.get("run_picker") not in by_id:  # first visit, or the run was deleted
+    st.session_state["run_picker"] = (active_ids or [r.id for r in records] or [None])[0]
 
 
 def draw_run(run_id: str) -> None:
@@ -162,7 +162,9 @@ def draw_run(run_id: str) -> None:
 
 
 with run_col:
-    selected = st.session_state["selected_run"]
+    selected = st.session_state["run_picker"]
+    if records:
+        st.selectbox("Run", list(by_id), key="run_picker", format_func=lambda rid: f"{by_id[rid].name} · {by_id[rid].status} · {rid}")
     if selected is None:
         st.info("No runs yet. Pick a preset or a model on the left and press **Start training**.")
     else:
@@ -175,15 +177,11 @@ with run_col:
         rows = pd.DataFrame([r.summary() for r in records])
         rows["seconds"] = rows["seconds"].map(lambda s: fmt_seconds(s) if pd.notna(s) else "–")
         shown = rows[["name", "status", "model", "optimizer", "lr", "batch_size", "epochs", "best_test_accuracy", "test_accuracy", "seconds", "created"]]
-        event = st.dataframe(
-            shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="runs_table",
+        st.dataframe(
+            shown, hide_index=True, width="stretch", key="runs_table",
             column_config={"best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
                            "test_accuracy": st.column_config.NumberColumn("last test %", format="%.2f")},
         )
-        picked = event.selection.rows if event and event.selection else []
-        if picked and rows.iloc[picked[0]]["id"] != selected:
-            st.session_state["selected_run"] = rows.iloc[picked[0]]["id"]
-            st.rerun()
         for r in records:
             for problem in r.problems:
                 st.warning(f"{r.id}: {problem}")
@@ -199,7 +197,6 @@ with run_col:
                         st.error(str(e))
                 if b.button("Delete run", key="delete", disabled=selected in active_ids, help="Stop it first if it is training."):
                     manager.delete(selected)
-                    st.session_state["selected_run"] = None
                     st.rerun()
     else:
         st.caption("Runs you start appear here, and stay after a restart.")

@@ -1,0 +1,48 @@
+import io
+import time
+
+from PIL import Image, ImageDraw
+
+from tests.e2e.conftest import open_page
+
+
+def test_draw_on_the_canvas_and_get_a_prediction(page, server):
+    open_page(page, server, "predict")
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + 100, y0 + 30)
+    page.mouse.down()
+    for y in range(30, 260, 10):  # a filled, trouser-shaped block
+        page.mouse.move(x0 + 100, y0 + y, steps=2)
+        page.mouse.move(x0 + 180, y0 + y, steps=4)
+    page.mouse.up()
+    start = time.perf_counter()
+    page.get_by_text("what the model sees (28x28)").wait_for()
+    latency = time.perf_counter() - start
+    print(f"stroke end -> prediction shown: {latency * 1000:.0f} ms")
+    assert page.get_by_text("model call:").count() == 1
+    assert page.locator("[data-testid=stException]").count() == 0
+    # Clear resets the canvas and the prediction goes away.
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_text("Draw an item on the canvas").wait_for()
+
+
+def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
+    open_page(page, server, "predict")
+    photo = Image.new("RGB", (400, 300), "white")
+    ImageDraw.Draw(photo).polygon([(40, 200), (300, 200), (360, 260), (40, 260)], fill=(20, 20, 20))  # a low shoe
+    path = tmp_path / "shoe.png"
+    photo.save(path)
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type=file]").last.set_input_files(str(path))
+    page.get_by_text("what the model sees (28x28)").wait_for()
+    assert page.locator("[data-testid=stVegaLiteChart]").count() >= 1
+    assert page.get_by_text("shoe.png").count() >= 1
+
+    bad = tmp_path / "fake.png"
+    bad.write_bytes(b"not an image at all")
+    page.locator("input[type=file]").last.set_input_files(str(bad))
+    page.get_by_text("fake.png: the file is not an image").wait_for()
+    assert page.locator("[data-testid=stException]").count() == 0
