@@ -14,7 +14,7 @@ REPORT_BASE = dict(optimizer="sgd", momentum=0.9, batch_size=32, epochs=20, init
 
 REPORT_RECIPES: dict[str, dict] = {
     "report_mlp4": dict(REPORT_BASE, model="mlp4", lr=0.1),
-    "report_mlp4_patch": dict(REPORT_BASE, model="mlp4", lr=0.1, patch=7),
+    "report_mlp4_patch": dict(REPORT_BASE, model="mlp4", lr=0.1, patch=14),
     "report_mlp_custom": dict(REPORT_BASE, model="mlp_custom", lr=0.01),
     "report_cnn_a": dict(REPORT_BASE, model="cnn_a", lr=0.01),
     "report_cnn_b": dict(REPORT_BASE, model="cnn_b", lr=0.01, softmax_output=True),

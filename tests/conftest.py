@@ -69,3 +69,11 @@ def real_data():
 def _one_thread():
     """Tests share 2 cores with whatever else runs; keep torch from oversubscribing."""
     torch.set_num_threads(1)
+
+
+def frame_with(at, column: str):
+    """The first st.dataframe of an AppTest whose value has `column` (frames have no keys there)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    return None

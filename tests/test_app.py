@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, frame_with
 
 APP = str(ROOT / "streamlit_app.py")
 
@@ -53,7 +53,7 @@ def test_train_preset_fills_the_form(app):
     assert at.number_input(key="f_epochs").value == 20
     assert at.selectbox(key="f_init").value == "custom"
     at.selectbox(key="preset").set_value("report_mlp4_patch").run()
-    assert at.selectbox(key="f_model").value == "mlp4" and at.selectbox(key="f_patch").value == 7
+    assert at.selectbox(key="f_model").value == "mlp4" and at.selectbox(key="f_patch").value == 14
     assert at.number_input(key="f_lr").value == pytest.approx(0.1)
 
 
@@ -78,7 +78,7 @@ def test_train_a_short_run_through_the_page(app, tmp_path):
     deadline = time.time() + 120
     while True:
         at.run()
-        table = at.dataframe(key="runs_table").value if any(d.key == "runs_table" for d in at.dataframe) else None
+        table = frame_with(at, "best_test_accuracy")
         if table is not None and table["status"].tolist() == ["finished"]:
             break
         assert time.time() < deadline, "the run did not finish"

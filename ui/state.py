@@ -8,6 +8,7 @@ import streamlit as st
 
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import load_fashion_mnist
+from fmnist_core.metrics import analyze
 from fmnist_core.runs import RunManager, RunStore, default_root
 
 
@@ -30,3 +31,13 @@ def _load_model(path: str, mtime: float):
 def cached_model(path: str):
     """A checkpoint's model, loaded once per file version (the mtime is part of the key)."""
     return _load_model(path, os.path.getmtime(path))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Scoring the test set…")
+def _analysis(path: str, mtime: float):
+    return analyze(load_checkpoint(path).model, dataset())
+
+
+def run_analysis(path: str):
+    """Test-set predictions of a checkpoint, computed once per file version."""
+    return _analysis(path, os.path.getmtime(path))

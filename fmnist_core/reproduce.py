@@ -1,0 +1,157 @@
+"""Reproduce the report's Table 1 (and its optimizer and init experiments) with the
+report's own recipe, store each as a normal run, and write the tables to results/."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+from .config import TrainConfig
+from .data import load_fashion_mnist
+from .recipes import RECIPES, REPORT_BASE
+from .runs import RunStore, train_run
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One row of the report's Table 1, as published."""
+
+    label: str
+    recipe: str
+    train_accuracy: float | None
+    test_accuracy: float | None
+    loss: float | None
+    configuration: str
+
+
+TABLE1 = [
+    ReportRow("MLP4", "report_mlp4", 91.9, 88.62, 469.58, "No Patching"),
+    ReportRow("MLP4", "report_mlp4_patch", 88.67, 86.18, 636.18, "Patching"),
+    ReportRow("MLP Custom", "report_mlp_custom", 91.435, 86.61, 503.31, "No Patching"),
+    ReportRow("CNN A", "report_cnn_a", 89.30, 87.75, 567.61, "No Patching"),
+    ReportRow("CNN B (as published: double softmax)", "report_cnn_b", 92.26, 89.49, 2873.43, "No Patching"),
+    ReportRow("CNN B (corrected: logits)", "report_cnn_b_fixed", None, None, None, "No Patching"),
+    ReportRow("CNN C", "report_cnn_c", 93.38, 90.34, 400.0, "No Patching"),
+]
+
+# The report's two other experiments, on its best model (CNN C), everything else as Table 1.
+STUDY_MODEL = dict(REPORT_BASE, model="cnn_c")
+STUDIES: dict[str, list[tuple[str, dict]]] = {
+    "optimizers": [
+        ("SGD (lr 0.01, momentum 0.9)", dict(STUDY_MODEL, optimizer="sgd", lr=0.01)),
+        ("Adam (lr 0.001)", dict(STUDY_MODEL, optimizer="adam", lr=0.001)),
+        ("RMSprop (lr 0.001)", dict(STUDY_MODEL, optimizer="rmsprop", lr=0.001, momentum=0.0)),
+    ],
+    "init": [(f"init {scheme}", dict(STUDY_MODEL, lr=0.01, init=scheme))
+             for scheme in ("default", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "normal", "custom")],
+}
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table1_rows(results: dict[str, dict]) -> list[dict]:
+    """The report's rows beside ours; `results` maps a recipe name to a run result."""
+    rows = []
+    for row in TABLE1:
+        ours = results.get(row.recipe, {})
+        rows.append({
+            "model": row.label, "configuration": row.configuration,
+            "report_train_accuracy": row.train_accuracy, "train_accuracy": ours.get("train_accuracy"),
+            "report_test_accuracy": row.test_accuracy, "test_accuracy": ours.get("test_accuracy"),
+            "report_loss": row.loss, "loss": ours.get("train_loss_sum"),
+            "seconds": ours.get("seconds"), "epochs": ours.get("epochs_done"), "run": ours.get("run", ""),
+        })
+    return rows
+
+
+def study_rows(study: str, results: dict[str, dict]) -> list[dict]:
+    return [{"setting": label, "train_accuracy": results.get(label, {}).get("train_accuracy"),
+             "test_accuracy": results.get(label, {}).get("test_accuracy"), "loss": results.get(label, {}).get("train_loss_sum"),
+             "seconds": results.get(label, {}).get("seconds"), "epochs": results.get(label, {}).get("epochs_done"),
+             "run": results.get(label, {}).get("run", "")} for label, _ in STUDIES[study]]
+
+
+def to_markdown(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for _, key in columns:
+            value = row.get(key)
+            cells.append(_fmt(value, 0 if key == "seconds" else 2) if isinstance(value, (int, float)) or value is None else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+TABLE1_COLUMNS = [
+    ("Model", "model"), ("Configuration", "configuration"),
+    ("Train acc (report)", "report_train_accuracy"), ("Train acc (ours)", "train_accuracy"),
+    ("Test acc (report)", "report_test_accuracy"), ("Test acc (ours)", "test_accuracy"),
+    ("Loss (report)", "report_loss"), ("Loss (ours)", "loss"), ("Seconds (ours)", "seconds"),
+]
+STUDY_COLUMNS = [("Setting", "setting"), ("Train acc", "train_accuracy"), ("Test acc", "test_accuracy"),
+                 ("Loss", "loss"), ("Seconds", "seconds"), ("Epochs", "epochs")]
+
+
+def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[str, TrainConfig]]:
+    """(row key, config) for each run the command will train, validated up front."""
+    if study == "table1":
+        keys = [row.recipe for row in TABLE1]
+        plan = [(key, TrainConfig(**{**RECIPES[key], "epochs": epochs, "name": key})) for key in keys]
+    else:
+        plan = [(label, TrainConfig(**{**values, "epochs": epochs, "name": f"{study}: {label}"})) for label, values in STUDIES[study]]
+    if only:
+        unknown = [o for o in only if o not in {k for k, _ in plan}]
+        if unknown:
+            raise ValueError(f"unknown row(s) {', '.join(unknown)}; choose from: {', '.join(k for k, _ in plan)}")
+        plan = [(k, c) for k, c in plan if k in only]
+    for _, config in plan:
+        config.validate()
+    return plan
+
+
+def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path, store: RunStore | None = None, callbacks=()) -> int:
+    from .cli import ConsoleProgress
+
+    plan = planned_runs(study, epochs, only)
+    data = load_fashion_mnist()
+    store = store or RunStore()
+    results: dict[str, dict] = {}
+    for key, config in plan:
+        print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {config.epochs} epochs")
+        run_id = store.create(config, name=config.name).name
+        result = train_run(store, run_id, config, callbacks=[ConsoleProgress(), *callbacks], data=data)
+        results[key] = {**result, "run": run_id}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if study == "table1":
+        rows, columns, stem = table1_rows(results), TABLE1_COLUMNS, "table1"
+    else:
+        rows, columns, stem = study_rows(study, results), STUDY_COLUMNS, f"study_{study}"
+    markdown = to_markdown(rows, columns)
+    atomic_write_bytes(out_dir / f"{stem}.md", markdown.encode())
+    atomic_write_bytes(out_dir / f"{stem}.csv", to_csv(rows).encode())
+    print("\n" + markdown)
+    print(f"wrote {out_dir / (stem + '.md')} and {out_dir / (stem + '.csv')}")
+    return 0
+
+
+def results_from_runs(records) -> dict[str, dict]:
+    """For each Table 1 recipe, the newest finished run of it in the store (by run name)."""
+    found: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: r.created):
+        recipe = record.config.get("name", "")
+        if recipe in RECIPES and record.status == "finished" and record.result:
+            found[recipe] = {**record.result, "run": record.id}
+    return found
