@@ -174,7 +174,7 @@ def cmd_data(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
-    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results))
+    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results), tables_only=args.tables_only)
 
 
 def cmd_bench(args) -> int:
@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="row names to run (default: all)")
     p.add_argument("--study", choices=("table1", "optimizers", "init"), default="table1")
     p.add_argument("--results", default="results")
+    p.add_argument("--tables-only", dest="tables_only", action="store_true", help="rewrite the tables from the run store, train nothing")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")

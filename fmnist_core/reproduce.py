@@ -29,6 +29,7 @@ class ReportRow:
 
 TABLE1 = [
     ReportRow("MLP4", "report_mlp4", 91.9, 88.62, 469.58, "No Patching"),
+    ReportRow("MLP4 (lr 0.01)", "report_mlp4_low_lr", None, None, None, "No Patching"),
     ReportRow("MLP4", "report_mlp4_patch", 88.67, 86.18, 636.18, "Patching"),
     ReportRow("MLP Custom", "report_mlp_custom", 91.435, 86.61, 503.31, "No Patching"),
     ReportRow("CNN A", "report_cnn_a", 89.30, 87.75, 567.61, "No Patching"),
@@ -64,16 +65,24 @@ def table1_rows(results: dict[str, dict]) -> list[dict]:
             "report_train_accuracy": row.train_accuracy, "train_accuracy": ours.get("train_accuracy"),
             "report_test_accuracy": row.test_accuracy, "test_accuracy": ours.get("test_accuracy"),
             "report_loss": row.loss, "loss": ours.get("train_loss_sum"),
-            "seconds": ours.get("seconds"), "epochs": ours.get("epochs_done"), "run": ours.get("run", ""),
+            "seconds": ours.get("seconds"), "epochs": ours.get("epochs_done"), "status": ours.get("status", ""),
+            "run": ours.get("run", ""),
         })
     return rows
 
 
 def study_rows(study: str, results: dict[str, dict]) -> list[dict]:
-    return [{"setting": label, "train_accuracy": results.get(label, {}).get("train_accuracy"),
-             "test_accuracy": results.get(label, {}).get("test_accuracy"), "loss": results.get(label, {}).get("train_loss_sum"),
-             "seconds": results.get(label, {}).get("seconds"), "epochs": results.get(label, {}).get("epochs_done"),
-             "run": results.get(label, {}).get("run", "")} for label, _ in STUDIES[study]]
+    rows = []
+    for label, _ in STUDIES[study]:
+        ours = results.get(study_run_name(study, label), {})
+        rows.append({"setting": label, "train_accuracy": ours.get("train_accuracy"), "test_accuracy": ours.get("test_accuracy"),
+                     "loss": ours.get("train_loss_sum"), "seconds": ours.get("seconds"), "epochs": ours.get("epochs_done"),
+                     "status": ours.get("status", ""), "run": ours.get("run", "")})
+    return rows
+
+
+def study_run_name(study: str, label: str) -> str:
+    return f"{study}: {label}"
 
 
 def to_markdown(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -82,7 +91,10 @@ def to_markdown(rows: list[dict], columns: list[tuple[str, str]]) -> str:
         cells = []
         for _, key in columns:
             value = row.get(key)
-            cells.append(_fmt(value, 0 if key == "seconds" else 2) if isinstance(value, (int, float)) or value is None else str(value))
+            if isinstance(value, float):
+                cells.append(_fmt(value, 0 if key == "seconds" else 2))
+            else:
+                cells.append("–" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -99,10 +111,11 @@ TABLE1_COLUMNS = [
     ("Model", "model"), ("Configuration", "configuration"),
     ("Train acc (report)", "report_train_accuracy"), ("Train acc (ours)", "train_accuracy"),
     ("Test acc (report)", "report_test_accuracy"), ("Test acc (ours)", "test_accuracy"),
-    ("Loss (report)", "report_loss"), ("Loss (ours)", "loss"), ("Seconds (ours)", "seconds"),
+    ("Loss (report)", "report_loss"), ("Loss (ours)", "loss"), ("Epochs", "epochs"), ("Seconds (ours)", "seconds"),
+    ("Status", "status"),
 ]
 STUDY_COLUMNS = [("Setting", "setting"), ("Train acc", "train_accuracy"), ("Test acc", "test_accuracy"),
-                 ("Loss", "loss"), ("Seconds", "seconds"), ("Epochs", "epochs")]
+                 ("Loss", "loss"), ("Epochs", "epochs"), ("Seconds", "seconds"), ("Status", "status")]
 
 
 def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[str, TrainConfig]]:
@@ -111,7 +124,7 @@ def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[
         keys = [row.recipe for row in TABLE1]
         plan = [(key, TrainConfig(**{**RECIPES[key], "epochs": epochs, "name": key})) for key in keys]
     else:
-        plan = [(label, TrainConfig(**{**values, "epochs": epochs, "name": f"{study}: {label}"})) for label, values in STUDIES[study]]
+        plan = [(label, TrainConfig(**{**values, "epochs": epochs, "name": study_run_name(study, label)})) for label, values in STUDIES[study]]
     if only:
         unknown = [o for o in only if o not in {k for k, _ in plan}]
         if unknown:
@@ -122,23 +135,27 @@ def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[
     return plan
 
 
-def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path, store: RunStore | None = None, callbacks=()) -> int:
+def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path, store: RunStore | None = None,
+                  callbacks=(), tables_only: bool = False) -> int:
+    """Train the planned rows (unless tables_only), then write the table from the run
+    store: each row shows the newest run of its recipe, so rows can be rerun one by one."""
     from .cli import ConsoleProgress
 
-    plan = planned_runs(study, epochs, only)
-    data = load_fashion_mnist()
+    plan = [] if tables_only else planned_runs(study, epochs, only)
     store = store or RunStore()
-    results: dict[str, dict] = {}
+    data = load_fashion_mnist() if plan else None
     for key, config in plan:
         print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {config.epochs} epochs")
         run_id = store.create(config, name=config.name).name
         result = train_run(store, run_id, config, callbacks=[ConsoleProgress(), *callbacks], data=data)
-        results[key] = {**result, "run": run_id}
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if result["status"] != "finished":
+            print(f"{result['status']}: {result['message']}")
+    results = results_from_runs(store.list())
     if study == "table1":
         rows, columns, stem = table1_rows(results), TABLE1_COLUMNS, "table1"
     else:
         rows, columns, stem = study_rows(study, results), STUDY_COLUMNS, f"study_{study}"
+    out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(rows, columns)
     atomic_write_bytes(out_dir / f"{stem}.md", markdown.encode())
     atomic_write_bytes(out_dir / f"{stem}.csv", to_csv(rows).encode())
@@ -148,10 +165,11 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
 
 
 def results_from_runs(records) -> dict[str, dict]:
-    """For each Table 1 recipe, the newest finished run of it in the store (by run name)."""
+    """For each run name (a recipe, or a study's row), the newest run that ended with
+    figures or diverged; runs stopped or cut short by the user are left out."""
     found: dict[str, dict] = {}
     for record in sorted(records, key=lambda r: r.created):
-        recipe = record.config.get("name", "")
-        if recipe in RECIPES and record.status == "finished" and record.result:
-            found[recipe] = {**record.result, "run": record.id}
+        name = record.config.get("name", "")
+        if name and record.result and record.status in ("finished", "diverged"):
+            found[name] = {**record.result, "run": record.id}
     return found

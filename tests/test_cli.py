@@ -112,3 +112,20 @@ def test_fmnist_core_never_imports_streamlit():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_one_epoch_end_to_end(tmp_path):
+    import os
+
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
+    result = cli("reproduce", "--epochs", "1", "--only", "report_cnn_a", "report_mlp4_patch", "--results", str(tmp_path / "results"), env=env)
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "results" / "table1.md").read_text()
+    cnn_a = next(line for line in table.splitlines() if line.startswith("| CNN A |"))
+    cells = [c.strip() for c in cnn_a.strip("|").split("|")]
+    assert cells[2] == "89.30" and float(cells[5]) > 80 and cells[8] == "1" and cells[10] == "finished"
+    assert (tmp_path / "results" / "table1.csv").read_text().startswith("model,configuration,")
+    assert len(os.listdir(tmp_path / "runs")) == 2  # each row is a normal run
+    again = cli("reproduce", "--tables-only", "--results", str(tmp_path / "results"), env=env)
+    assert again.returncode == 0 and (tmp_path / "results" / "table1.md").read_text() == table

@@ -42,12 +42,12 @@ def test_config_differences_sentence():
 
 
 def test_table1_rows_put_ours_beside_the_report():
-    rows = table1_rows({"report_cnn_c": {"train_accuracy": 92.1, "test_accuracy": 90.6, "train_loss_sum": 393.0, "seconds": 270, "epochs_done": 20}})
+    rows = table1_rows({"report_cnn_c": {"train_accuracy": 92.1, "test_accuracy": 90.6, "train_loss_sum": 393.0, "seconds": 270.0, "epochs_done": 20, "status": "finished"}})
     cnn_c = rows[-1]
     assert cnn_c["report_test_accuracy"] == 90.34 and cnn_c["test_accuracy"] == 90.6 and cnn_c["loss"] == 393.0
     assert rows[0]["test_accuracy"] is None and len(rows) == len(TABLE1)
     markdown = to_markdown(rows, TABLE1_COLUMNS)
-    assert "| CNN C | No Patching | 93.38 | 92.10 | 90.34 | 90.60 | 400.00 | 393.00 | 270 |" in markdown
+    assert "| CNN C | No Patching | 93.38 | 92.10 | 90.34 | 90.60 | 400.00 | 393.00 | 20 | 270 | finished |" in markdown
 
 
 def test_planned_runs_use_the_report_recipe():
@@ -111,4 +111,5 @@ def test_compare_page_survives_damaged_runs(store_with_two_runs):
 
 def test_results_from_runs_takes_the_newest_finished(store_with_two_runs):
     found = results_from_runs(store_with_two_runs.list_runs())
-    assert list(found) == ["report_cnn_c"]
+    assert sorted(found) == ["faster", "report_cnn_c"]
+    assert found["report_cnn_c"]["status"] == "finished"

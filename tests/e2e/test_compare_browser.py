@@ -1,0 +1,27 @@
+import pytest
+
+from fmnist_core.config import TrainConfig
+from fmnist_core.runs import RunManager, RunStore
+from tests.e2e.conftest import StreamlitServer, open_page
+
+
+@pytest.fixture(scope="module")
+def server_with_two_runs(tmp_path_factory, tiny_data):
+    folder = tmp_path_factory.mktemp("compare")
+    manager = RunManager(RunStore(folder / "runs"), data_loader=lambda: tiny_data)
+    for lr, name in ((0.01, "slow lr"), (0.1, "fast lr")):
+        manager.submit(TrainConfig(model="cnn_a", optimizer="sgd", lr=lr, batch_size=32, epochs=2, threads=1, name=name))
+    assert manager.wait_idle(120)
+    server = StreamlitServer(folder / "runs", folder / "streamlit.log").start()
+    yield server
+    server.stop()
+
+
+def test_overlay_chart_and_table(page, server_with_two_runs):
+    open_page(page, server_with_two_runs, "compare")
+    page.get_by_text("only lr differs").wait_for()
+    page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3")  # 2 overlays + confusion
+    table = page.locator("[data-testid=stDataFrame]").first
+    assert table.get_by_text("slow lr").count() == 1 and table.get_by_text("fast lr").count() == 1
+    page.get_by_text("What a model gets wrong").wait_for()
+    assert page.locator("[data-testid=stException]").count() == 0
