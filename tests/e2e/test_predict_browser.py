@@ -38,7 +38,7 @@ def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
     page.get_by_role("tab", name="Upload").click()
     page.locator("input[type=file]").last.set_input_files(str(path))
     page.get_by_text("what the model sees (28x28)").wait_for()
-    assert page.locator("[data-testid=stVegaLiteChart]").count() >= 1
+    page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 1")  # the probabilities
     assert page.get_by_text("shoe.png").count() >= 1
 
     bad = tmp_path / "fake.png"
