@@ -128,7 +128,9 @@ def draw_run(run_id: str) -> None:
              "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}
     cols = st.columns([2, 1])
     cols[0].markdown(f"**Status:** {badge.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
-    if status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
+    if status in ACTIVE and live is None:
+        st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
+    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
         manager.stop(run_id)
     if message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(message)

@@ -5,8 +5,9 @@ A run is a folder `<root>/<id>/`:
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     model.safetensors  the weights after the last finished epoch
+    owner.json      the pid of the process training it
     result.json     written once, when the run ends (finished/stopped/diverged/failed/cancelled)
-A folder without result.json that no live manager is training was cut off by a crash or
+A folder without result.json whose owner process is gone was cut off by a crash or
 restart: it reads back as "interrupted", with the epochs it completed.
 """
 
@@ -75,6 +76,20 @@ class RunRecord:
         }
 
 
+def _alive_elsewhere(pid) -> bool:
+    """Is `pid` a live process other than this one? (A run trained by the CLI while the
+    app is open is running, not interrupted; this process's own runs are tracked live.)"""
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -127,7 +142,11 @@ class RunStore:
                     break
         except FileNotFoundError:
             pass
-        status = result.get("status", "failed") if isinstance(result, dict) else "interrupted"
+        if isinstance(result, dict):
+            status = result.get("status", "failed")
+        else:
+            owner = _read_json(path / "owner.json", [], {})
+            status = "running" if _alive_elsewhere(owner.get("pid")) else "interrupted"
         return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems)
 
     def list(self) -> list[RunRecord]:
@@ -157,6 +176,7 @@ class RunWriter:
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
+        atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
 
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)

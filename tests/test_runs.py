@@ -96,3 +96,21 @@ def test_rename_and_delete(manager):
         manager.store.rename(run_id, "   ")
     manager.delete(run_id)
     assert manager.store.ids() == []
+
+
+def test_a_run_trained_by_another_live_process_reads_as_running(manager, tmp_path):
+    import subprocess
+    import sys
+
+    run_id = manager.submit(cfg())
+    manager.wait_idle(60)
+    folder = manager.store.root / run_id
+    (folder / "result.json").unlink()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (folder / "owner.json").write_text(json.dumps({"pid": other.pid}))
+        assert RunStore(tmp_path / "runs").read(run_id).status == "running"
+    finally:
+        other.kill()
+        other.wait()
+    assert RunStore(tmp_path / "runs").read(run_id).status == "interrupted"
