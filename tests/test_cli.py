@@ -129,3 +129,17 @@ def test_reproduce_one_epoch_end_to_end(tmp_path):
     assert len(os.listdir(tmp_path / "runs")) == 2  # each row is a normal run
     again = cli("reproduce", "--tables-only", "--results", str(tmp_path / "results"), env=env)
     assert again.returncode == 0 and (tmp_path / "results" / "table1.md").read_text() == table
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_its_three_tables():
+    """A smoke test: the tables are produced (speed itself is measured by hand, not asserted)."""
+    result = cli("bench", "--quick", "--json")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "1. Training throughput" in out and "2. Seconds to test accuracy" in out and "3. Prediction" in out
+    data = last_json(out)
+    assert [row["model"] for row in data["throughput"]] == ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c"]
+    assert all(row["engine"] > 0 and row["tutorial"] > 0 for row in data["throughput"])
+    assert data["time_to_accuracy"][0]["recipe"] == "fast" and 80 < data["time_to_accuracy"][0]["final_accuracy"][0] <= 100
+    assert {row["model"] for row in data["latency"]} >= {"cnn_c_report"}

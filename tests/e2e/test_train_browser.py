@@ -33,7 +33,7 @@ def status_text(page) -> str:
 
 def test_watch_refresh_stop_and_restart(page, server):
     open_page(page, server, "train")
-    start_run(page, epochs=2, name="watched")
+    start_run(page, epochs=20, name="watched")  # long enough to still be running when we stop it
     # progress with ETA and throughput, then the epoch charts
     progress = page.locator("[data-testid=stProgress]")
     progress.wait_for(timeout=60_000)

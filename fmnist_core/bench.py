@@ -1,0 +1,185 @@
+"""`python -m fmnist_core bench`: speed tables, measured side by side in one process.
+
+1. Training throughput of the report's five models: our engine (uint8 data in memory,
+   index batches) vs the usual tutorial pipeline (torchvision FashionMNIST + ToTensor +
+   DataLoader), same model, batch size, optimizer and thread count.
+2. Time to 90/92/93/94% test accuracy for each recipe (mean and spread over seeds).
+3. Prediction latency (p50/p99, one image) and batched throughput for shipped models.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import FILES, find_data_dir, load_fashion_mnist, normalize
+from .engine import build_model, build_optimizer, build_scheduler, train_one_epoch
+from .inference import predict_images
+from .recipes import OUR_RECIPES, recipe_config
+from .zoo import PRETRAINED_DIR
+
+REPORT_MODELS = ("mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c")
+THRESHOLDS = (90.0, 92.0, 93.0, 94.0)
+
+
+def _train_config(model: str, batch_size: int, threads: int) -> TrainConfig:
+    return TrainConfig(model=model, optimizer="sgd", lr=0.01, momentum=0.9, batch_size=batch_size, epochs=1, threads=threads)
+
+
+def engine_throughput(model: str, batch_size: int, n_batches: int, threads: int) -> float:
+    """Images/s of train_one_epoch itself on the first n_batches*batch_size images."""
+    config = _train_config(model, batch_size, threads)
+    torch.set_num_threads(threads)
+    data = load_fashion_mnist()
+    n = n_batches * batch_size
+    images, labels = normalize(data.train_images[:n]), data.train_labels[:n]
+    net = build_model(config)
+    optimizer = build_optimizer(net, config)
+    scheduler = build_scheduler(optimizer, config, n_batches)
+    start = time.perf_counter()
+    train_one_epoch(net, optimizer, scheduler, nn.CrossEntropyLoss(), images, labels, config,
+                    torch.Generator().manual_seed(0), threading.Event(), lambda *a: None)
+    return n / (time.perf_counter() - start)
+
+
+def _torchvision_root() -> Path:
+    """torchvision's FashionMNIST wants uncompressed files under <root>/FashionMNIST/raw/."""
+    root = Path(tempfile.gettempdir()) / "fmnist-bench-torchvision"
+    raw = root / "FashionMNIST" / "raw"
+    if not all((raw / stem).is_file() for stem in FILES.values()):
+        raw.mkdir(parents=True, exist_ok=True)
+        source = find_data_dir()
+        for stem in FILES.values():
+            gz, plain = source / (stem + ".gz"), source / stem
+            with (gzip.open(gz, "rb") if gz.is_file() else open(plain, "rb")) as f, open(raw / stem, "wb") as out:
+                shutil.copyfileobj(f, out)
+    return root
+
+
+def tutorial_throughput(model: str, batch_size: int, n_batches: int, threads: int) -> float:
+    """Images/s of the tutorial pipeline: Dataset + ToTensor/Normalize + DataLoader."""
+    from torchvision import datasets, transforms
+
+    torch.set_num_threads(threads)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
+    dataset = datasets.FashionMNIST(str(_torchvision_root()), train=True, download=False, transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    config = _train_config(model, batch_size, threads)
+    net = build_model(config)
+    optimizer = build_optimizer(net, config)
+    criterion = nn.CrossEntropyLoss()
+    net.train()
+    seen = 0
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(loader):
+        if i == n_batches:
+            break
+        loss = criterion(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+class _Clock:
+    """Engine callback: wall-clock seconds at the end of each epoch, with test accuracy."""
+
+    def __init__(self):
+        self.points: list[tuple[float, float]] = []
+
+    def on_epoch_end(self, record: dict) -> None:
+        self.points.append((record["elapsed_s"], record["test_accuracy"]))
+
+
+def time_to_accuracy(recipe: str, seeds: int, threads: int) -> dict:
+    from .engine import fit
+
+    per_threshold: dict[float, list[float | None]] = {t: [] for t in THRESHOLDS}
+    finals = []
+    for seed in range(seeds):
+        clock = _Clock()
+        fit(recipe_config(recipe, seed=seed, threads=threads), callbacks=[clock])
+        finals.append(clock.points[-1][1])
+        for t in THRESHOLDS:
+            per_threshold[t].append(next((s for s, acc in clock.points if acc >= t), None))
+    return {"recipe": recipe, "final_accuracy": finals, "seconds_to": {str(t): v for t, v in per_threshold.items()}}
+
+
+def latency(path: Path, calls: int) -> dict:
+    loaded = load_checkpoint(path)
+    data = load_fashion_mnist()
+    images = [img.numpy() for img in data.test_images[:calls]]
+    predict_images(loaded.model, images[:5])  # warm-up
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        predict_images(loaded.model, [image])
+        times.append((time.perf_counter() - start) * 1000)
+    start = time.perf_counter()
+    from .engine import predict_dataset
+
+    predict_dataset(loaded.model, normalize(data.test_images))
+    batched = len(data.test_images) / (time.perf_counter() - start)
+    return {"model": path.name, "p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "batched_images_per_s": batched}
+
+
+def _spread(values: list[float | None]) -> str:
+    if any(v is None for v in values) or not values:
+        reached = sum(v is not None for v in values)
+        return f"no ({reached}/{len(values)} seeds)"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, threads: int = 1) -> int:
+    out: dict = {"threads": threads, "quick": quick}
+    batch_size = 32  # the report's batch size
+    n_batches = 150 if quick else 600
+    print(f"1. Training throughput, images/s (batch {batch_size}, SGD, {threads} thread(s), {n_batches} batches)")
+    print(f"{'model':<12}{'engine':>10}{'tutorial':>10}{'ratio':>8}")
+    rows = []
+    for model in REPORT_MODELS:
+        ours = engine_throughput(model, batch_size, n_batches, threads)
+        theirs = tutorial_throughput(model, batch_size, n_batches, threads)
+        rows.append({"model": model, "engine": ours, "tutorial": theirs, "ratio": ours / theirs})
+        print(f"{model:<12}{ours:>10,.0f}{theirs:>10,.0f}{ours / theirs:>7.2f}x", flush=True)
+    out["throughput"] = rows
+
+    recipes = ["fast"] if quick else list(OUR_RECIPES)
+    seeds = 1 if quick else seeds
+    print(f"\n2. Seconds to test accuracy (mean ± std over {seeds} seed(s); wall clock incl. per-epoch test evaluation)")
+    print(f"{'recipe':<10}" + "".join(f"{f'{t:.0f}%':>22}" for t in THRESHOLDS) + f"{'final %':>16}")
+    out["time_to_accuracy"] = []
+    for recipe in recipes:
+        result = time_to_accuracy(recipe, seeds, threads)
+        out["time_to_accuracy"].append(result)
+        cells = "".join(f"{_spread(result['seconds_to'][str(t)]):>22}" for t in THRESHOLDS)
+        print(f"{recipe:<10}{cells}{_spread(result['final_accuracy']):>16}", flush=True)
+
+    print("\n3. Prediction (eager PyTorch, inference mode, CPU)")
+    print(f"{'checkpoint':<20}{'p50 ms':>10}{'p99 ms':>10}{'batched img/s':>16}")
+    out["latency"] = []
+    for folder in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []:
+        if (folder / "model.safetensors").is_file():
+            row = latency(folder, 100 if quick else 500)
+            out["latency"].append(row)
+            print(f"{row['model']:<20}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}{row['batched_images_per_s']:>16,.0f}", flush=True)
+    if as_json:
+        print(json.dumps(out))
+    return 0
