@@ -22,10 +22,6 @@ from .models import count_parameters, create_model, list_models, model_info, sum
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ImageError, ValueError, FileNotFoundError)
 
 
-class UsageError(Exception):
-    pass
-
-
 def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)}:{int(s % 60):02d}"
 
@@ -75,16 +71,9 @@ def cmd_train(args) -> int:
 
     config = _config_from_args(args)
     load_fashion_mnist()  # fail before creating anything if the data is missing
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
-            raise UsageError(f"--out {out} exists and is not empty; pick a new folder")
-        store, run_id = RunStore(out.parent), None
-        out.mkdir(parents=True, exist_ok=True)
-        run_id = _create_in(store, out, config)
-    else:
-        store = RunStore()
-        run_id = store.create(config).name
+    out = Path(args.out) if args.out else None
+    store = RunStore(out.parent) if out is not None else RunStore()
+    run_id = store.create(config, run_id=out.name if out is not None else None).name
     result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)])
     checkpoint = store.root / run_id
     if result["status"] != "finished":
@@ -95,17 +84,6 @@ def cmd_train(args) -> int:
     else:
         print(f"saved to {checkpoint}")
     return 0 if result["status"] in ("finished", "stopped") else 1
-
-
-def _create_in(store, out: Path, config: TrainConfig) -> str:
-    """Lay out a run folder at the exact path the user named."""
-    from datetime import datetime, timezone
-
-    from .checkpoint import atomic_write_json
-
-    atomic_write_json(out / "run.json", {"id": out.name, "name": config.name or out.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    atomic_write_json(out / "config.json", config.to_dict())
-    return out.name
 
 
 def cmd_evaluate(args) -> int:
@@ -255,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, *USER_ERRORS) as e:
+    except USER_ERRORS as e:
         message = e.message if isinstance(e, ConfigError) else str(e)
         field = f"--{e.field.replace('_', '-')}: " if isinstance(e, ConfigError) else ""
         print(f"error: {field}{message}", file=sys.stderr)

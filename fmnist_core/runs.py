@@ -111,11 +111,15 @@ class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_root()
 
-    def create(self, config: TrainConfig, name: str = "") -> Path:
+    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None) -> Path:
+        """A new run folder (named `run_id`, or timestamp-model-random); an existing
+        folder is only reused when empty."""
         stamp = datetime.now(timezone.utc)
-        run_id = f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
+        run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)
+        if any(path.iterdir()):
+            raise ValueError(f"{path} exists and is not empty; pick a new folder")
         atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")})
         atomic_write_json(path / "config.json", config.to_dict())
         return path

@@ -45,3 +45,15 @@ def test_unknown_setting_is_refused():
 def test_dropout_only_reaches_models_that_have_it():
     assert TrainConfig(model="cnn_a", dropout=0.5).model_kwargs() == {}
     assert TrainConfig(model="cnn_b", softmax_output=True).model_kwargs() == {"softmax_output": True}
+
+
+def test_every_recipe_is_a_valid_config():
+    from fmnist_core.recipes import DESCRIPTIONS, OUR_RECIPES, RECIPES, recipe_config
+
+    for name in RECIPES:
+        config = recipe_config(name).validate()
+        assert config.name == name
+    assert set(DESCRIPTIONS) == set(OUR_RECIPES)
+    assert recipe_config("report_cnn_c", epochs=1).epochs == 1
+    with pytest.raises(ValueError, match="fast"):
+        recipe_config("quickest")
