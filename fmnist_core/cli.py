@@ -158,7 +158,7 @@ def cmd_reproduce(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads)
+    return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads, recipes=args.recipes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (default 1)")
+    p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast balanced; 'best' takes ~40 min a seed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser
