@@ -42,10 +42,15 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
+MAX_CHART_POINTS = 200  # a live chart redrawn every second must stay cheap to build and render
+
+
 def batch_loss_chart(points: list[tuple[int, float]], height: int = 220) -> alt.Chart:
     steps = [p[0] for p in points]
     losses = [p[1] for p in points]
     frame = pd.DataFrame({"step": steps, "loss": losses, "smoothed": smooth(losses)})
+    if len(frame) > MAX_CHART_POINTS:  # smooth on every point, draw an even subsample
+        frame = frame.iloc[:: -(-len(frame) // MAX_CHART_POINTS)]
     base = alt.Chart(frame, height=height, title="Training loss per batch (smoothed)").encode(x=alt.X("step:Q", title="batch"))
     raw = base.mark_line(opacity=0.25, color="#4c78a8").encode(y=alt.Y("loss:Q", title=None))
     return raw + base.mark_line(color="#4c78a8").encode(y="smoothed:Q", tooltip=["step", alt.Tooltip("smoothed:Q", format=".4f")])
