@@ -113,36 +113,57 @@ if st.session_state.get("run_picker") not in by_id:  # first visit, or the run w
     st.session_state["run_picker"] = (active_ids or [r.id for r in records] or [None])[0]
 
 
-def draw_run(run_id: str) -> None:
+BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
+          "finished": ":green[:material/check_circle:] finished", "stopped": ":material/stop_circle: stopped",
+          "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
+          "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}
+
+
+def run_state(run_id: str) -> dict:
+    """The run as this manager sees it live, or as the store reads it from disk."""
     live = manager.live(run_id)
-    record = manager.store.read(run_id) if live is None else None
-    status = live["status"] if live else record.status
-    history = live["history"] if live else record.history
-    config = live["config"] if live else record.config
-    message = live["message"] if live else (record.result or {}).get("message", "")
-    st.subheader(f"{by_id[run_id].name if run_id in by_id else run_id}")
-    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
-    badge = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
-             "finished": ":green[:material/check_circle:] finished", "stopped": ":material/stop_circle: stopped",
-             "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
-             "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}
+    if live is not None:
+        return {**live, "live": True}
+    record = manager.store.read(run_id)
+    return {"status": record.status, "history": record.history, "config": record.config, "live": False,
+            "message": (record.result or {}).get("message", ""), "progress": {}, "batch_losses": []}
+
+
+def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
+    """Status, stop, progress and per-batch loss: polled every second while the run is active.
+    The epoch charts sit outside it and are redrawn (one full rerun) only when an epoch ends,
+    so the page costs the training as little CPU as possible."""
+    run = run_state(run_id)
+    status, config = run["status"], run["config"]
+    if status != status_shown or len(run["history"]) != epochs_shown:
+        st.rerun()  # an epoch ended or the status changed: redraw the page once
     cols = st.columns([2, 1])
-    cols[0].markdown(f"**Status:** {badge.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
-    if status in ACTIVE and live is None:
+    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
+    if status in ACTIVE and not run["live"]:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
         manager.stop(run_id)
-    if message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
-        (st.error if status in ("diverged", "failed") else st.info)(message)
+    if run["message"] and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
+        (st.error if status in ("diverged", "failed") else st.info)(run["message"])
     if status == "queued":
         st.info(f"Waiting in the queue (position {manager.queue_position(run_id)}): one run trains at a time so runs don't fight over the CPU.")
-    if live and status == "running":
-        p = live["progress"]
-        done = p.get("progress", 0.0)
-        st.progress(min(1.0, done), text=(
+    if run["live"] and status == "running":
+        p = run["progress"]
+        st.progress(min(1.0, p.get("progress", 0.0)), text=(
             f"epoch {p.get('epoch', 0)}/{config['epochs']} · batch {p.get('batch', 0)}/{p.get('batches', 0)} · "
             f"{p.get('images_per_s', 0):,.0f} img/s · ETA {fmt_seconds(p.get('eta_s'))}"
         ))
+    if run["batch_losses"]:
+        st.altair_chart(batch_loss_chart(run["batch_losses"]), width="stretch")
+
+
+def draw_run(run_id: str) -> None:
+    run = run_state(run_id)
+    status, history, config = run["status"], run["history"], run["config"]
+    st.subheader(by_id[run_id].name if run_id in by_id else run_id)
+    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
+    # Only an active run polls; a finished one is drawn once.
+    st.fragment(live_panel, run_every=REFRESH_SECONDS if status in ACTIVE else None)(run_id, status, len(history))
     if history:
         last = history[-1]
         m = st.columns(4)
@@ -155,12 +176,6 @@ def draw_run(run_id: str) -> None:
         charts[1].altair_chart(epoch_chart(history, "loss"), width="stretch")
     elif status == "running":
         st.caption("The epoch charts appear when the first epoch ends.")
-    if live and live["batch_losses"]:
-        st.altair_chart(batch_loss_chart(live["batch_losses"]), width="stretch")
-    if live and st.session_state.get("was_active") and status not in ACTIVE:
-        st.session_state["was_active"] = False
-        st.rerun()  # the run just ended: redraw the whole page (run list, buttons)
-    st.session_state["was_active"] = status in ACTIVE
 
 
 with run_col:
@@ -170,8 +185,7 @@ with run_col:
     if selected is None:
         st.info("No runs yet. Pick a preset or a model on the left and press **Start training**.")
     else:
-        # Only an active run polls; a finished one is drawn once.
-        st.fragment(draw_run, run_every=REFRESH_SECONDS if selected in active_ids else None)(selected)
+        draw_run(selected)
 
     st.divider()
     st.subheader("All runs")
