@@ -5,6 +5,7 @@
    DataLoader), same model, batch size, optimizer and thread count.
 2. Time to 90/92/93/94% test accuracy for each recipe (mean and spread over seeds).
 3. Prediction latency (p50/p99, one image) and batched throughput for shipped models.
+4. Where a training step's time goes (data, forward, backward, optimizer), per recipe.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .data import FILES, find_data_dir, load_fashion_mnist, normalize
-from .engine import build_model, build_optimizer, build_scheduler, train_one_epoch
+from .data import FILES, augment, find_data_dir, load_fashion_mnist, normalize
+from .engine import autocast, build_model, build_optimizer, build_scheduler, train_one_epoch
 from .inference import predict_images
 from .recipes import recipe_config
 from .zoo import PRETRAINED_DIR
@@ -93,6 +94,51 @@ def tutorial_throughput(model: str, batch_size: int, n_batches: int, threads: in
         loss.item()
         seen += len(y)
     return seen / (time.perf_counter() - start)
+
+
+PHASES = ("data", "forward", "backward", "step", "other")
+
+
+def step_profile(config: TrainConfig, n_batches: int) -> dict:
+    """Milliseconds per batch in each phase of the engine's training step, timed around
+    each phase (eager CPU ops are synchronous, so the clock is honest); "other" is the
+    rest of the loop: loss.item(), bookkeeping, Python. (Patching is not profiled: no
+    recipe of ours uses it.)"""
+    torch.set_num_threads(config.resolved_threads())
+    data = load_fashion_mnist()
+    images, labels = normalize(data.train_images), data.train_labels
+    model = build_model(config)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, n_batches)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    generator = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(images), generator=generator)
+    totals = dict.fromkeys(PHASES, 0.0)
+    model.train()
+    warmup = 10
+    for i in range(n_batches + warmup):
+        if i == warmup:
+            totals = dict.fromkeys(PHASES, 0.0)
+        t0 = time.perf_counter()
+        idx = perm[(i * config.batch_size) % len(images):][: config.batch_size]
+        x, y = images[idx], labels[idx]
+        if config.augment:
+            x = augment(x, generator)
+        t1 = time.perf_counter()
+        with autocast(config, images.device):
+            loss = criterion(model(x), y)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        optimizer.step()
+        scheduler.step()
+        t4 = time.perf_counter()
+        loss.item()
+        t5 = time.perf_counter()
+        for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            totals[phase] += seconds
+    return {phase: 1000 * seconds / n_batches for phase, seconds in totals.items()}
 
 
 class _Clock:
@@ -180,6 +226,18 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
             row = latency(folder, 100 if quick else 500)
             out["latency"].append(row)
             print(f"{row['model']:<20}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}{row['batched_images_per_s']:>16,.0f}", flush=True)
+
+    profiled = [*recipes, "report_cnn_c"]
+    print(f"\n4. Where a training step goes, ms per batch ({threads} thread(s))")
+    print(f"{'recipe':<14}{'batch':>6}" + "".join(f"{p:>10}" for p in PHASES) + f"{'total':>10}{'img/s':>10}")
+    out["step_profile"] = []
+    for recipe in profiled:
+        config = recipe_config(recipe, threads=threads)
+        ms = step_profile(config, 30 if quick else 150)
+        total = sum(ms.values())
+        out["step_profile"].append({"recipe": recipe, "batch_size": config.batch_size, **ms})
+        print(f"{recipe:<14}{config.batch_size:>6}" + "".join(f"{ms[p]:>10.2f}" for p in PHASES)
+              + f"{total:>10.2f}{1000 * config.batch_size / total:>10,.0f}", flush=True)
     if as_json:
         print(json.dumps(out))
     return 0

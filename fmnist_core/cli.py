@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import OPTIMIZERS, PATCH_SIZES, SCHEDULES, ConfigError, TrainConfig
+from .config import OPTIMIZERS, PATCH_SIZES, PRECISIONS, SCHEDULES, ConfigError, TrainConfig
 from .data import CLASSES, DataError, load_fashion_mnist, normalize
 from .engine import evaluate
 from .inference import ImageError, open_image, predict_images, to_model_input
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, help="EMA decay of the weights (0 = off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16: autocast training (fast on CPUs with AVX-512 BF16/AMX)")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None, help="NHWC memory format for conv models")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--name")
     p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")

@@ -14,6 +14,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PATCH_SIZES = (0, 7, 14)  # 0: whole images; 7 and 14 tile 28x28 exactly
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast for forward and loss; weights stay fp32
 MAX_EPOCHS = 200
 MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64
@@ -47,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 = auto (leave one core for the app)
+    precision: str = "fp32"  # fp32 | bf16 (autocast in training; evaluation is always fp32)
+    channels_last: bool = False  # NHWC weights and activations: faster conv kernels on CPU
     softmax_output: bool = False  # cnn_b only: the report's double-softmax quirk
     width: int | None = None  # channel width of our own models; None = the model's default
     validation: int = 0  # hold out this many training images for validation (never the test set)
@@ -62,6 +65,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("init", self.init, INIT_SCHEMES)
         _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
         _number("lr", self.lr, 0.0, 10.0, low_open=True)
         _number("momentum", self.momentum, 0.0, 0.999)
         _number("weight_decay", self.weight_decay, 0.0, 1.0)

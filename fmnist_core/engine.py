@@ -95,10 +95,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> di
     return {"loss": nll, "accuracy": accuracy}
 
 
-def build_model(config: TrainConfig) -> nn.Module:
+def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> nn.Module:
+    """The initialised model on `device`, in the memory format the config asks for."""
     torch.manual_seed(config.seed)
-    model = create_model(config.model, **config.model_kwargs())
-    return init_weights(model, config.init)
+    model = init_weights(create_model(config.model, **config.model_kwargs()), config.init).to(device)
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    """Mixed precision for forward and loss when the config asks for bf16 (weights stay fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -161,8 +167,9 @@ def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, conf
             x = augment(x, generator)
         if config.patch:
             x, y = to_patches(x, config.patch), y.repeat_interleave(k)  # (B*k, 1, P, P)
-        out = model(x)
-        loss = criterion(out, y)
+        with autocast(config, images.device):
+            out = model(x)
+            loss = criterion(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -192,7 +199,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     device = resolve_device(config.device)
     torch.set_num_threads(config.resolved_threads())
 
-    model = build_model(config).to(device)
+    model = build_model(config, device)
     train_x, train_y = normalize(data.train_images).to(device), data.train_labels.to(device)
     test_x, test_y = normalize(data.test_images).to(device), data.test_labels.to(device)
     val_x = val_y = None

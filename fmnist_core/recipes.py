@@ -27,11 +27,16 @@ REPORT_RECIPES: dict[str, dict] = {
 
 # Ours. Chosen on a 5,000-image validation split of the training set (TrainConfig.validation),
 # never on the test set. Measured figures: README, "Recipes".
+# bf16 autocast + channels_last: 2-3x the images/s of fp32 NCHW for these small convs on this
+# machine's AVX-512 CPU (fast_cnn width 16: 4,300 -> 10,000 img/s, 2 threads; `bench`).
+SPEED = dict(precision="bf16", channels_last=True)
 OUR_RECIPES: dict[str, dict] = {
-    "fast": dict(model="fast_cnn", optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                 batch_size=128, epochs=2, schedule="onecycle", label_smoothing=0.1),
+    # width 16 halves the conv cost of width 32; batch 64 gives more steps in 2 epochs.
+    "fast": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                 batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
+    # Augmentation (tried: 12 epochs, 91.2% on validation) costs this small model more than it gives.
     "balanced": dict(model="fast_cnn", optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                     batch_size=128, epochs=8, schedule="onecycle", label_smoothing=0.1),
+                     batch_size=128, epochs=8, schedule="onecycle", label_smoothing=0.1, **SPEED),
     "best": dict(model="resnet_fm", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=256, epochs=12, schedule="onecycle", label_smoothing=0.1, augment=True),
 }
@@ -39,8 +44,8 @@ OUR_RECIPES: dict[str, dict] = {
 RECIPES: dict[str, dict] = {**OUR_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
-    "fast": "quickest to ~90%: 2 epochs of a 2-block BN CNN",
-    "balanced": "~92%: 8 epochs of the same CNN",
+    "fast": "quickest to 90%: 2 epochs of a narrow 2-block BN CNN, bf16",
+    "balanced": "~92% in under 2 minutes: 8 epochs of the same CNN at width 32, bf16",
     "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation",
 }
 

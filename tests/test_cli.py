@@ -132,14 +132,18 @@ def test_reproduce_one_epoch_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_quick_prints_its_three_tables():
+def test_bench_quick_prints_its_four_tables():
     """A smoke test: the tables are produced (speed itself is measured by hand, not asserted)."""
     result = cli("bench", "--quick", "--json")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "1. Training throughput" in out and "2. Seconds to test accuracy" in out and "3. Prediction" in out
+    assert "4. Where a training step goes" in out
     data = last_json(out)
     assert [row["model"] for row in data["throughput"]] == ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c"]
     assert all(row["engine"] > 0 and row["tutorial"] > 0 for row in data["throughput"])
     assert data["time_to_accuracy"][0]["recipe"] == "fast" and 80 < data["time_to_accuracy"][0]["final_accuracy"][0] <= 100
     assert {row["model"] for row in data["latency"]} >= {"cnn_c_report"}
+    profile = {row["recipe"]: row for row in data["step_profile"]}
+    assert set(profile) == {"fast", "report_cnn_c"} and profile["fast"]["batch_size"] == 64
+    assert all(profile["fast"][phase] > 0 for phase in ("data", "forward", "backward", "step"))

@@ -21,6 +21,7 @@ from fmnist_core.config import ConfigError, TrainConfig
         ({"optimizer": "adam", "nesterov": True}, "nesterov", "sgd"),
         ({"model": "cnn_c", "softmax_output": True}, "softmax_output", "cnn_b"),
         ({"label_smoothing": 0.9}, "label_smoothing", "out of range"),
+        ({"precision": "fp16"}, "precision", "bf16"),
     ],
 )
 def test_invalid_values_name_the_field_and_the_range(overrides, field, words):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fmnist_core.config import TrainConfig
+from fmnist_core.data import normalize
 from fmnist_core.engine import class_probabilities, evaluate, fit
 from fmnist_core.init import INIT_SCHEMES, init_weights
 from fmnist_core.models import create_model
@@ -107,6 +108,19 @@ def test_every_optimizer_and_schedule_runs(tiny_data, optimizer, schedule):
 def test_schedules_end_where_they_should(tiny_data):
     assert fit(small(schedule="cosine", epochs=2), data=tiny_data).history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
     assert fit(small(schedule="step", epochs=4), data=tiny_data).history[-1]["lr"] == pytest.approx(0.01 * 0.01)
+
+
+def test_bf16_channels_last_learns_and_saves_like_any_model(tiny_data, tmp_path):
+    """The speed options change how the model computes, not what it is: it learns, its
+    NHWC weights save (safetensors needs contiguous tensors) and reload to the same outputs."""
+    from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
+
+    result = fit(small(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, precision="bf16", channels_last=True), data=tiny_data)
+    assert result.status == "finished" and result.history[-1]["test_accuracy"] > 90
+    assert result.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    loaded = load_checkpoint(save_checkpoint(result.model, tmp_path / "m.safetensors")).model
+    x = normalize(tiny_data.test_images[:8])
+    assert torch.allclose(class_probabilities(result.model.eval(), x), class_probabilities(loaded, x), atol=1e-5)
 
 
 def test_validation_split_and_ema(tiny_data):
