@@ -1,4 +1,5 @@
 import pytest
+from playwright.sync_api import expect
 
 from fmnist_core.config import TrainConfig
 from fmnist_core.runs import RunManager, RunStore
@@ -22,6 +23,8 @@ def test_overlay_chart_and_table(page, server_with_two_runs):
     page.get_by_text("only lr differs").wait_for()
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3")  # 2 overlays + confusion
     table = page.locator("[data-testid=stDataFrame]").first
-    assert table.get_by_text("slow lr").count() == 1 and table.get_by_text("fast lr").count() == 1
+    # The grid fills its (accessible) cells after the charts can be drawn: wait, don't count once.
+    expect(table.get_by_text("slow lr")).to_have_count(1, timeout=15_000)
+    expect(table.get_by_text("fast lr")).to_have_count(1, timeout=15_000)
     page.get_by_text("What a model gets wrong").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
