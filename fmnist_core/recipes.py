@@ -34,9 +34,10 @@ OUR_RECIPES: dict[str, dict] = {
     # width 16 halves the conv cost of width 32; batch 64 gives more steps in 2 epochs.
     "fast": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
-    # Augmentation (tried: 12 epochs, 91.2% on validation) costs this small model more than it gives.
-    "balanced": dict(model="fast_cnn", optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                     batch_size=128, epochs=8, schedule="onecycle", label_smoothing=0.1, **SPEED),
+    # fast_cnn (width 32, 8 epochs) tops out at ~92.3%; the residual net at width 16 passes 93%
+    # on validation in 5 epochs (batch 256: 92.9%; 6 epochs: 93.4% but 20% longer).
+    "balanced": dict(model="resnet_fm", width=16, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                     batch_size=128, epochs=5, schedule="onecycle", label_smoothing=0.1, **SPEED),
     "best": dict(model="resnet_fm", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=256, epochs=12, schedule="onecycle", label_smoothing=0.1, augment=True),
 }
@@ -45,7 +46,7 @@ RECIPES: dict[str, dict] = {**OUR_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
     "fast": "quickest to 90%: 2 epochs of a narrow 2-block BN CNN, bf16",
-    "balanced": "~92% in under 2 minutes: 8 epochs of the same CNN at width 32, bf16",
+    "balanced": "~93% in ~2 minutes: 5 epochs of the residual net at width 16, bf16",
     "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation",
 }
 
