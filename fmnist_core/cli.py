@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import OPTIMIZERS, PATCH_SIZES, PRECISIONS, SCHEDULES, ConfigError, TrainConfig
-from .data import CLASSES, DataError, load_fashion_mnist, normalize
+from .data import DataError, load_fashion_mnist, normalize
 from .engine import evaluate
 from .inference import ImageError, open_image, predict_images, to_model_input
 from .init import INIT_SCHEMES

@@ -28,7 +28,8 @@ REPORT_RECIPES: dict[str, dict] = {
 # Ours. Chosen on a 5,000-image validation split of the training set (TrainConfig.validation),
 # never on the test set. Measured figures: README, "Recipes".
 # bf16 autocast + channels_last: 2-3x the images/s of fp32 NCHW for these small convs on this
-# machine's AVX-512 CPU (fast_cnn width 16: 4,300 -> 10,000 img/s, 2 threads; `bench`).
+# machine's AVX-512 CPU (one training step of fast_cnn, batch 128, 2 threads: width 16 4,300 ->
+# 10,000 img/s, width 32 1,850 -> 5,800). `bench` section 4 profiles the recipes' steps.
 SPEED = dict(precision="bf16", channels_last=True)
 OUR_RECIPES: dict[str, dict] = {
     # width 16 halves the conv cost of width 32; batch 64 gives more steps in 2 epochs.
