@@ -55,7 +55,9 @@ with form_col:
     )
     model_name = st.selectbox("Model", list_models(), key="f_model", help="Architectures from the report, VGG11, and our own.")
     info = model_info(model_name)
-    model = create_model(model_name)
+    has_width = "width" in info.builder.__code__.co_varnames
+    width = st.session_state.get("f_width") if has_width else None  # the form's width, set by a preset or below
+    model = create_model(model_name, **({"width": width} if width else {}))
     st.caption(f"{info.description} · **{count_parameters(model):,} parameters**")
     with st.expander("Layer table"):
         table = pd.DataFrame(layer_table(model), columns=["Layer (type)", "Output Shape", "Param #"])
@@ -79,7 +81,7 @@ with form_col:
                     help="Empty = the model's own default.")
     c2.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="f_seed", help="Same seed and config: same numbers.")
     c1.number_input("Width", min_value=4, max_value=256, step=8, key="f_width", placeholder="model default",
-                    disabled="width" not in info.builder.__code__.co_varnames, help="Channel width of VGG11 and our models.")
+                    disabled=not has_width, help="Channels of the first conv layer (VGG11: 64, fast_cnn and resnet_fm: 32); later layers scale with it.")
     c2.number_input("Threads", min_value=0, max_value=64, step=1, key="f_threads", help="0 = auto: all cores but one, leaving one for the app.")
     c1.selectbox("Precision", PRECISIONS, key="f_precision",
                  help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX. Accuracy is always measured in fp32.")

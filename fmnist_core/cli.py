@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, help=f"tile size, one of {PATCH_SIZES}")
     p.add_argument("--augment", action="store_true", default=None)
     p.add_argument("--softmax-output", dest="softmax_output", action="store_true", default=None, help="cnn_b: the report's double softmax")
-    p.add_argument("--width", type=int, help="channel width of our own models")
+    p.add_argument("--width", type=int, help="channels of the first conv layer of vgg11 (64), fast_cnn and resnet_fm (32)")
     p.add_argument("--validation", type=int, help="hold out this many training images")
     p.add_argument("--ema", type=float, help="EMA decay of the weights (0 = off)")
     p.add_argument("--seed", type=int)

@@ -51,7 +51,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast in training; evaluation is always fp32)
     channels_last: bool = False  # NHWC weights and activations: faster conv kernels on CPU
     softmax_output: bool = False  # cnn_b only: the report's double-softmax quirk
-    width: int | None = None  # channel width of our own models; None = the model's default
+    width: int | None = None  # first conv layer channels (vgg11, fast_cnn, resnet_fm); None = the model's default
     validation: int = 0  # hold out this many training images for validation (never the test set)
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     name: str = ""  # free-text label shown in the app

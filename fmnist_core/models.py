@@ -142,11 +142,12 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 @register_model("VGG11 with BatchNorm, adapted to 28x28 (3 pools, global average pool)", default_dropout=0.5)
-def vgg11(dropout: float = 0.5, width: float = 1.0, image_size: int = IMAGE_SIZE) -> nn.Module:
+def vgg11(dropout: float = 0.5, width: int = 64, image_size: int = IMAGE_SIZE) -> nn.Module:
     """VGG11's eight 3x3 conv layers (64-128-256-256-512-512-512-512). The original
     five 2x2 pools would shrink 28x28 to below 1x1 (the report's "size
     inconsistencies"), so only the first three pool (28->14->7->3) and a global
-    average pool replaces the 25,088-wide classifier input."""
+    average pool replaces the 25,088-wide classifier input. `width` is the first layer's
+    channels, as for our models (64 = VGG11); the others scale with it."""
     plan = [64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512]
     layers: list[nn.Module] = []
     c_in = 1
@@ -154,7 +155,7 @@ def vgg11(dropout: float = 0.5, width: float = 1.0, image_size: int = IMAGE_SIZE
         if item == "M":
             layers.append(nn.MaxPool2d(2))
         else:
-            c_out = max(8, int(item * width))
+            c_out = max(8, item * width // 64)
             layers += _conv_bn(c_in, c_out)
             c_in = c_out
     layers.append(nn.AdaptiveAvgPool2d(1))

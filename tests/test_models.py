@@ -65,3 +65,14 @@ def test_unknown_model_lists_the_names():
 def test_build_args_are_kept_for_checkpoints():
     model = create_model("cnn_c", dropout=0.3)
     assert model.model_name == "cnn_c" and model.build_args == {"dropout": 0.3}
+
+
+@pytest.mark.parametrize("name, default", [("vgg11", 64), ("fast_cnn", 32), ("resnet_fm", 32)])
+def test_width_is_the_first_conv_layers_channels(name, default):
+    """One meaning of `width` for every model that has it (the Train page has one field)."""
+    first_conv = lambda model: next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # noqa: E731
+    assert first_conv(create_model(name)).out_channels == default
+    narrow = create_model(name, width=16)
+    assert first_conv(narrow).out_channels == 16
+    assert count_parameters(narrow) < count_parameters(create_model(name))
+    narrow(torch.randn(2, 1, 28, 28)).sum().backward()
