@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core.data import CLASSES, class_counts, example_grid
-from fmnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
-from ui.state import dataset
+from fmnist_core.models import list_models, model_info
+from ui.state import dataset, model_card
 
 st.title(":material/checkroom: Fashion-MNIST Studio")
 st.caption("Train, understand and use image classifiers on Fashion-MNIST: 70,000 28x28 grayscale images of 10 clothing classes.")
@@ -28,15 +28,12 @@ st.subheader("Model zoo")
 st.caption("The report's five models reproduce its Figure 2 layer for layer; VGG11 and ours are new.")
 
 
-@st.cache_data
 def zoo() -> list[dict]:
     rows = []
     for name in list_models():
-        model = create_model(name)
-        table = pd.DataFrame(layer_table(model), columns=["Layer (type)", "Output Shape", "Param #"])
-        table["Output Shape"] = table["Output Shape"].astype(str)
+        params, table = model_card(name)
         info = model_info(name)
-        rows.append({"name": name, "params": count_parameters(model), "description": info.description, "report": info.from_report, "table": table})
+        rows.append({"name": name, "params": params, "description": info.description, "report": info.from_report, "table": table})
     return rows
 
 

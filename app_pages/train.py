@@ -7,10 +7,10 @@ import streamlit as st
 
 from fmnist_core.config import MAX_EPOCHS, OPTIMIZERS, PATCH_SIZES, PRECISIONS, SCHEDULES, ConfigError, TrainConfig
 from fmnist_core.init import INIT_SCHEMES
-from fmnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
+from fmnist_core.models import list_models, model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from ui.charts import batch_loss_chart, epoch_chart
-from ui.state import run_manager
+from ui.state import model_card, run_manager
 
 REFRESH_SECONDS = 1.0
 ACTIVE = ("queued", "running")
@@ -55,13 +55,11 @@ with form_col:
     )
     model_name = st.selectbox("Model", list_models(), key="f_model", help="Architectures from the report, VGG11, and our own.")
     info = model_info(model_name)
-    has_width = "width" in info.builder.__code__.co_varnames
-    width = st.session_state.get("f_width") if has_width else None  # the form's width, set by a preset or below
-    model = create_model(model_name, **({"width": width} if width else {}))
-    st.caption(f"{info.description} · **{count_parameters(model):,} parameters**")
+    # the form's width (set by a preset or the field below) changes the count and the table
+    params, table = model_card(model_name, st.session_state.get("f_width") if info.takes_width else None)
+    st.caption(f"{info.description} · **{params:,} parameters**")
     with st.expander("Layer table"):
-        table = pd.DataFrame(layer_table(model), columns=["Layer (type)", "Output Shape", "Param #"])
-        st.dataframe(table.astype({"Output Shape": str}), hide_index=True, width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch")
 
     c1, c2 = st.columns(2)
     c1.selectbox("Optimizer", OPTIMIZERS, key="f_optimizer")
@@ -81,7 +79,7 @@ with form_col:
                     help="Empty = the model's own default.")
     c2.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="f_seed", help="Same seed and config: same numbers.")
     c1.number_input("Width", min_value=4, max_value=256, step=8, key="f_width", placeholder="model default",
-                    disabled=not has_width, help="Channels of the first conv layer (VGG11: 64, fast_cnn and resnet_fm: 32); later layers scale with it.")
+                    disabled=not info.takes_width, help="Channels of the first conv layer (VGG11: 64, fast_cnn and resnet_fm: 32); later layers scale with it.")
     c2.number_input("Threads", min_value=0, max_value=64, step=1, key="f_threads", help="0 = auto: all cores but one, leaving one for the app.")
     c1.selectbox("Precision", PRECISIONS, key="f_precision",
                  help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX. Accuracy is always measured in fp32.")
@@ -122,21 +120,11 @@ BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":mater
           "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}
 
 
-def run_state(run_id: str) -> dict:
-    """The run as this manager sees it live, or as the store reads it from disk."""
-    live = manager.live(run_id)
-    if live is not None:
-        return {**live, "live": True}
-    record = manager.store.read(run_id)
-    return {"status": record.status, "history": record.history, "config": record.config, "live": False,
-            "message": (record.result or {}).get("message", ""), "progress": {}, "batch_losses": []}
-
-
 def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     """Status, stop, progress and per-batch loss: polled every second while the run is active.
     The epoch charts sit outside it and are redrawn (one full rerun) only when an epoch ends,
     so the page costs the training as little CPU as possible."""
-    run = run_state(run_id)
+    run = manager.view(run_id)
     status, config = run["status"], run["config"]
     if status != status_shown or len(run["history"]) != epochs_shown:
         st.rerun()  # an epoch ended or the status changed: redraw the page once
@@ -161,7 +149,7 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
 
 
 def draw_run(run_id: str) -> None:
-    run = run_state(run_id)
+    run = manager.view(run_id)
     status, history, config = run["status"], run["history"], run["config"]
     st.subheader(by_id[run_id].name if run_id in by_id else run_id)
     st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")

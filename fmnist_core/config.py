@@ -101,7 +101,7 @@ class TrainConfig:
             kwargs["dropout"] = self.dropout
         if self.softmax_output:
             kwargs["softmax_output"] = True
-        if self.width is not None and "width" in info.builder.__code__.co_varnames:
+        if self.width is not None and info.takes_width:
             kwargs["width"] = self.width
         if self.patch:
             kwargs["image_size"] = self.patch

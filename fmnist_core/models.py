@@ -26,6 +26,11 @@ class ModelInfo:
     from_report: bool  # one of the report's Figure 2 models
     default_dropout: float | None  # None: the model has no dropout to tune
 
+    @property
+    def takes_width(self) -> bool:
+        """Whether `width` (first conv layer's channels) is one of the builder's arguments."""
+        return "width" in self.builder.__code__.co_varnames
+
 
 _REGISTRY: dict[str, ModelInfo] = {}
 

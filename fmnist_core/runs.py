@@ -301,6 +301,17 @@ class RunManager:
             live = self._live.get(run_id)
         return live.snapshot() if live else None
 
+    def view(self, run_id: str) -> dict:
+        """The run in one shape whoever holds it: this manager's live snapshot ("live": True),
+        else what the store reads from disk (no progress or per-batch losses there)."""
+        live = self.live(run_id)
+        if live is not None:
+            return {**live, "live": True}
+        record = self.store.read(run_id)
+        return {"id": run_id, "status": record.status, "message": (record.result or {}).get("message", ""),
+                "config": record.config, "history": record.history, "batch_losses": [], "progress": {},
+                "started": None, "ended": None, "live": False}
+
     def queue_position(self, run_id: str) -> int | None:
         with self._lock:
             return list(self._queue).index(run_id) + 1 if run_id in self._queue else None

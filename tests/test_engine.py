@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
 from fmnist_core.config import TrainConfig
 from fmnist_core.data import normalize
 from fmnist_core.engine import class_probabilities, evaluate, fit
@@ -113,8 +114,6 @@ def test_schedules_end_where_they_should(tiny_data):
 def test_bf16_channels_last_learns_and_saves_like_any_model(tiny_data, tmp_path):
     """The speed options change how the model computes, not what it is: it learns, its
     NHWC weights save (safetensors needs contiguous tensors) and reload to the same outputs."""
-    from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
-
     result = fit(small(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, precision="bf16", channels_last=True), data=tiny_data)
     assert result.status == "finished" and result.history[-1]["test_accuracy"] > 90
     assert result.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -114,3 +114,15 @@ def test_a_run_trained_by_another_live_process_reads_as_running(manager, tmp_pat
         other.kill()
         other.wait()
     assert RunStore(tmp_path / "runs").read(run_id).status == "interrupted"
+
+
+def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_data):
+    run_id = manager.submit(cfg(epochs=2))
+    assert manager.wait_idle(120)
+    live = manager.view(run_id)
+    assert live["live"] and live["status"] == "finished" and live["batch_losses"]
+    # A fresh manager on the same store (another server process, or after a restart).
+    stored = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data).view(run_id)
+    assert not stored["live"] and stored["status"] == "finished" and stored["batch_losses"] == []
+    assert [h["test_accuracy"] for h in stored["history"]] == [h["test_accuracy"] for h in live["history"]]
+    assert stored["config"] == live["config"] and set(stored) == set(live)

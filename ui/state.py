@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import streamlit as st
 
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import load_fashion_mnist
 from fmnist_core.metrics import analyze
+from fmnist_core.models import count_parameters, create_model, layer_table
 from fmnist_core.runs import RunManager, RunStore, default_root
 
 
@@ -21,6 +23,15 @@ def run_manager() -> RunManager:
 @st.cache_resource(show_spinner="Reading Fashion-MNIST…")
 def dataset():
     return load_fashion_mnist()
+
+
+@st.cache_data(max_entries=64)
+def model_card(name: str, width: int | None = None) -> tuple[int, pd.DataFrame]:
+    """(parameters, layer table in the report's format) of a model, built once per
+    (model, width): building VGG11 and tracing its layers on every rerun is not free."""
+    model = create_model(name, **({"width": width} if width else {}))
+    table = pd.DataFrame(layer_table(model), columns=["Layer (type)", "Output Shape", "Param #"])
+    return count_parameters(model), table.astype({"Output Shape": str})
 
 
 @st.cache_resource(max_entries=32)
