@@ -5,22 +5,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test setup setup-test data e2e bench clean
+.PHONY: run test lint setup setup-test data e2e bench clean
 
 run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
-test: setup-test
+test: setup-test lint
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
 
 setup: $(VENV)/.app-installed data
 
 setup-test: setup $(VENV)/.test-installed
 	@./scripts/ensure_system.sh --browser
 
-$(VENV)/.app-installed: requirements.txt
+$(VENV)/.app-installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.test-installed: requirements-test.txt $(VENV)/.app-installed

@@ -6,10 +6,10 @@ st.set_page_config(page_title="Fashion-MNIST Studio", page_icon=":material/check
 
 navigation = st.navigation(
     [
-        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-        st.Page("app_pages/predict.py", title="Predict", icon=":material/draw:"),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
     ]
 )
 navigation.run()

@@ -25,11 +25,11 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .data import FILES, augment, find_data_dir, load_fashion_mnist, normalize
-from .engine import autocast, build_model, build_optimizer, build_scheduler, train_one_epoch
+from .data import FILES, find_data_dir, load_fashion_mnist, normalize
+from .engine import build_model, build_optimizer, build_scheduler, train_one_epoch
 from .inference import predict_images
+from .paths import pretrained_dir
 from .recipes import recipe_config
-from .zoo import PRETRAINED_DIR
 
 REPORT_MODELS = ("mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c")
 THRESHOLDS = (90.0, 92.0, 93.0, 94.0)
@@ -106,46 +106,42 @@ def tutorial_throughput(model: str, batch_size: int, n_batches: int, threads: in
 PHASES = ("data", "forward", "backward", "step", "other")
 
 
-def step_profile(config: TrainConfig, n_batches: int) -> dict:
-    """Milliseconds per batch in each phase of the engine's training step, timed around
-    each phase (eager CPU ops are synchronous, so the clock is honest); "other" is the
-    rest of the loop: loss.item(), bookkeeping, Python. (Patching is not profiled: no
-    recipe of ours uses it.)"""
+class PhaseClock:
+    """train_one_epoch's `clock`: adds the time since the previous mark to the phase that
+    just ended. Eager CPU ops are synchronous, so the clock is honest."""
+
+    def __init__(self):
+        self.totals = dict.fromkeys(PHASES, 0.0)
+        self.last = 0.0
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        if phase != "start":
+            self.totals[phase] += now - self.last
+        self.last = now
+
+
+def step_profile(config: TrainConfig, n_batches: int, warmup: int = 10) -> dict:
+    """Milliseconds per batch in each phase of the engine's own training step
+    (train_one_epoch with a PhaseClock); "other" is the rest of the loop: loss.item(),
+    the divergence check, bookkeeping."""
     torch.set_num_threads(config.resolved_threads())
     data = load_fashion_mnist()
-    images, labels = normalize(data.train_images), data.train_labels
     model = build_model(config)
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, n_batches)
+    scheduler = build_scheduler(optimizer, config, n_batches + warmup)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     generator = torch.Generator().manual_seed(0)
-    perm = torch.randperm(len(images), generator=generator)
-    totals = dict.fromkeys(PHASES, 0.0)
-    model.train()
-    warmup = 10
-    for i in range(n_batches + warmup):
-        if i == warmup:
-            totals = dict.fromkeys(PHASES, 0.0)
-        t0 = time.perf_counter()
-        idx = perm[(i * config.batch_size) % len(images):][: config.batch_size]
-        x, y = images[idx], labels[idx]
-        if config.augment:
-            x = augment(x, generator)
-        t1 = time.perf_counter()
-        with autocast(config, images.device):
-            loss = criterion(model(x), y)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        t3 = time.perf_counter()
-        optimizer.step()
-        scheduler.step()
-        t4 = time.perf_counter()
-        loss.item()
-        t5 = time.perf_counter()
-        for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            totals[phase] += seconds
-    return {phase: 1000 * seconds / n_batches for phase, seconds in totals.items()}
+
+    def run(n: int, clock=None) -> None:
+        images = normalize(data.train_images[: n * config.batch_size])
+        train_one_epoch(model, optimizer, scheduler, criterion, images, data.train_labels[: len(images)], config,
+                        generator, threading.Event(), lambda *a: None, clock=clock)
+
+    run(warmup)  # allocator, kernels
+    clock = PhaseClock()
+    run(n_batches, clock)
+    return {phase: 1000 * seconds / n_batches for phase, seconds in clock.totals.items()}
 
 
 class _Clock:
@@ -183,7 +179,7 @@ def latency(path: Path, calls: int) -> dict:
         predict_images(loaded.model, [image])
         times.append((time.perf_counter() - start) * 1000)
     start = time.perf_counter()
-    from .engine import predict_dataset
+    from .scoring import predict_dataset
 
     predict_dataset(loaded.model, normalize(data.test_images))
     batched = len(data.test_images) / (time.perf_counter() - start)
@@ -231,7 +227,8 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
     print("\n3. Prediction (eager PyTorch, inference mode, CPU)")
     print(f"{'checkpoint':<20}{'p50 ms':>10}{'p99 ms':>10}{'batched img/s':>16}")
     out["latency"] = []
-    for folder in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []:
+    shipped = pretrained_dir()
+    for folder in sorted(shipped.iterdir()) if shipped.is_dir() else []:
         if (folder / "model.safetensors").is_file():
             row = latency(folder, 100 if quick else 500)
             out["latency"].append(row)

@@ -19,13 +19,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import CLASSES
+from .errors import UserError
 from .models import count_parameters, create_model
 
 FORMAT = "fmnist-studio/1"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint is missing, damaged, not ours, or does not fit its model."""
 
 

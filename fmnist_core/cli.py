@@ -11,51 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import OPTIMIZERS, PATCH_SIZES, PRECISIONS, SCHEDULES, ConfigError, TrainConfig
-from .data import DataError, load_fashion_mnist, normalize
-from .engine import evaluate
+from .checkpoint import load_checkpoint
+from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig
+from .console import ConsoleProgress
+from .data import load_fashion_mnist, normalize
+from .errors import UserError
 from .inference import ImageError, open_image, predict_images, to_model_input
-from .init import INIT_SCHEMES
 from .models import count_parameters, create_model, list_models, model_info, summary
-
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ImageError, ValueError, FileNotFoundError)
-
-
-def _fmt_seconds(s: float) -> str:
-    return f"{int(s // 60)}:{int(s % 60):02d}"
-
-
-class ConsoleProgress:
-    """Engine callback: a one-line progress bar on stderr, one table row per epoch on stdout."""
-
-    HEADER = f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test loss':>9} {'test acc':>8} {'seconds':>8} {'img/s':>8}"
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.out = sys.stderr if quiet else sys.stdout
-
-    def on_run_start(self, event: dict) -> None:
-        print(f"{event['model']}: {event['params']:,} parameters, {event['epochs']} epochs of "
-              f"{event['batches_per_epoch']} batches, {event['device']}, {event['threads']} threads", file=self.out)
-        print(self.HEADER, file=self.out)
-
-    def on_batch_end(self, event: dict) -> None:
-        if not sys.stderr.isatty():
-            return
-        width = 30
-        filled = int(width * event["batch"] / event["batches"])
-        sys.stderr.write(
-            f"\r  [{'#' * filled}{'.' * (width - filled)}] epoch {event['epoch']} batch {event['batch']}/{event['batches']}"
-            f" loss {event['loss']:.3f} {event['images_per_s']:,.0f} img/s ETA {_fmt_seconds(event['eta_s'])} "
-        )
-        sys.stderr.flush()
-
-    def on_epoch_end(self, r: dict) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write("\r" + " " * 100 + "\r")
-        print(f"{r['epoch']:>5} {r['train_loss']:>10.4f} {r['train_accuracy']:>9.2f} {r['test_loss']:>9.4f} "
-              f"{r['test_accuracy']:>8.2f} {r['seconds']:>8.1f} {r['images_per_s']:>8,.0f}", file=self.out, flush=True)
+from .scoring import evaluate
 
 
 def _config_from_args(args) -> TrainConfig:
@@ -67,7 +30,8 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
-    from .runs import RunStore, train_run
+    from .run_manager import train_run
+    from .run_store import RunStore
 
     config = _config_from_args(args)
     load_fashion_mnist()  # fail before creating anything if the data is missing
@@ -161,6 +125,39 @@ def cmd_bench(args) -> int:
     return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads, recipes=args.recipes)
 
 
+def flag_of(name: str) -> str:
+    """The CLI flag of a TrainConfig setting: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig setting, made from its declaration (config.SETTINGS).
+    Values are range-checked by TrainConfig.validate(), so the CLI, the form and a sweep
+    give the same message for the same mistake."""
+    for name, declared in SETTINGS.items():
+        facts = [declared.describe_range()] if declared.kind in ("int", "float", "text") else []
+        facts += [declared.unit] if declared.unit else []
+        facts.append(f"default: {DEFAULTS[name] if DEFAULTS[name] not in (None, '') else 'none'}")
+        help_text = f"{declared.help} ({'; '.join(facts)})"
+        kwargs = dict(dest=name, default=None, help=help_text.replace("%", "%%"))
+        if declared.kind == "bool":
+            parser.add_argument(flag_of(name), action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            metavar = "{" + ",".join(map(str, declared.allowed())) + "}" if declared.kind == "choice" else declared.kind.upper()
+            parser.add_argument(flag_of(name), type=_typed(declared), metavar=metavar, **kwargs)
+
+
+def _typed(declared):
+    """argparse type: parse, turning our UserError into argparse's own 'invalid value'."""
+    def parse(text: str):
+        try:
+            return declared.parse(text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = declared.kind
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .recipes import RECIPES
 
@@ -175,30 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and save the run")
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
-    p.add_argument("--model")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--nesterov", action="store_true", default=None)
-    p.add_argument("--weight-decay", dest="weight_decay", type=float)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--init", choices=INIT_SCHEMES)
-    p.add_argument("--patch", type=int, help=f"tile size, one of {PATCH_SIZES}")
-    p.add_argument("--augment", action="store_true", default=None)
-    p.add_argument("--softmax-output", dest="softmax_output", action="store_true", default=None, help="cnn_b: the report's double softmax")
-    p.add_argument("--width", type=int, help="channels of the first conv layer of vgg11 (64), fast_cnn and resnet_fm (32)")
-    p.add_argument("--validation", type=int, help="hold out this many training images")
-    p.add_argument("--ema", type=float, help="EMA decay of the weights (0 = off)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--precision", choices=PRECISIONS, help="bf16: autocast training (fast on CPUs with AVX-512 BF16/AMX)")
-    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None, help="NHWC memory format for conv models")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--name")
+    add_setting_flags(p)
     p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_train)
@@ -236,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as e:
+    except UserError as e:  # anything else is a bug: its traceback stays
         message = e.message if isinstance(e, ConfigError) else str(e)
-        field = f"--{e.field.replace('_', '-')}: " if isinstance(e, ConfigError) else ""
+        field = f"{flag_of(e.field)}: " if isinstance(e, ConfigError) else ""
         print(f"error: {field}{message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished epochs are saved in the run folder", file=sys.stderr)
         return 130
+
+
+def main_exit() -> None:
+    """The `fmnist` console script (pyproject.toml)."""
+    sys.exit(main())

@@ -1,14 +1,23 @@
-"""TrainConfig: everything that defines a training run, validated before anything starts."""
+"""TrainConfig: everything that defines a training run, validated before anything starts.
+
+Each setting is declared once, on its field: type, range or choices, default, unit and
+help (`Setting`). `TrainConfig.validate()`, the CLI's flags (cli.py), the Train page's
+widgets (ui/form.py) and a sweep's search space are all made from that declaration, so
+they cannot disagree about what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .init import INIT_SCHEMES
+from .errors import UserError
 from .models import list_models, model_info
+from .weight_init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -18,9 +27,11 @@ PRECISIONS = ("fp32", "bf16")  # bf16: autocast for forward and loss; weights st
 MAX_EPOCHS = 200
 MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64
+MAX_WIDTH = 256
+MAX_NAME_LENGTH = 100  # characters of a run's display name
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """One invalid field; `field` names it so a form can show the message beside it."""
 
     def __init__(self, field_name: str, message: str):
@@ -29,59 +40,154 @@ class ConfigError(ValueError):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Setting:
+    """How one TrainConfig field may be set: the single source for validation, CLI and form.
+
+    kind: "choice" (one of `choices`), "int" or "float" (in [low, high], `low_open` makes
+    the low end exclusive), "bool", or "text" (at most `high` characters). `optional`
+    allows None, meaning "the model's own default"."""
+
+    label: str
+    help: str
+    kind: str
+    choices: tuple | Callable[[], tuple] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    optional: bool = False
+    unit: str = ""
+    step: float | None = None  # the form's +/- step
+    advanced: bool = False  # the form shows it under "Advanced"
+    sweepable: bool = True  # a sweep may vary it
+
+    def allowed(self) -> tuple:
+        return tuple(self.choices() if callable(self.choices) else self.choices or ())
+
+    def describe_range(self) -> str:
+        """'0 to 200', '(0.0, 10.0]', 'sgd, adam or rmsprop', for messages and help."""
+        if self.kind == "choice":
+            names = [str(c) for c in self.allowed()]
+            return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        if self.kind == "int":
+            return f"{self.low} to {self.high}"
+        if self.kind == "float":
+            return f"{'(' if self.low_open else '['}{self.low}, {self.high}]"
+        if self.kind == "text":
+            return f"at most {self.high} characters"
+        return "on or off"
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ConfigError unless `value` is allowed."""
+        if value is None and self.optional:
+            return
+        if self.kind == "choice":
+            if value not in self.allowed():
+                raise ConfigError(name, f"unknown {name.replace('_', ' ')} {value!r}; choose one of: {self.describe_range()}")
+        elif self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(name, f"{value!r} is not a whole number; use {self.describe_range()}")
+            if not self.low <= value <= self.high:
+                raise ConfigError(name, f"{value} is out of range; use {self.describe_range()}")
+        elif self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(name, f"{value!r} is not a number; use a value in {self.describe_range()}")
+            if value > self.high or value < self.low or (self.low_open and value == self.low):
+                raise ConfigError(name, f"{value:g} is out of range; use a value in {self.describe_range()}")
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(name, f"{value!r} is not on or off (true/false)")
+        elif self.kind == "text":
+            if not isinstance(value, str):
+                raise ConfigError(name, f"{value!r} is not text")
+            if len(value) > self.high:
+                raise ConfigError(name, f"is {len(value)} characters long; use {self.describe_range()}")
+
+    def parse(self, text: str) -> Any:
+        """A value typed as text (a CLI flag, a sweep's grid or a URL), in this setting's type."""
+        text = text.strip()
+        if self.kind == "bool":
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise UserError(f"'{text}' is not on or off; use true or false")
+        if self.optional and text.lower() in ("", "none", "default"):
+            return None
+        if self.kind == "int" or (self.kind == "choice" and all(isinstance(c, int) for c in self.allowed())):
+            try:
+                return int(text)
+            except ValueError:
+                raise UserError(f"'{text}' is not a whole number") from None
+        if self.kind == "float":
+            try:
+                return float(text)
+            except ValueError:
+                raise UserError(f"'{text}' is not a number") from None
+        return text
+
+
+def setting(default, **declaration) -> Any:
+    """A dataclass field carrying its Setting (see the class above)."""
+    return field(default=default, metadata={"setting": Setting(**declaration)})
+
+
 @dataclass
 class TrainConfig:
-    model: str = "cnn_c"
-    optimizer: str = "sgd"
-    lr: float = 0.01  # peak learning rate
-    momentum: float = 0.9  # SGD momentum; RMSprop momentum
-    nesterov: bool = False  # SGD only
-    weight_decay: float = 0.0  # L2 (decoupled for adamw)
-    batch_size: int = 32  # images per step (before patching)
-    epochs: int = 2
-    schedule: str = "constant"  # step: x0.1 at 50% and 75% of the epochs
-    label_smoothing: float = 0.0
-    dropout: float | None = None  # None: the model's own default
-    init: str = "default"
-    patch: int = 0  # tile size in pixels; 0 = whole images
-    augment: bool = False  # random horizontal flip + up to 2 px shifts
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # torch intra-op threads; 0 = auto (leave one core for the app)
-    precision: str = "fp32"  # fp32 | bf16 (autocast in training; evaluation is always fp32)
-    channels_last: bool = False  # NHWC weights and activations: faster conv kernels on CPU
-    softmax_output: bool = False  # cnn_b only: the report's double-softmax quirk
-    width: int | None = None  # first conv layer channels (vgg11, fast_cnn, resnet_fm); None = the model's default
-    validation: int = 0  # hold out this many training images for validation (never the test set)
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    name: str = ""  # free-text label shown in the app
+    model: str = setting("cnn_c", label="Model", kind="choice", choices=lambda: tuple(list_models()),
+                         help="Architecture: the report's five, VGG11, and ours.")
+    optimizer: str = setting("sgd", label="Optimizer", kind="choice", choices=OPTIMIZERS,
+                             help="sgd (with momentum/Nesterov), adam, adamw (decoupled weight decay) or rmsprop.")
+    lr: float = setting(0.01, label="Learning rate", kind="float", low=0.0, high=10.0, low_open=True, step=0.001,
+                        help="Peak learning rate. The report used 0.1 for MLP4 and 0.01-0.17 for the others.")
+    momentum: float = setting(0.9, label="Momentum", kind="float", low=0.0, high=0.999, step=0.05,
+                              help="SGD and RMSprop momentum.")
+    nesterov: bool = setting(False, label="Nesterov", kind="bool", help="Nesterov momentum (SGD with momentum > 0 only).")
+    weight_decay: float = setting(0.0, label="Weight decay", kind="float", low=0.0, high=1.0, step=1e-4,
+                                  help="L2 penalty (decoupled for adamw).")
+    batch_size: int = setting(32, label="Batch size", kind="int", low=1, high=MAX_BATCH_SIZE, step=32, unit="images",
+                              help="Images per optimizer step (before patching).")
+    epochs: int = setting(2, label="Epochs", kind="int", low=1, high=MAX_EPOCHS, step=1,
+                          help="Passes over the training set.")
+    schedule: str = setting("constant", label="LR schedule", kind="choice", choices=SCHEDULES,
+                            help="constant; step: x0.1 at 50% and 75% of the run; cosine; onecycle: warm-up then anneal.")
+    label_smoothing: float = setting(0.0, label="Label smoothing", kind="float", low=0.0, high=0.5, step=0.05,
+                                     help="Share of the target spread over the other classes.")
+    dropout: float | None = setting(None, label="Dropout", kind="float", low=0.0, high=0.95, optional=True, step=0.05,
+                                    help="Dropout probability; empty = the model's own default (models without dropout ignore it).")
+    init: str = setting("default", label="Weight init", kind="choice", choices=INIT_SCHEMES,
+                        help="default = PyTorch's; custom = the report's (Normal for Linear, He for conv).")
+    patch: int = setting(0, label="Patching", kind="choice", choices=PATCH_SIZES, unit="px",
+                         help="Tile size: train on PxP tiles, predict with the mean of the tiles' probabilities; 0 = whole images.")
+    augment: bool = setting(False, label="Augmentation", kind="bool", help="Random horizontal flips and shifts of up to 2 px.")
+    seed: int = setting(0, label="Seed", kind="int", low=0, high=2**31 - 1, step=1,
+                        help="Same seed and config on the same machine: the same numbers.")
+    device: str = setting("auto", label="Device", kind="choice", choices=DEVICES, advanced=True, sweepable=False,
+                          help="auto = CUDA when present, else the CPU.")
+    threads: int = setting(0, label="Threads", kind="int", low=0, high=MAX_THREADS, step=1, advanced=True, sweepable=False,
+                           help="torch threads; 0 = auto: all cores but one, leaving one for the app.")
+    precision: str = setting("fp32", label="Precision", kind="choice", choices=PRECISIONS,
+                             help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX; "
+                                  "accuracy is always measured in fp32.")
+    channels_last: bool = setting(False, label="Channels last", kind="bool",
+                                  help="NHWC memory format: faster convolutions on CPU (conv models).")
+    softmax_output: bool = setting(False, label="Softmax output", kind="bool", advanced=True,
+                                   help="cnn_b only: the report's double-softmax quirk, to reproduce its published row.")
+    width: int | None = setting(None, label="Width", kind="int", low=4, high=MAX_WIDTH, optional=True, step=8, unit="channels",
+                                help="Channels of the first conv layer of vgg11 (64), fast_cnn and resnet_fm (32); "
+                                     "later layers scale with it. Empty = the model's default.")
+    validation: int = setting(0, label="Validation images", kind="int", low=0, high=30_000, step=1000, advanced=True,
+                              help="Hold out this many training images to tune on (never the test set).")
+    ema: float = setting(0.0, label="EMA decay", kind="float", low=0.0, high=0.99999, step=0.001, advanced=True,
+                         help="Decay of an exponential moving average of the weights, which is then evaluated; 0 = off.")
+    name: str = setting("", label="Run name", kind="text", high=MAX_NAME_LENGTH, sweepable=False,
+                        help="A label shown in the app; optional.")
     extra: dict = field(default_factory=dict)  # ignored by training; kept with the run
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad field and its allowed values."""
-        if self.model not in list_models():
-            raise ConfigError("model", f"unknown model '{self.model}'; choose one of: {', '.join(list_models())}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("init", self.init, INIT_SCHEMES)
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
-        _number("lr", self.lr, 0.0, 10.0, low_open=True)
-        _number("momentum", self.momentum, 0.0, 0.999)
-        _number("weight_decay", self.weight_decay, 0.0, 1.0)
-        _number("label_smoothing", self.label_smoothing, 0.0, 0.5)
-        _number("ema", self.ema, 0.0, 0.99999)
-        _integer("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _integer("epochs", self.epochs, 1, MAX_EPOCHS)
-        _integer("threads", self.threads, 0, MAX_THREADS)
-        _integer("seed", self.seed, 0, 2**31 - 1)
-        _integer("validation", self.validation, 0, 30_000)
-        if self.patch not in PATCH_SIZES:
-            raise ConfigError("patch", f"{self.patch!r} is not a tile size that divides 28; use 0 (off), 7 or 14")
-        if self.dropout is not None:
-            _number("dropout", self.dropout, 0.0, 0.95)
-        if self.width is not None:
-            _integer("width", self.width, 4, 256)
+        for name, declared in SETTINGS.items():
+            declared.check(name, getattr(self, name))
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ConfigError("nesterov", "Nesterov momentum needs optimizer 'sgd' with momentum > 0")
         if self.softmax_output and self.model != "cnn_b":
@@ -116,7 +222,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a dict (a saved config, a form); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -125,21 +231,23 @@ class TrainConfig:
         return cls(**values)
 
 
-def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(name, f"{value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig) if "setting" in f.metadata}
+DEFAULTS: dict[str, Any] = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items() if name in SETTINGS}
 
 
-def _number(name: str, value, low: float, high: float, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(name, f"{value!r} is not a number; use a value in [{low}, {high}]")
-    if value > high or value < low or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ConfigError(name, f"{value} is out of range; use a value in {bracket}{low}, {high}]")
-
-
-def _integer(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"{value!r} is not a whole number; use {low} to {high}")
-    if not low <= value <= high:
-        raise ConfigError(name, f"{value} is out of range; use {low} to {high}")
+def config_problems(values: dict) -> dict[str, str]:
+    """Every invalid setting in `values` (a form's or a URL's), {field: message}; empty when
+    TrainConfig(**values).validate() would pass. Cross-field rules are checked once every
+    field is valid on its own."""
+    problems = {}
+    for name, declared in SETTINGS.items():
+        try:
+            declared.check(name, values.get(name, DEFAULTS[name]))
+        except ConfigError as e:
+            problems[name] = e.message
+    if not problems:
+        try:
+            TrainConfig.from_dict(values).validate()
+        except ConfigError as e:
+            problems[e.field] = e.message
+    return problems

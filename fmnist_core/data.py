@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import paths
+from .errors import UserError
 
 CLASSES = (
     "T-shirt/top",
@@ -31,8 +33,6 @@ CLASSES = (
 )
 MEAN, STD = 0.2860, 0.3530  # of the training images, in [0, 1]
 IMAGE_SIZE = 28
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-LOCAL_DIR = Path("data")
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -47,7 +47,7 @@ MISSING_HELP = (
 )
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """The data files are missing or unreadable; the message says how to fix it."""
 
 
@@ -63,12 +63,7 @@ class FashionMNIST:
 
 
 def candidate_dirs() -> list[Path]:
-    """Where to look, in order: $FMNIST_DATA_DIR, ./data/ (and torchvision's layout in it), Debian."""
-    dirs = []
-    if os.environ.get("FMNIST_DATA_DIR"):
-        dirs.append(Path(os.environ["FMNIST_DATA_DIR"]))
-    dirs += [LOCAL_DIR, LOCAL_DIR / "FashionMNIST" / "raw", DEBIAN_DIR]
-    return dirs
+        return paths.data_dirs()
 
 
 def _find_file(directory: Path, stem: str) -> Path | None:
@@ -144,8 +139,8 @@ def ensure_data() -> Path:
     try:
         from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
-        TorchvisionFashionMNIST(str(LOCAL_DIR), train=True, download=True)
-        TorchvisionFashionMNIST(str(LOCAL_DIR), train=False, download=True)
+        TorchvisionFashionMNIST(str(paths.local_data_dir()), train=True, download=True)
+        TorchvisionFashionMNIST(str(paths.local_data_dir()), train=False, download=True)
     except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
         raise DataError(f"{MISSING_HELP} (download failed: {e})") from e
     return find_data_dir()

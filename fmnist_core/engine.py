@@ -19,11 +19,11 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import FashionMNIST, augment, load_fashion_mnist, normalize, split_train_validation, tiles_per_image, to_patches
-from .init import init_weights
 from .models import count_parameters, create_model
+from .scoring import evaluate
+from .weight_init import init_weights
 
 BATCH_EVENTS_PER_SECOND = 4  # enough for a live chart, negligible cost per batch
-EVAL_BATCH = 1000
 
 
 class Diverged(RuntimeError):
@@ -43,56 +43,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def outputs_probabilities(model: nn.Module) -> bool:
-    """True for the report's cnn_b quirk, whose last layer is already a Softmax."""
-    return bool(model.build_args.get("softmax_output")) if hasattr(model, "build_args") else False
-
-
-def patch_of(model: nn.Module) -> int:
-    """Tile size a model was trained on (0 = whole images), from its constructor args."""
-    size = getattr(model, "build_args", {}).get("image_size", 28)
-    return 0 if size == 28 else size
-
-
-@torch.inference_mode()
-def class_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, 1, 28, 28) normalised images -> (B, 10) class probabilities.
-
-    A model trained on tiles sees each tile; the image's probabilities are the mean of
-    its tiles' probabilities (design.md, patching)."""
-    patch = patch_of(model)
-    batch = x.shape[0]
-    if patch:
-        x = to_patches(x, patch)
-    out = model(x)
-    probs = out if outputs_probabilities(model) else out.softmax(dim=1)
-    if patch:
-        probs = probs.view(batch, tiles_per_image(patch), -1).mean(dim=1)
-    return probs
-
-
-@torch.inference_mode()
-def predict_dataset(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Probabilities (N, 10) for normalised images (N, 1, 28, 28), in eval mode."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        parts = [class_probabilities(model, images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts) if parts else torch.zeros(0, 10)
-
-
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Mean negative log-likelihood and accuracy (percent) on normalised images."""
-    probs = predict_dataset(model, images)
-    labels = labels.cpu()
-    nll = -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
-    accuracy = 100.0 * (probs.argmax(1) == labels).float().mean().item()
-    return {"loss": nll, "accuracy": accuracy}
 
 
 def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> nn.Module:
@@ -148,9 +98,14 @@ class _Emitter:
                 method(*args)
 
 
-def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, config, generator, stop, on_batch) -> dict | None:
+def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, config, generator, stop, on_batch, clock=None) -> dict | None:
     """One pass over `images` (N, 1, 28, 28) in random order. Returns the epoch's
-    training figures, or None when `stop` was set (the partial epoch is dropped)."""
+    training figures, or None when `stop` was set (the partial epoch is dropped).
+
+    `clock`, when given, is called with a phase name as each phase of a step ends
+    ("start", "data", "forward", "backward", "step", "other"): bench's step profile
+    times this very loop rather than a copy of it."""
+    mark = clock or _no_clock
     model.train()
     n, bs = len(images), config.batch_size
     k = tiles_per_image(config.patch)
@@ -161,19 +116,24 @@ def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, conf
     for start in range(0, n, bs):
         if stop.is_set():
             return None
+        mark("start")
         idx = perm[start : start + bs]
         x, y = images[idx], labels[idx]  # (B, 1, 28, 28), (B,)
         if config.augment:
             x = augment(x, generator)
         if config.patch:
             x, y = to_patches(x, config.patch), y.repeat_interleave(k)  # (B*k, 1, P, P)
+        mark("data")
         with autocast(config, images.device):
             out = model(x)
             loss = criterion(out, y)
+        mark("forward")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        mark("backward")
         optimizer.step()
         scheduler.step()
+        mark("step")
         loss_value = loss.item()  # one sync per batch: needed for the divergence guard
         if not math.isfinite(loss_value):
             raise Diverged(f"batch {batches + 1}")
@@ -182,12 +142,17 @@ def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, conf
         seen += len(y)
         batches += 1
         on_batch(batches, loss_value, len(idx))
+        mark("other")
     return {
         "train_loss": loss_sum.item() / max(1, batches),
         "train_loss_sum": loss_sum.item(),  # the report's "Loss": per-batch losses summed
         "train_accuracy": 100.0 * correct.item() / max(1, seen),
         "batches": batches,
     }
+
+
+def _no_clock(phase: str) -> None:
+    pass
 
 
 def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), stop: threading.Event | None = None) -> FitResult:

@@ -17,7 +17,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import CLASSES, IMAGE_SIZE, normalize
-from .engine import class_probabilities
+from .errors import UserError
+from .scoring import class_probabilities
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MB: far above any photo of one clothing item
 MAX_PIXELS = 40_000_000  # decoded size; a larger image is refused as a decompression bomb
@@ -25,7 +26,7 @@ FIT_SIZE = 28  # longest side of the item in the 28x28 frame (measured: see READ
 INK_THRESHOLD = 0.08  # fraction of the image's contrast that counts as "item", for cropping
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """The input is not a usable image; the message says why, for the user."""
 
 

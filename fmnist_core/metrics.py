@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .data import CLASSES, FashionMNIST, normalize
-from .engine import predict_dataset
+from .scoring import predict_dataset
 
 NUM_CLASSES = len(CLASSES)
 

@@ -7,13 +7,14 @@ logits for (B, 1, S, S) inputs, S = 28 or the patch size when training on tiles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .data import CLASSES, IMAGE_SIZE
+from .errors import UserError
 
 NUM_CLASSES = len(CLASSES)
 
@@ -49,7 +50,7 @@ def list_models() -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model '{name}'. Choose one of: {', '.join(_REGISTRY)}")
+        raise UserError(f"unknown model '{name}'. Choose one of: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 

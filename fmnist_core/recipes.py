@@ -6,6 +6,7 @@ A recipe is a set of TrainConfig overrides; `recipe_config(name)` turns it into 
 from __future__ import annotations
 
 from .config import TrainConfig
+from .errors import UserError
 
 # The report's recipe: SGD, momentum 0.9, batch 32, 20 epochs, its custom init
 # (Normal for Linear, He for conv). Learning rate 0.1 for MLP4 and 0.01, the low end
@@ -54,5 +55,5 @@ DESCRIPTIONS = {
 
 def recipe_config(name: str, **overrides) -> TrainConfig:
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe '{name}'. Choose one of: {', '.join(RECIPES)}")
+        raise UserError(f"unknown recipe '{name}'. Choose one of: {', '.join(RECIPES)}")
     return TrainConfig(**{**RECIPES[name], "name": name, **overrides})

@@ -10,9 +10,12 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
+from .console import ConsoleProgress
 from .data import load_fashion_mnist
+from .errors import UserError
 from .recipes import RECIPES, REPORT_BASE
-from .runs import RunStore, train_run
+from .run_manager import train_run
+from .run_store import RunStore
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[
     if only:
         unknown = [o for o in only if o not in {k for k, _ in plan}]
         if unknown:
-            raise ValueError(f"unknown row(s) {', '.join(unknown)}; choose from: {', '.join(k for k, _ in plan)}")
+            raise UserError(f"unknown row(s) {', '.join(unknown)}; choose from: {', '.join(k for k, _ in plan)}")
         plan = [(k, c) for k, c in plan if k in only]
     for _, config in plan:
         config.validate()
@@ -139,8 +142,6 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
                   callbacks=(), tables_only: bool = False) -> int:
     """Train the planned rows (unless tables_only), then write the table from the run
     store: each row shows the newest run of its recipe, so rows can be rerun one by one."""
-    from .cli import ConsoleProgress
-
     plan = [] if tables_only else planned_runs(study, epochs, only)
     store = store or RunStore()
     data = load_fashion_mnist() if plan else None

@@ -26,7 +26,7 @@ def app(tmp_path, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
         if page:
-            at.switch_page(f"app_pages/{page}.py").run()
+            at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, at.exception
         return at
 
@@ -57,12 +57,18 @@ def test_train_preset_fills_the_form(app):
     assert at.number_input(key="f_lr").value == pytest.approx(0.1)
 
 
-def test_train_refuses_invalid_input_and_starts_nothing(app, tmp_path):
+@pytest.mark.parametrize("key, value, words", [
+    ("f_lr", -1.0, "-1 is out of range"), ("f_lr", 0.0, "0 is out of range"),
+    ("f_batch_size", 0, "0 is out of range; use 1 to 8192"), ("f_epochs", 500, "500 is out of range; use 1 to 200"),
+])
+def test_train_refuses_invalid_input_and_starts_nothing(app, tmp_path, key, value, words):
+    """The value typed is the value checked (the widget has no limits of its own to fall
+    back on), its field says what is wrong, and Start cannot be pressed."""
     at = app("train")
-    at.number_input(key="f_lr").set_value(0.0).run()
-    at.button(key="start").click().run()
+    at.number_input(key=key).set_value(value).run()
     assert not at.exception
-    assert any("Learning rate" in e.value and "Nothing was started" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

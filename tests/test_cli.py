@@ -7,8 +7,8 @@ from PIL import Image
 
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import CLASSES, normalize
-from fmnist_core.engine import predict_dataset
-from fmnist_core.zoo import PRETRAINED_DIR
+from fmnist_core.paths import pretrained_dir
+from fmnist_core.scoring import predict_dataset
 from tests.conftest import ROOT
 
 
@@ -49,13 +49,14 @@ def test_corrupt_checkpoint_and_image(tmp_path):
     assert result.returncode == 2 and "damaged" in result.stderr
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    result = cli("predict", str(PRETRAINED_DIR / "cnn_c_report"), str(text))
+    result = cli("predict", str(pretrained_dir() / "cnn_c_report"), str(text))
     assert result.returncode == 2 and "notes.png" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_data_says_how_to_get_it(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "FMNIST_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    code = "import fmnist_core.data as d, sys; d.DEBIAN_DIR = d.Path('/nowhere'); from fmnist_core.cli import main; sys.exit(main(['train', '--epochs', '1']))"
+    env = {"PATH": "/usr/bin:/bin", "FMNIST_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), "FMNIST_HOME": str(tmp_path)}
+    code = ("import fmnist_core.paths as p, sys; p.DEBIAN_DATA_DIR = p.Path('/nowhere'); "
+            "from fmnist_core.cli import main; sys.exit(main(['train', '--epochs', '1']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "apt-get install dataset-fashion-mnist" in result.stderr
 
@@ -85,14 +86,14 @@ def test_train_cnn_c_one_epoch_reaches_85_and_evaluates_the_same(tmp_path):
 
 def test_predict_png_matches_the_raw_tensor(real_data, tmp_path):
     """Test images saved as PNG and run through `predict` get the model's class for the raw tensor."""
-    loaded = load_checkpoint(PRETRAINED_DIR / "cnn_c_report")
+    loaded = load_checkpoint(pretrained_dir() / "cnn_c_report")
     raw = predict_dataset(loaded.model, normalize(real_data.test_images[:20])).argmax(1).tolist()
     paths = []
     for i in range(20):
         path = tmp_path / f"test{i}.png"
         Image.fromarray(real_data.test_images[i].numpy()).save(path)
         paths.append(str(path))
-    result = cli("predict", str(PRETRAINED_DIR / "cnn_c_report"), *paths, "--json")
+    result = cli("predict", str(pretrained_dir() / "cnn_c_report"), *paths, "--json")
     assert result.returncode == 0, result.stderr
     predictions = last_json(result.stdout)["predictions"]
     assert [p["image"] for p in predictions] == paths

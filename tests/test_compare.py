@@ -8,9 +8,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
-from fmnist_core.metrics import Analysis, confusion_matrix, config_differences, describe_differences, per_class_accuracy
-from fmnist_core.reproduce import TABLE1, planned_runs, results_from_runs, table1_rows, to_markdown, TABLE1_COLUMNS
-from fmnist_core.runs import RunManager, RunStore
+from fmnist_core.metrics import Analysis, config_differences, confusion_matrix, describe_differences, per_class_accuracy
+from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
+from fmnist_core.run_manager import RunManager
+from fmnist_core.run_store import RunStore
 from tests.conftest import ROOT, frame_with
 
 
@@ -77,7 +78,7 @@ def store_with_two_runs(tmp_path, tiny_data, monkeypatch):
 def open_compare() -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.run()
-    at.switch_page("app_pages/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fmnist_core import data as D
+from fmnist_core import paths
 from tests.conftest import make_idx_dir, write_idx
 
 
@@ -31,8 +32,8 @@ def test_data_dir_order_and_missing_message(tmp_path, monkeypatch):
     monkeypatch.setenv("FMNIST_DATA_DIR", str(folder))
     assert D.find_data_dir() == folder
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(D, "DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("FMNIST_HOME", str(tmp_path))
+    monkeypatch.setattr(paths, "DEBIAN_DATA_DIR", tmp_path / "nowhere")
     with pytest.raises(D.DataError, match="apt-get install dataset-fashion-mnist"):
         D.find_data_dir()
 

@@ -8,9 +8,10 @@ from torch import nn
 from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
 from fmnist_core.config import TrainConfig
 from fmnist_core.data import normalize
-from fmnist_core.engine import class_probabilities, evaluate, fit
-from fmnist_core.init import INIT_SCHEMES, init_weights
+from fmnist_core.engine import fit
 from fmnist_core.models import create_model
+from fmnist_core.scoring import class_probabilities, evaluate
+from fmnist_core.weight_init import INIT_SCHEMES, init_weights
 
 TIMING = {"seconds", "images_per_s", "elapsed_s"}
 

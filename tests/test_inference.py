@@ -6,9 +6,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from fmnist_core.data import CLASSES, normalize
-from fmnist_core.engine import predict_dataset
 from fmnist_core.inference import MAX_UPLOAD_BYTES, ImageError, classify, open_image, predict_images, to_model_input
 from fmnist_core.models import create_model
+from fmnist_core.scoring import predict_dataset
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:

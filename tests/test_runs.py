@@ -4,7 +4,8 @@ import time
 import pytest
 
 from fmnist_core.config import ConfigError, TrainConfig
-from fmnist_core.runs import RunManager, RunStore
+from fmnist_core.run_manager import RunManager
+from fmnist_core.run_store import RunStore
 
 
 def cfg(**kw):
@@ -19,7 +20,7 @@ def manager(tmp_path, tiny_data):
 def test_runs_queue_and_finish_with_files_on_disk(manager):
     first = manager.submit(cfg(epochs=3), name="first")
     second = manager.submit(cfg())
-    assert manager.live(second)["status"] == "queued"  # one run at a time
+    assert manager.live(second).status == "queued"  # one run at a time
     assert manager.wait_idle(120)
     records = {r.id: r for r in manager.list_runs()}
     assert records[first].status == records[second].status == "finished"
@@ -30,14 +31,14 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
     assert records[first].weights is not None
     assert records[first].summary()["best_test_accuracy"] > 50
     snapshot = manager.live(first)
-    assert snapshot["history"] and snapshot["batch_losses"]
+    assert snapshot.history and snapshot.batch_losses
 
 
 def test_stop_and_cancel(manager):
     running = manager.submit(cfg(epochs=200))
     queued = manager.submit(cfg())
     deadline = time.time() + 60
-    while not manager.live(running)["history"]:
+    while not manager.live(running).history:
         assert time.time() < deadline
         time.sleep(0.05)
     manager.stop(queued)
@@ -120,9 +121,9 @@ def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_
     run_id = manager.submit(cfg(epochs=2))
     assert manager.wait_idle(120)
     live = manager.view(run_id)
-    assert live["live"] and live["status"] == "finished" and live["batch_losses"]
+    assert live.live and live.status == "finished" and live.batch_losses
     # A fresh manager on the same store (another server process, or after a restart).
     stored = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data).view(run_id)
-    assert not stored["live"] and stored["status"] == "finished" and stored["batch_losses"] == []
-    assert [h["test_accuracy"] for h in stored["history"]] == [h["test_accuracy"] for h in live["history"]]
-    assert stored["config"] == live["config"] and set(stored) == set(live)
+    assert not stored.live and stored.status == "finished" and stored.batch_losses == []
+    assert [h["test_accuracy"] for h in stored.history] == [h["test_accuracy"] for h in live.history]
+    assert stored.config == live.config and type(stored) is type(live)

@@ -11,13 +11,14 @@ from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import load_fashion_mnist
 from fmnist_core.metrics import analyze
 from fmnist_core.models import count_parameters, create_model, layer_table
-from fmnist_core.runs import RunManager, RunStore, default_root
+from fmnist_core.run_manager import RunManager
+from fmnist_core.run_store import RunStore
 
 
 @st.cache_resource
 def run_manager() -> RunManager:
     """One manager (and so one training thread) per server process, whatever the page or tab."""
-    return RunManager(RunStore(default_root()))
+    return RunManager(RunStore())
 
 
 @st.cache_resource(show_spinner="Reading Fashion-MNIST…")

@@ -43,7 +43,7 @@ class StreamlitServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "StreamlitServer":
+    def start(self) -> StreamlitServer:
         self.port = free_port()
         env = {**os.environ, "FMNIST_RUNS_DIR": str(self.runs_dir)}
         self.process = subprocess.Popen(

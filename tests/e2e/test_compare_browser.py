@@ -2,7 +2,8 @@ import pytest
 from playwright.sync_api import expect
 
 from fmnist_core.config import TrainConfig
-from fmnist_core.runs import RunManager, RunStore
+from fmnist_core.run_manager import RunManager
+from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .errors import UserError
+
 INIT_SCHEMES = ("default", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "normal", "custom")
 NORMAL_STD = 0.01  # std of the 'normal' scheme; small enough that deep MLPs do not saturate
 
@@ -40,7 +42,7 @@ def _init_layer(layer: nn.Module, scheme: str) -> None:
 def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     """Re-initialise every Linear and Conv2d weight of `model` in place (biases to 0)."""
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init '{scheme}'. Choose one of: {', '.join(INIT_SCHEMES)}")
+        raise UserError(f"unknown init '{scheme}'. Choose one of: {', '.join(INIT_SCHEMES)}")
     if scheme == "default":
         return model
     for layer in model.modules():

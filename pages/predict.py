@@ -6,10 +6,10 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
+from fmnist_core.catalog import list_checkpoints
 from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
 from fmnist_core.inference import ImageError, classify, open_image, predict_images
-from fmnist_core.zoo import list_checkpoints
 from ui.charts import probability_chart
 from ui.state import cached_model, dataset, run_manager
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import paths
 from .checkpoint import WEIGHTS_NAME, CheckpointError, read_metadata
-from .runs import RunStore
-
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "pretrained"
+from .run_store import RunStore
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,9 @@ def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
     return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy)
 
 
-def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path = PRETRAINED_DIR) -> list[CheckpointEntry]:
+def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None = None) -> list[CheckpointEntry]:
     """Pretrained first (most accurate first), then runs that saved weights (newest first)."""
+    pretrained_dir = pretrained_dir or paths.pretrained_dir()
     entries = []
     if pretrained_dir.is_dir():
         shipped = [_entry(p / WEIGHTS_NAME, "pretrained", p.name) for p in sorted(pretrained_dir.iterdir()) if (p / WEIGHTS_NAME).is_file()]

@@ -1,0 +1,207 @@
+"""The run manager: one per process, trains queued runs one at a time in a worker thread.
+
+The app keeps one in st.cache_resource; the CLI trains a single run with `train_run`.
+Pages read runs through `RunManager.view`, a RunView whether the run is live here or
+only on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import WEIGHTS_NAME, atomic_write_json, save_checkpoint
+from .config import TrainConfig
+from .engine import fit
+from .errors import UserError
+from .models import count_parameters
+from .run_store import ACTIVE, RunRecord, RunStore, RunView, result_from
+
+MAX_BATCH_POINTS = 2000  # per-batch losses kept in memory for the live chart
+
+
+class RunWriter:
+    """Engine callback that persists a run as it trains: nothing finished is ever lost."""
+
+    def __init__(self, path: Path, config: TrainConfig):
+        self.path, self.config = Path(path), config
+        self.params = None
+
+    def on_run_start(self, event: dict) -> None:
+        self.params = event["params"]
+        atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
+
+    def on_checkpoint(self, model, record: dict) -> None:
+        save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
+
+    def on_epoch_end(self, record: dict) -> None:
+        # Written after the weights, so a history line always has its checkpoint.
+        with open(self.path / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None) -> dict:
+    """Train an already-created run folder and write its result; returns the result."""
+    writer = RunWriter(store.root / run_id, config)
+    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop)
+    result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
+    store.write_result(run_id, result)
+    return result
+
+
+@dataclass
+class LiveRun:
+    """What a page needs to draw a run that is queued or training, kept under `lock`."""
+
+    id: str
+    config: TrainConfig
+    status: str = "queued"
+    message: str = ""
+    history: list[dict] = field(default_factory=list)
+    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))  # (step, loss)
+    progress: dict = field(default_factory=dict)  # the last batch event
+    started: float | None = None
+    ended: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # engine callbacks: called from the training thread, so they only write state.
+    def on_run_start(self, event: dict) -> None:
+        with self.lock:
+            self.status, self.started = "running", time.time()
+            self.progress = {"epoch": 0, "batch": 0, "batches": event["batches_per_epoch"], "progress": 0.0}
+
+    def on_batch_end(self, event: dict) -> None:
+        with self.lock:
+            self.progress = event
+            step = (event["epoch"] - 1) * event["batches"] + event["batch"]
+            self.batch_losses.append((step, event["loss"]))
+
+    def on_epoch_end(self, record: dict) -> None:
+        with self.lock:
+            self.history.append(record)
+
+    def snapshot(self) -> RunView:
+        with self.lock:
+            return RunView(self.id, self.status, self.message, self.config.to_dict(), list(self.history),
+                           list(self.batch_losses), dict(self.progress), self.started, self.ended, live=True)
+
+
+class RunManager:
+    """Owns one worker thread that trains queued runs in order, so two runs never fight
+    over the CPU cores. One per process (the app keeps it in st.cache_resource)."""
+
+    def __init__(self, store: RunStore | None = None, data_loader=None):
+        self.store = store or RunStore()
+        self._data_loader = data_loader
+        self._live: dict[str, LiveRun] = {}
+        self._queue: deque[str] = deque()
+        self._lock = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def submit(self, config: TrainConfig, name: str = "") -> str:
+        """Validate, create the run folder and queue it; returns the run id."""
+        config.validate()
+        run_id = self.store.create(config, name).name
+        with self._lock:
+            self._live[run_id] = LiveRun(run_id, config)
+            self._queue.append(run_id)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="fmnist-trainer", daemon=True)
+                self._worker.start()
+            self._lock.notify_all()
+        return run_id
+
+    def stop(self, run_id: str) -> None:
+        """Stop a running run (it keeps its finished epochs) or cancel a queued one."""
+        with self._lock:
+            live = self._live.get(run_id)
+            if live is None:
+                return
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+                self._finish(live, "cancelled", "cancelled before it started")
+                self.store.write_result(run_id, result_from("cancelled", live.message, [], 0.0, None))
+            else:
+                live.stop.set()
+
+    def active_ids(self) -> set[str]:
+        with self._lock:
+            return {rid for rid, live in self._live.items() if live.status in ACTIVE}
+
+    def live(self, run_id: str) -> RunView | None:
+        with self._lock:
+            live = self._live.get(run_id)
+        return live.snapshot() if live else None
+
+    def view(self, run_id: str) -> RunView:
+        """The run whoever holds it: this manager's live snapshot, else the store's record."""
+        return self.live(run_id) or self.store.view(run_id)
+
+    def queue_position(self, run_id: str) -> int | None:
+        with self._lock:
+            return list(self._queue).index(run_id) + 1 if run_id in self._queue else None
+
+    def list_runs(self) -> list[RunRecord]:
+        """Every run on disk; runs this manager is training carry their live status."""
+        records = self.store.list()
+        active = self.active_ids()
+        for record in records:
+            if record.id in active:
+                record.status = self._live[record.id].status
+        return records
+
+    def delete(self, run_id: str) -> None:
+        if run_id in self.active_ids():
+            raise UserError("stop this run before deleting it")
+        self.store.delete(run_id)
+        with self._lock:
+            self._live.pop(run_id, None)
+
+    def wait_idle(self, timeout: float = 600.0) -> bool:
+        """Block until nothing is queued or running (for the CLI and tests)."""
+        deadline = time.time() + timeout
+        while self.active_ids():
+            if time.time() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _finish(self, live: LiveRun, status: str, message: str) -> None:
+        with live.lock:
+            live.status, live.message, live.ended = status, message, time.time()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._lock.wait()
+                live = self._live[self._queue.popleft()]
+            self._train(live)
+
+    def _train(self, live: LiveRun) -> None:
+        try:
+            data = self._data_loader() if self._data_loader else None
+            result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data)
+            self._finish(live, result["status"], result["message"])
+        except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
+            message = _failure_message(e)
+            with live.lock:
+                history = list(live.history)
+            self.store.write_result(live.id, result_from("failed", message, history, 0.0, None))
+            self._finish(live, "failed", message)
+            traceback.print_exc()
+
+
+def _failure_message(error: Exception) -> str:
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return "out of memory: try a smaller batch size or a smaller model"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,102 @@
+"""The structure rules: one declaration per setting, and no import cycles in the core."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from fmnist_core.cli import build_parser, flag_of
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
+from tests.conftest import ROOT
+from tests.test_app import app  # noqa: F401 - the AppTest fixture
+
+CORE = ROOT / "fmnist_core"
+
+
+def train_flags() -> dict[str, object]:
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    return {action.dest: action for action in train._actions}
+
+
+def test_every_setting_is_declared_once_with_what_a_user_needs():
+    config_fields = set(TrainConfig.__dataclass_fields__) - {"extra"}
+    assert set(SETTINGS) == config_fields
+    for name, declared in SETTINGS.items():
+        assert declared.label and declared.help.endswith("."), name
+        if declared.kind in ("int", "float"):
+            assert declared.low is not None and declared.high is not None and declared.low < declared.high, name
+        if declared.kind == "choice":
+            assert DEFAULTS[name] in declared.allowed(), name
+        TrainConfig().validate()  # every default is allowed
+
+
+def test_every_setting_has_a_cli_flag_with_help():
+    flags = train_flags()
+    for name in SETTINGS:
+        action = flags[name]
+        assert flag_of(name) in action.option_strings
+        assert action.help and SETTINGS[name].help.split(".")[0] in action.help.replace("%%", "%")
+
+
+@pytest.mark.parametrize("name", [n for n, s in SETTINGS.items() if s.kind in ("int", "float")])
+def test_cli_and_config_refuse_the_same_values(name, tmp_path):
+    """Just outside the declared range: the CLI's message is validate()'s, flag and all."""
+    from fmnist_core.cli import main
+
+    declared = SETTINGS[name]
+    outside = declared.high + (1 if declared.kind == "int" else 0.5)
+    with pytest.raises(Exception) as expected:
+        TrainConfig(**{name: outside}).validate()
+    code = main(["train", flag_of(name), str(outside), "--out", str(tmp_path / "run")])
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert expected.value.field == name
+
+
+def test_every_setting_has_a_form_widget_whose_limits_are_the_configs(app):  # noqa: F811
+    at = app("train")
+    widgets = {w.key: w for kind in (at.selectbox, at.number_input, at.checkbox, at.text_input) for w in kind}
+    for name, declared in SETTINGS.items():
+        widget = widgets.get(f"f_{name}")
+        assert widget is not None, f"no form widget for {name}"
+        assert widget.label == declared.label
+        if declared.kind == "choice":
+            assert list(widget.options) == [str(c) if name != "patch" else ("off" if c == 0 else f"{c}x{c} tiles") for c in declared.allowed()]
+        if declared.kind in ("int", "float"):
+            # No limits of the widget's own: Streamlit would keep its last valid value and run that.
+            assert not widget.proto.has_min and not widget.proto.has_max, name
+    for name in ("lr", "batch_size", "epochs", "momentum", "label_smoothing", "seed", "threads", "width", "validation", "ema"):
+        declared = SETTINGS[name]
+        if name == "width":
+            at.selectbox(key="f_model").set_value("resnet_fm").run()
+        outside = declared.high + (1 if declared.kind == "int" else 0.5)
+        at.number_input(key=f"f_{name}").set_value(outside).run()
+        assert any(declared.describe_range() in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert at.button(key="start").disabled
+        at.number_input(key=f"f_{name}").set_value(DEFAULTS[name] if DEFAULTS[name] is not None else 16).run()
+        assert not at.button(key="start").disabled, (name, [e.value for e in at.error])
+
+
+def imports_of(path) -> set[str]:
+    """The fmnist_core modules a module imports (relative imports, any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_core_has_no_import_cycles_and_scoring_sits_below_training():
+    graph = {p.stem: imports_of(p) for p in CORE.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen=()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+
+    cycles = [m for m in graph if reaches(m, m)]
+    assert not cycles, f"import cycles through: {cycles}"
+    for below in ("scoring", "inference", "metrics", "checkpoint", "run_store", "catalog"):
+        assert not reaches(below, "engine"), f"{below} imports the training loop"
