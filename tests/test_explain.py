@@ -192,3 +192,35 @@ def test_cli_gradcam_on_an_mlp_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == "error: gradcam needs a conv layer and mlp4 has none; use ig or occlusion"
     assert not (tmp_path / "out").exists()
+
+
+# ---- the pages (AppTest) --------------------------------------------------------------------
+
+from tests.test_app import app, png  # noqa: E402,F401 - the AppTest fixture and an image maker
+from tests.test_compare import open_compare, store_with_two_runs  # noqa: E402,F401
+
+
+def overlay_captions(at) -> list[str]:
+    return [c for image in at.get("image") for c in image.proto.imgs[0].caption.split("\n") if c.startswith("why ")] if at.get("image") else []
+
+
+def test_predict_shows_a_heatmap_that_follows_the_pickers(app):  # noqa: F811
+    at = app("predict")
+    trouser = png(lambda d: (d.rectangle([110, 20, 145, 280], fill="black"), d.rectangle([155, 20, 190, 280], fill="black"),
+                             d.rectangle([110, 20, 190, 70], fill="black")))
+    at.file_uploader(key="images").set_value([("trouser.png", trouser, "image/png")]).run()
+    assert not at.exception
+    assert overlay_captions(at) == ["why Trouser (Integrated Gradients): red for, blue against"]
+    at.radio(key="explain_method_3").set_value("occlusion").run()
+    assert overlay_captions(at) == ["why Trouser (Occlusion): red for, blue against"]
+    at.selectbox(key="explain_target").set_value("Coat").run()
+    assert overlay_captions(at) == ["why Coat (Occlusion): red for, blue against"]
+    assert [b.label for b in at.get("download_button")] == ["ONNX file"]
+
+
+def test_compare_shows_heatmaps_of_mistakes_and_offers_the_model_card(store_with_two_runs):  # noqa: F811
+    at = open_compare()
+    assert not at.exception
+    mistakes = [image for image in at.get("image") if image.proto.imgs and image.proto.imgs[0].caption.startswith("#")]
+    assert mistakes, "no mistakes shown"
+    assert "Model card (Markdown)" in [b.label for b in at.get("download_button")]
