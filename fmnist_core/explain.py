@@ -31,6 +31,7 @@ BACKGROUND = -MEAN / STD  # a black pixel, normalised: the "nothing here" refere
 # 169 occluded copies, scored in one batch (~70 ms).
 IG_STEPS = 32
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 4, 2
+SCALE_PERCENTILE = 99
 
 
 class ExplainError(UserError):
@@ -127,8 +128,10 @@ def explain(model: nn.Module, image: np.ndarray | torch.Tensor, target: int | No
     if not 0 <= target < len(CLASSES):
         raise ExplainError(f"class index {target} is out of range; use 0 to {len(CLASSES) - 1}")
     raw = attribution(model, x, target, method).numpy().astype(np.float32)
-    peak = float(np.abs(raw).max())
-    heatmap = raw / peak if peak > 0 else np.zeros_like(raw)
+    # Scaled so the 99th percentile of |attribution| is 1 and clipped, as Captum's own
+    # visualisation does: scaled by the maximum, one extreme pixel would fade the rest.
+    scale = float(np.percentile(np.abs(raw), SCALE_PERCENTILE)) or float(np.abs(raw).max())
+    heatmap = np.clip(raw / scale, -1.0, 1.0) if scale > 0 else np.zeros_like(raw)
     return Explanation(heatmap, target, method, probabilities)
 
 
@@ -150,7 +153,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, scale: int = 5) -> np.ndarra
     class, blue where they pushed away, opacity growing with |heat|. Returns uint8
     (28 * scale, 28 * scale, 3), each pixel a scale x scale block so it stays crisp when
     shown large."""
-    gray = np.repeat(np.asarray(image, np.float32)[..., None], 3, axis=2) * 0.75  # dimmed so colour reads
+    gray = np.repeat(np.asarray(image, np.float32)[..., None], 3, axis=2) * 0.5  # dimmed so the colour reads
     heat = np.clip(np.asarray(heatmap, np.float32), -1.0, 1.0)[..., None]
     colour = np.where(heat >= 0, POSITIVE, NEGATIVE)
     alpha = STRENGTH * np.abs(heat)
