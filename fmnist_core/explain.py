@@ -13,6 +13,7 @@ pushing away from the other classes, which is the question "why not Coat?" asks.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,9 +83,13 @@ def check_method(model: nn.Module, method: str) -> None:
         raise ExplainError(f"gradcam needs a conv layer and {name} has none; use ig or occlusion")
 
 
-def _gradcam(scorer: ImageClassifier, model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+def _gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     """Grad-CAM over the last conv layer, as a (1, 1, 28, 28) map. A patching model's conv
     layer sees tiles: each tile's map is upsampled to the tile and put back in its place."""
+    # Captum hooks the layer while it works; on a copy, a prediction that another thread
+    # (another app session) makes with the same cached model meanwhile cannot trip the hook.
+    model = copy.deepcopy(model)
+    scorer = ImageClassifier(model, log=True).eval()
     cam = LayerGradCam(scorer, last_conv_layer(model)).attribute(x, target=target, relu_attributions=True)
     patch = patch_of(model)
     if not patch:
@@ -113,7 +118,7 @@ def attribution(model: nn.Module, x: torch.Tensor, target: int, method: str = "i
                                                  strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE), baselines=BACKGROUND,
                                                  target=target, perturbations_per_eval=positions)
         else:
-            result = _gradcam(scorer, model, x, target)
+            result = _gradcam(model, x, target)
     return result.detach().reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 

@@ -138,6 +138,41 @@ def test_models_trained_on_tiles_and_the_softmax_quirk_are_explained(name):
         assert np.abs(result.heatmap).max() == pytest.approx(1.0)
 
 
+class TileCornerModel(nn.Module):
+    """A patching model (14x14 tiles) that sees only the top-right 7x7 corner of a tile."""
+
+    build_args = {"image_size": 14}
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        mask = torch.zeros(1, 1, 14, 14)
+        mask[..., :7, 7:] = 1
+        self.register_buffer("mask", mask)
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 1, bias=False), nn.ReLU())
+        self.head = nn.Linear(4 * 196, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x * self.mask), 1))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_tiles_maps_go_back_to_their_place(method):
+    """Only the top-right tile has content, and the model looks at each tile's top-right
+    corner: every method's map, Grad-CAM's stitched tile maps included, must land in that
+    tile's corner, rows 0-6 and columns 21-27. "No content" is what each method measures
+    against: the black reference image for IG and Occlusion, zero activation for Grad-CAM."""
+    x = torch.full((1, 1, 28, 28), 0.0 if method == "gradcam" else BACKGROUND)
+    x[..., :14, 14:] = torch.from_numpy(np.random.default_rng(2).normal(size=(14, 14)).astype(np.float32))
+    result = explain(TileCornerModel().eval(), x, 3, method)
+    corner = np.zeros((28, 28), bool)
+    corner[:7, 21:] = True
+    grown = OCCLUSION_WINDOW - 1 if method == "occlusion" else 0
+    near = np.zeros((28, 28), bool)
+    near[: 7 + grown, 21 - grown :] = True
+    assert share_inside(result.heatmap, near) >= 0.8
+
+
 def test_methods_and_classes_are_checked():
     assert methods_for(create_model("mlp4")) == ["ig", "occlusion"]
     assert methods_for(create_model("cnn_a")) == ["ig", "occlusion", "gradcam"]
