@@ -107,7 +107,8 @@ def attribution(model: nn.Module, x: torch.Tensor, target: int, method: str = "i
     check_method(model, method)
     model.eval()  # dropout off and BatchNorm on its running statistics, as in prediction
     scorer = ImageClassifier(model, log=True).eval()
-    x = x.detach().reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE).float()
+    device = next(model.parameters()).device
+    x = x.detach().reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE).float().to(device)
     with torch.enable_grad():  # the app may call this from an inference_mode context
         if method == "ig":
             result = IntegratedGradients(scorer).attribute(x, baselines=torch.full_like(x, BACKGROUND), target=target,
@@ -119,7 +120,7 @@ def attribution(model: nn.Module, x: torch.Tensor, target: int, method: str = "i
                                                  target=target, perturbations_per_eval=positions)
         else:
             result = _gradcam(model, x, target)
-    return result.detach().reshape(IMAGE_SIZE, IMAGE_SIZE)
+    return result.detach().reshape(IMAGE_SIZE, IMAGE_SIZE).float().cpu()
 
 
 def explain(model: nn.Module, image: np.ndarray | torch.Tensor, target: int | None = None, method: str = "ig") -> Explanation:
@@ -127,7 +128,7 @@ def explain(model: nn.Module, image: np.ndarray | torch.Tensor, target: int | No
     or a normalised float tensor (1, 1, 28, 28). `target` None = the top class."""
     x = _as_normalised(image)
     with torch.no_grad():
-        probabilities = ImageClassifier(model.eval())(x)[0].float().numpy()
+        probabilities = ImageClassifier(model.eval())(x.to(next(model.parameters()).device))[0].float().cpu().numpy()
     if target is None:
         target = int(probabilities.argmax())
     if not 0 <= target < len(CLASSES):

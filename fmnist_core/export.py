@@ -13,6 +13,7 @@ on test images and compared with PyTorch before it is written.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -114,7 +115,10 @@ def torchscript_bytes(model: nn.Module) -> bytes:
 
 
 def export_bytes(model: nn.Module, fmt: str) -> bytes:
+    """The model as a file of format `fmt`; the file runs on the CPU whatever device the model is on."""
     _check_format(fmt)
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
     return onnx_bytes(model) if fmt == "onnx" else torchscript_bytes(model)
 
 
