@@ -31,14 +31,16 @@ class ExportFacts:
 
 
 def rebuild_command(config: dict) -> str:
-    """`python -m fmnist_core train ...` with a flag for every setting that differs from
-    its default (flags from config.SETTINGS, named as the CLI names them)."""
+    """`python -m fmnist_core train ...` with a flag for every setting (flags from
+    config.SETTINGS, named as the CLI names them). Defaults are spelled out too, so the
+    command still rebuilds this model after a later version changes a default. A setting
+    the saved config predates takes the default it had: its value when it did not exist."""
     from .cli import flag_of
 
     parts = ["python", "-m", "fmnist_core", "train"]
     for name, declared in SETTINGS.items():
         value = config.get(name, DEFAULTS[name])
-        if name != "model" and (value == DEFAULTS[name] or value is None):
+        if value is None or value == "":  # "the model's own default" / no name: no flag says it
             continue
         if declared.kind == "bool":
             parts.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -110,8 +111,8 @@ def test_cli_export_with_model_card(tmp_path, capsys):
 
     # The command on the card rebuilds the same config.
     command = re.search(r"```sh\n(.*)\n```", card).group(1)
-    assert command.startswith("python -m fmnist_core train --model cnn_c")
-    args = build_parser().parse_args(command.split()[3:])
+    assert command.startswith("python -m fmnist_core train --model cnn_c --optimizer sgd --lr 0.01")
+    args = build_parser().parse_args(shlex.split(command)[3:])
     saved = json.loads((CNN_C / "config.json").read_text())
     assert _config_from_args(args).to_dict() == TrainConfig.from_dict({**saved}).to_dict()
 
@@ -119,7 +120,11 @@ def test_cli_export_with_model_card(tmp_path, capsys):
 def test_rebuild_command_flags_come_from_the_settings():
     config = TrainConfig(model="resnet_fm", lr=0.1, nesterov=True, augment=True, width=16, name="my run").to_dict()
     command = rebuild_command(config)
-    assert command == "python -m fmnist_core train --model resnet_fm --lr 0.1 --nesterov --augment --width 16 --name 'my run'"
+    assert command.startswith("python -m fmnist_core train --model resnet_fm --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov ")
+    assert " --augment " in command and " --no-channels-last " in command and " --width 16 " in command
+    assert command.endswith(" --name 'my run'") and "--dropout" not in command  # None: the model's own default
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    assert _config_from_args(args).to_dict() == TrainConfig.from_dict(config).to_dict()
 
 
 def test_cli_export_torchscript(tmp_path, capsys):
