@@ -6,6 +6,8 @@
 2. Time to 90/92/93/94% test accuracy for each recipe (mean and spread over seeds).
 3. Prediction latency (p50/p99, one image) and batched throughput for shipped models.
 4. Where a training step's time goes (data, forward, backward, optimizer), per recipe.
+5. Exported models: onnxruntime's single-image latency beside eager PyTorch, the export's
+   largest difference from PyTorch on the test set; explanation latency per method.
 """
 
 from __future__ import annotations
@@ -245,6 +247,76 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
         out["step_profile"].append({"recipe": recipe, "batch_size": config.batch_size, **ms})
         print(f"{recipe:<14}{config.batch_size:>6}" + "".join(f"{ms[p]:>10.2f}" for p in PHASES)
               + f"{total:>10.2f}{1000 * config.batch_size / total:>10,.0f}", flush=True)
+    torch.set_num_threads(threads)
+    out["export"], out["explain"] = export_and_explain_section(shipped, 100 if quick else 500)
     if as_json:
         print(json.dumps(out))
     return 0
+
+
+# ---- 5. export and explain (issue 13) ---------------------------------------------------------
+
+
+def _p50_ms(call, inputs, cpu: bool = False) -> float:
+    """Median ms of call(x) over inputs: wall clock, or with `cpu` this thread's CPU time,
+    which other processes on a shared machine do not inflate."""
+    clock = time.thread_time if cpu else time.perf_counter
+    call(inputs[0])  # warm-up
+    times = []
+    for x in inputs:
+        start = clock()
+        call(x)
+        times.append((clock() - start) * 1000)
+    return float(np.percentile(times, 50))
+
+
+def export_latency(path: Path, calls: int) -> dict:
+    """One normalised image at a time: eager PyTorch vs onnxruntime on the exported file,
+    and the export's largest difference from PyTorch on all 10,000 test images."""
+    from .export import ExportedModel, check_export, export_bytes
+    from .scoring import class_probabilities
+
+    model = load_checkpoint(path).model
+    data = load_fashion_mnist()
+    images = normalize(data.test_images)
+    onnx = export_bytes(model, "onnx")
+    check = check_export(model, onnx, "onnx", images, data.test_labels)
+    session = ExportedModel(onnx, "onnx", threads=torch.get_num_threads())
+    singles = [images[i : i + 1] for i in range(calls)]
+    return {"model": path.name, "eager_p50_ms": _p50_ms(lambda x: class_probabilities(model, x), singles),
+            "onnx_p50_ms": _p50_ms(lambda x: session(x.numpy()), singles), "max_difference": check.max_difference,
+            "accuracy_torch": check.torch_accuracy, "accuracy_onnx": check.export_accuracy}
+
+
+def explain_latency(path: Path, calls: int) -> dict:
+    """p50 ms of one explanation (a test image, its top class) per method."""
+    from .explain import explain, methods_for
+
+    model = load_checkpoint(path).model
+    images = [img.numpy() for img in load_fashion_mnist().test_images[:calls]]
+    row = {"model": path.name}
+    for method in methods_for(model):
+        row[method] = _p50_ms(lambda img, m=method: explain(model, img, None, m), images)
+        row[f"{method}_cpu"] = _p50_ms(lambda img, m=method: explain(model, img, None, m), images, cpu=True)
+    return row
+
+
+def export_and_explain_section(shipped: Path, calls: int) -> tuple[list, list]:
+    folders = [f for f in sorted(shipped.iterdir()) if (f / "model.safetensors").is_file()] if shipped.is_dir() else []
+    print(f"\n5. Exported (ONNX) vs eager PyTorch, one image, {torch.get_num_threads()} thread(s); difference on the 10,000 test images")
+    print(f"{'checkpoint':<20}{'eager p50 ms':>14}{'onnxrt p50 ms':>15}{'max |diff|':>12}{'accuracy':>10}")
+    exported = []
+    for folder in folders:
+        row = export_latency(folder, calls)
+        exported.append(row)
+        print(f"{row['model']:<20}{row['eager_p50_ms']:>14.3f}{row['onnx_p50_ms']:>15.3f}{row['max_difference']:>12.1e}"
+              f"{row['accuracy_onnx']:>9.2f}%", flush=True)
+    explained = []
+    print(f"\n   Explanation p50 ms, wall / CPU (one test image, its top class, {torch.get_num_threads()} thread(s))")
+    print(f"{'checkpoint':<20}" + "".join(f"{m:>18}" for m in ("ig", "occlusion", "gradcam")))
+    for folder in folders:
+        row = explain_latency(folder, max(10, calls // 10))
+        explained.append(row)
+        cells = [f"{row[m]:.1f} / {row[m + '_cpu']:.1f}" if m in row else "-" for m in ("ig", "occlusion", "gradcam")]
+        print(f"{row['model']:<20}" + "".join(f"{c:>18}" for c in cells), flush=True)
+    return exported, explained

@@ -11,10 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
+from PIL import Image
+
+from .checkpoint import atomic_write_bytes, load_checkpoint
 from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig
 from .console import ConsoleProgress
-from .data import load_fashion_mnist, normalize
+from .data import CLASSES, load_fashion_mnist, normalize
 from .errors import UserError
 from .inference import ImageError, open_image, predict_images, to_model_input
 from .models import count_parameters, create_model, list_models, model_info, summary
@@ -125,6 +127,103 @@ def cmd_bench(args) -> int:
     return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads, recipes=args.recipes)
 
 
+# ---- explain and export (issue 13) ----------------------------------------------------------
+
+
+def _model_inputs(paths: list[str]) -> list:
+    """Each image file as the uint8 (28, 28) input the model sees; a bad file names itself."""
+    inputs = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ImageError(f"{path}: cannot read ({e.strerror})") from e
+        try:
+            inputs.append(to_model_input(open_image(data)))
+        except ImageError as e:
+            raise ImageError(f"{path}: {e}") from e
+    return inputs
+
+
+def cmd_explain(args) -> int:
+    from .explain import ExplainError, check_method, class_index, explain, overlay
+    from .export import ensure_writable
+
+    loaded = load_checkpoint(args.checkpoint)
+    check_method(loaded.model, args.method)
+    target = class_index(args.target) if args.target is not None else None
+    inputs = _model_inputs(args.images)  # every input checked before anything is written
+    out = Path(args.out)
+    try:
+        ensure_writable(out / "probe.png")
+    except UserError as e:
+        raise ExplainError(str(e)) from None
+    for path, image in zip(args.images, inputs):
+        result = explain(loaded.model, image, target, args.method)
+        picture = out / f"{Path(path).stem}.{args.method}.{result.target_name.replace('/', '-').replace(' ', '_')}.png"
+        Image.fromarray(overlay(image, result.heatmap, scale=10)).save(picture)
+        order = result.probabilities.argsort()[::-1][:3]
+        tops = ", ".join(f"{CLASSES[i]} {result.probabilities[i]:.1%}" for i in order)
+        print(f"{path}: {tops}; {args.method} map of {result.target_name} -> {picture}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import FORMATS, ExportCheckFailed, ExportError, default_output, ensure_writable, export_model
+    from .metrics import analyze
+    from .model_card import ExportFacts, build_card
+
+    if args.format not in FORMATS:
+        raise ExportError(f"unsupported format '{args.format}'; use one of: {', '.join(FORMATS)}")
+    if not 1 <= args.check_images <= 10_000:
+        raise ExportError(f"--check-images {args.check_images} is out of range; use 1 to 10000 (the test set's size)")
+    loaded = load_checkpoint(args.checkpoint)
+    out = Path(args.out) if args.out else default_output(loaded.path, args.format)
+    if out.is_dir():
+        out = out / default_output(loaded.path, args.format).name
+    card = out.with_suffix(".md") if args.card else None
+    ensure_writable(out)
+    if card is not None:
+        ensure_writable(card)
+    data = load_fashion_mnist()
+    images, labels = normalize(data.test_images[: args.check_images]), data.test_labels[: args.check_images]
+    try:
+        result = export_model(loaded.model, args.format, out, images, labels)
+    except ExportCheckFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    check = result.check
+    runner = "onnxruntime" if args.format == "onnx" else "torch.jit.load"
+    print(f"exported {loaded.name} to {out} ({result.size_bytes / 1e3:,.0f} KB), sha256 {result.sha256}")
+    print(f"checked with {runner} on {check.images:,} test images: largest difference of a probability from PyTorch "
+          f"{check.max_difference:.1e} (limit 1e-04); accuracy {check.export_accuracy:.2f}% (PyTorch {check.torch_accuracy:.2f}%)")
+    if card is not None:
+        facts = ExportFacts(out.name, args.format, result.sha256, result.size_bytes, check.images, check.max_difference)
+        title = loaded.path.parent.name if loaded.path.suffix == ".safetensors" else loaded.path.name
+        atomic_write_bytes(card, build_card(title, loaded.metadata, analyze(loaded.model, data), data, facts).encode())
+        print(f"model card: {card}")
+    return 0
+
+
+def add_explain_export_commands(sub) -> None:
+    p = sub.add_parser("explain", help="heatmaps of what a model looked at (Captum), as overlay PNGs")
+    p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--method", default="ig", help="ig (Integrated Gradients, default), occlusion, or gradcam (conv models)")
+    p.add_argument("--target", help="class to explain, by name (Coat) or index (4); default: each image's top class")
+    p.add_argument("--out", default="explanations", help="folder for the PNGs (default: ./explanations)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch")
+    p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--out", help="file to write (default: ./<run folder>.onnx or .pt; a folder puts it there)")
+    p.add_argument("--card", action="store_true", help="also write a Markdown model card beside it (<out>.md)")
+    p.add_argument("--check-images", dest="check_images", type=int, default=10_000,
+                   help="test images the export is compared with PyTorch on (default: all 10,000)")
+    p.set_defaults(func=cmd_export)
+
+
 def flag_of(name: str) -> str:
     """The CLI flag of a TrainConfig setting: batch_size -> --batch-size."""
     return "--" + name.replace("_", "-")
@@ -203,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast balanced; 'best' takes ~40 min a seed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+    add_explain_export_commands(sub)
     return parser
 
 

@@ -6,6 +6,8 @@ score models without importing the training loop.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -25,21 +27,45 @@ def patch_of(model: nn.Module) -> int:
     return 0 if size == 28 else size
 
 
+class ImageClassifier(nn.Module):
+    """A trained model as one module: (B, 1, 28, 28) normalised images -> (B, 10) class
+    probabilities, with the tiling and the softmax rule inside forward.
+
+    One module, so that what is scored, explained (gradients flow through it) and exported
+    (one graph, tiling included) is the same computation. `log=True` returns
+    log-probabilities, computed without underflow for the classes a model rules out,
+    which is what an explanation of "why not Coat?" differentiates."""
+
+    def __init__(self, model: nn.Module, log: bool = False):
+        super().__init__()
+        self.model = model
+        self.patch = patch_of(model)
+        self.takes_probabilities = outputs_probabilities(model)
+        self.log = log
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        batch = image.shape[0]
+        x = to_patches(image, self.patch) if self.patch else image  # (B * k, 1, P, P)
+        out = self.model(x)
+        if self.takes_probabilities:  # the report's cnn_b: its last layer is already a Softmax
+            scores = out.clamp_min(1e-30).log() if self.log else out
+        else:
+            scores = out.log_softmax(dim=1) if self.log else out.softmax(dim=1)
+        if not self.patch:
+            return scores
+        tiles = scores.reshape(batch, tiles_per_image(self.patch), -1)  # (B, k, 10)
+        if self.log:  # log of the mean of the tiles' probabilities
+            return torch.logsumexp(tiles, dim=1) - math.log(tiles.shape[1])
+        return tiles.mean(dim=1)
+
+
 @torch.inference_mode()
 def class_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, 1, 28, 28) normalised images -> (B, 10) class probabilities.
 
     A model trained on tiles sees each tile; the image's probabilities are the mean of
     its tiles' probabilities (design.md, patching)."""
-    patch = patch_of(model)
-    batch = x.shape[0]
-    if patch:
-        x = to_patches(x, patch)
-    out = model(x)
-    probs = out if outputs_probabilities(model) else out.softmax(dim=1)
-    if patch:
-        probs = probs.view(batch, tiles_per_image(patch), -1).mean(dim=1)
-    return probs
+    return ImageClassifier(model)(x)
 
 
 @torch.inference_mode()
@@ -57,8 +83,12 @@ def predict_dataset(model: nn.Module, images: torch.Tensor, batch_size: int = EV
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Mean negative log-likelihood and accuracy (percent) on normalised images."""
-    probs = predict_dataset(model, images)
-    labels = labels.cpu()
+    return score_probabilities(predict_dataset(model, images), labels)
+
+
+def score_probabilities(probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """evaluate() on probabilities already computed (N, 10): mean NLL and accuracy (percent)."""
+    probs, labels = torch.as_tensor(probs), torch.as_tensor(labels).cpu()
     nll = -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
     accuracy = 100.0 * (probs.argmax(1) == labels).float().mean().item()
     return {"loss": nll, "accuracy": accuracy}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -12,6 +11,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.reproduce import TABLE1_COLUMNS, results_from_runs, table1_rows
 from ui.charts import confusion_chart, runs_overlay_chart
+from ui.explain_panel import mistake_picture, model_card_download
 from ui.state import dataset, run_analysis, run_manager
 
 st.title("Compare")
@@ -102,7 +102,7 @@ def show_mistakes(record) -> None:
         grid = st.columns(8)
         for k, (index, image) in enumerate(zip(indices, images)):
             probs = analysis.probabilities[index]
-            grid[k % 8].image(np.kron(image, np.ones((3, 3), np.uint8)), clamp=True,
+            grid[k % 8].image(mistake_picture(record.weights, index, image, p),
                               caption=f"#{index}: {predicted} {probs[p]:.0%}, {true_class} {probs[t]:.0%}")
 
 
@@ -110,6 +110,7 @@ st.subheader("What a model gets wrong")
 analysable = [rid for rid in (selected or with_history) if by_id[rid].weights is not None]
 if analysable:
     focus = st.selectbox("Run", analysable, key="focus_run", format_func=lambda rid: by_id[rid].name)
+    model_card_download(by_id[focus].weights, by_id[focus].name)
     show_mistakes(by_id[focus])
 else:
     st.caption("Select a run that saved weights to see its confusion matrix and mistakes.")

@@ -11,6 +11,7 @@ from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
 from fmnist_core.inference import ImageError, classify, open_image, predict_images
 from ui.charts import probability_chart
+from ui.explain_panel import explain_controls, explain_panel
 from ui.state import cached_model, dataset, run_manager
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
@@ -41,6 +42,7 @@ pick, every = st.columns([3, 1])
 chosen = pick.selectbox("Model", list(models), key="model_choice")
 compare_all = every.toggle("Every model", key="compare_all", help="Run the same input through every available model, side by side.")
 active = models if compare_all else {chosen: models[chosen]}
+explain_controls(models[chosen], next((e.path for e in entries if e.label == chosen), None), chosen)
 
 
 def show_result(image, caption: str = "", truth: str | None = None, prepared: bool = False, stacked: bool = False) -> None:
@@ -63,6 +65,9 @@ def show_result(image, caption: str = "", truth: str | None = None, prepared: bo
             right.markdown(f"{caption}{verdict}" + (f"  \n`{label}`" if len(active) > 1 else ""))
             right.altair_chart(probability_chart(list(CLASSES), prediction.probabilities), width="stretch")
             right.caption(f"model call: {prediction.milliseconds:.2f} ms")
+            if len(active) == 1:
+                with left:
+                    explain_panel(model, model_input)
 
 
 draw_tab, upload_tab, examples_tab = st.tabs(["Draw", "Upload", "Test-set examples"])

@@ -109,7 +109,7 @@ def test_predict_upload_shows_input_and_probabilities(app):
     at.file_uploader(key="images").set_value([("trouser.png", trouser, "image/png")]).run()
     assert not at.exception
     images = at.get("image")
-    assert len(images) == 2  # the upload and the 28x28 model input
+    assert len(images) == 3  # the upload, the 28x28 model input and its heatmap (ui/explain_panel.py)
     assert images[1].captions == ["what the model sees (28x28)"]
     assert any("Trouser" in m.value for m in at.markdown), [m.value for m in at.markdown]
 

@@ -99,7 +99,7 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     table1 = frame_with(at, "Test acc (report)")
     assert table1["Test acc (report)"].iloc[-1] == 90.34 and table1["Test acc (ours)"].iloc[-1] > 0
     # CSV downloads are offered
-    assert len(at.get("download_button")) == 2  # the table, and the selected runs' histories
+    assert len(at.get("download_button")) == 3  # the table, the selected runs' histories, the model card
 
 
 def test_compare_page_survives_damaged_runs(store_with_two_runs):

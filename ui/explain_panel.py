@@ -1,0 +1,111 @@
+"""Explain and export, Streamlit side: the heatmap beside a shown input, the pickers that
+steer it, the ONNX download (Predict), and mistakes' heatmaps and the model card (Compare).
+
+The ML is in fmnist_core.explain / export / model_card; this module only lays it out.
+The pickers are drawn once per page (explain_controls) and read by every panel, so a
+page that shows several inputs needs no widget per input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fmnist_core.checkpoint import load_checkpoint
+from fmnist_core.data import CLASSES, normalize
+from fmnist_core.explain import METHODS, ExplainError, explain, methods_for, overlay
+from fmnist_core.export import ExportCheckFailed, check_export, export_bytes, sha256
+from fmnist_core.model_card import ExportFacts, build_card
+from ui.state import cached_model, dataset, run_analysis
+
+TOP_CLASS = "the predicted class"
+METHOD_KEY, TARGET_KEY = "explain_method", "explain_target"
+UI_CHECK_IMAGES = 1000  # test images a download is checked on (the CLI checks all 10,000)
+MISTAKE_METHOD = "ig"  # every model has it, and it is sharp at pixel level
+MISTAKE_SCALE = 3
+
+
+def explain_controls(model, checkpoint: Path | None, label: str) -> None:
+    """The method and class pickers for every heatmap on the page, and the selected
+    model's ONNX file to download (checkpoint None: an uploaded model, nothing to offer)."""
+    methods = methods_for(model)
+    method_col, target_col, download_col = st.columns([2, 2, 1])
+    method_col.radio("Explain with", methods, format_func=METHODS.get, horizontal=True, key=f"{METHOD_KEY}_{len(methods)}",
+                     help="Integrated Gradients and Occlusion work for every model; Grad-CAM looks at the last conv layer.")
+    target_col.selectbox("Heatmap of", [TOP_CLASS, *CLASSES], key=TARGET_KEY,
+                         help="Why the model chose a class, or why not another: pick a class to ask \"why not Coat?\".")
+    if checkpoint is not None:
+        download_col.download_button(
+            "ONNX file", lambda: _onnx_file(str(checkpoint), os.path.getmtime(checkpoint))[0],
+            file_name=f"{file_stem(label.split(' · ')[0])}.onnx", mime="application/octet-stream", on_click="ignore",
+            icon=":material/download:", key="download_onnx",
+            help=f"This model for onnxruntime: input 'image' (N, 1, 28, 28) normalised, output 'probabilities'; class "
+                 f"names and preprocessing in its metadata. Checked against PyTorch on {UI_CHECK_IMAGES:,} test images.",
+        )
+
+
+def file_stem(name: str) -> str:
+    """A run's name (user text) as a safe download file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "model"
+
+
+def explain_panel(model, model_input: np.ndarray) -> None:
+    """The heatmap over the 28x28 input, for the class and method picked in explain_controls."""
+    methods = methods_for(model)
+    method = st.session_state.get(f"{METHOD_KEY}_{len(methods)}") or methods[0]
+    wanted = st.session_state.get(TARGET_KEY, TOP_CLASS)
+    target = None if wanted in (None, TOP_CLASS) else CLASSES.index(wanted)
+    try:
+        result = explain(model, model_input, target, method)
+    except ExplainError as e:
+        st.info(str(e).capitalize())
+        return
+    st.image(overlay(model_input, result.heatmap, scale=5), width=140,
+             caption=f"why {result.target_name} ({METHODS[method]}): red for, blue against")
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _onnx_file(path: str, mtime: float) -> tuple[bytes, str, float]:
+    """(ONNX bytes, SHA-256, largest difference from PyTorch) of a checkpoint, checked on
+    test images; once per file version."""
+    model = load_checkpoint(path).model
+    data = dataset()
+    onnx = export_bytes(model, "onnx")
+    images, labels = normalize(data.test_images[:UI_CHECK_IMAGES]), data.test_labels[:UI_CHECK_IMAGES]
+    check = check_export(model, onnx, "onnx", images, labels)
+    if check.max_difference > 1e-4 or check.export_accuracy != check.torch_accuracy:
+        raise ExportCheckFailed(f"the ONNX export of {path} disagrees with PyTorch (max difference {check.max_difference:.1e})")
+    return onnx, sha256(onnx), check.max_difference
+
+
+def model_card_download(weights: Path, title: str) -> None:
+    """A button that writes the run's model card (with its ONNX export's checksum) on click."""
+
+    def card() -> str:
+        loaded = load_checkpoint(weights)
+        onnx, digest, difference = _onnx_file(str(weights), os.path.getmtime(weights))
+        facts = ExportFacts(f"{file_stem(title)}.onnx", "onnx", digest, len(onnx), UI_CHECK_IMAGES, difference)
+        return build_card(title, loaded.metadata, run_analysis(str(weights)), dataset(), facts)
+
+    st.download_button("Model card (Markdown)", card, file_name=f"{file_stem(title)}-model-card.md", mime="text/markdown",
+                       on_click="ignore", icon=":material/description:", key="download_model_card",
+                       help="Config, data, training time, test accuracy per class, confusion matrix, the command that "
+                            "rebuilds it, and the SHA-256 of its ONNX export.")
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _mistake_heatmap(path: str, mtime: float, index: int, target: int) -> np.ndarray:
+    image = dataset().test_images[index].numpy()
+    result = explain(cached_model(path), image, target, MISTAKE_METHOD)
+    return overlay(image, result.heatmap, scale=MISTAKE_SCALE)
+
+
+def mistake_picture(weights: Path, index: int, image: np.ndarray, predicted: int) -> np.ndarray:
+    """Test image `index` (uint8 28x28) above its heatmap for the wrongly predicted class:
+    what the model took for `predicted`."""
+    upscaled = np.repeat(np.kron(image, np.ones((MISTAKE_SCALE, MISTAKE_SCALE), np.uint8))[..., None], 3, axis=2)
+    heat = _mistake_heatmap(str(weights), os.path.getmtime(weights), index, predicted)
+    return np.concatenate([upscaled, heat], axis=0)
