@@ -160,9 +160,10 @@ class RunManager:
         return records
 
     def delete(self, run_id: str) -> None:
+        """Move a run to the store's trash (RunStore.restore brings it back)."""
         if run_id in self.active_ids():
             raise UserError("stop this run before deleting it")
-        self.store.delete(run_id)
+        self.store.trash(run_id)
         with self._lock:
             self._live.pop(run_id, None)
 

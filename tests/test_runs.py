@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from fmnist_core.config import ConfigError, TrainConfig
+from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
+from fmnist_core.errors import UserError
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 
@@ -127,3 +128,60 @@ def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_
     assert not stored.live and stored.status == "finished" and stored.batch_losses == []
     assert [h["test_accuracy"] for h in stored.history] == [h["test_accuracy"] for h in live.history]
     assert stored.config == live.config and type(stored) is type(live)
+
+
+def stored_run(store: RunStore, name: str = "stored", epochs_done: int = 1, epochs: int = 2, status: str = "finished") -> str:
+    """A run folder as training leaves it, written directly (no training needed)."""
+    run_id = store.create(cfg(epochs=epochs), name).name
+    history = [{"epoch": e, "train_accuracy": 80.0 + e, "test_accuracy": 79.0 + e, "train_loss_sum": 10.0 / e,
+                "test_loss": 0.5 / e, "elapsed_s": 3.0 * e, "images_per_s": 1000.0} for e in range(1, epochs_done + 1)]
+    (store.root / run_id / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    store.write_result(run_id, {"status": status, "message": "", "params": 2174.0 if epochs_done else None})
+    return run_id
+
+
+def test_summary_rows_hold_numbers_not_text(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = stored_run(store, epochs_done=1, epochs=2)
+    row = store.read(run_id).summary()
+    assert "epochs" not in row  # "1/2" was text in the CSV
+    assert row["epochs_done"] == 1 and row["epochs_planned"] == 2
+    assert row["params"] == 2174 and isinstance(row["params"], int)  # 2174.0 in an older result.json
+    cancelled = store.read(stored_run(store, "never ran", epochs_done=0, status="cancelled")).summary()
+    assert cancelled["epochs_done"] == 0 and cancelled["params"] is None and cancelled["test_accuracy"] is None
+
+
+def test_delete_goes_to_a_trash_that_restores_and_empties(tmp_path, tiny_data):
+    manager = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data)
+    store = manager.store
+    keep, gone = stored_run(store, "keep"), stored_run(store, "gone")
+    manager.delete(gone)
+    assert store.ids() == [keep] and [r.id for r in store.list()] == [keep]  # the trash is not a run
+    assert [r.name for r in store.trashed()] == ["gone"]
+    assert (store.root / ".trash" / gone / "history.jsonl").is_file()  # nothing was lost
+    store.restore(gone)
+    assert sorted(store.ids()) == sorted([keep, gone]) and store.trashed() == []
+    assert store.read(gone).history[0]["test_accuracy"] == 80.0
+    with pytest.raises(UserError, match="not in the trash"):
+        store.restore(gone)
+    manager.delete(gone)
+    manager.delete(keep)
+    assert store.ids() == [] and len(store.trashed()) == 2
+    assert store.empty_trash() == 2
+    assert store.trashed() == [] and not any((store.root / ".trash").iterdir())
+
+
+def test_rename_refuses_a_name_over_the_cap_and_changes_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = stored_run(store, "short")
+    with pytest.raises(UserError, match=f"250 characters long; use at most {MAX_NAME_LENGTH} characters"):
+        store.rename(run_id, "x" * 250)
+    assert store.read(run_id).name == "short"
+    store.rename(run_id, "y" * MAX_NAME_LENGTH)
+    assert store.read(run_id).name == "y" * MAX_NAME_LENGTH
+
+
+def test_a_form_name_over_the_cap_starts_nothing(manager):
+    with pytest.raises(ConfigError, match="250 characters long"):
+        manager.submit(cfg(name="n" * 250))
+    assert manager.store.ids() == []
