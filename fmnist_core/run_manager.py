@@ -7,11 +7,13 @@ only on disk.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +108,8 @@ class RunManager:
         self._queue: deque[str] = deque()
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closing = False
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def submit(self, config: TrainConfig, name: str = "") -> str:
         """Validate, create the run folder and queue it; returns the run id."""
@@ -176,6 +180,23 @@ class RunManager:
             time.sleep(0.05)
         return True
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the run in training and wait (up to `timeout` s) for the worker to leave torch.
+
+        Called at interpreter exit (a server stopped with SIGTERM or Ctrl-C): a daemon
+        thread still inside torch's C++ code when Python finalizes is killed there, and the
+        process aborts with "terminate called without an active exception". The stopped run
+        is left as a crash leaves it (no result.json), so it reads back as interrupted with
+        its finished epochs; queued runs are not started."""
+        with self._lock:
+            self._closing = True
+            for live in self._live.values():
+                live.stop.set()
+            self._lock.notify_all()
+            worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(timeout)
+
     def _finish(self, live: LiveRun, status: str, message: str) -> None:
         with live.lock:
             live.status, live.message, live.ended = status, message, time.time()
@@ -183,8 +204,10 @@ class RunManager:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
+                while not self._queue and not self._closing:
                     self._lock.wait()
+                if self._closing:
+                    return
                 live = self._live[self._queue.popleft()]
             self._train(live)
 
@@ -192,6 +215,9 @@ class RunManager:
         try:
             data = self._data_loader() if self._data_loader else None
             result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data)
+            if self._closing and result["status"] == "stopped":  # by close(), not by a user
+                (self.store.root / live.id / "result.json").unlink(missing_ok=True)
+                result = {"status": "interrupted", "message": "the server stopped while it trained"}
             self._finish(live, result["status"], result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
             message = _failure_message(e)
@@ -200,6 +226,12 @@ class RunManager:
             self.store.write_result(live.id, result_from("failed", message, history, 0.0, None))
             self._finish(live, "failed", message)
             traceback.print_exc()
+
+
+def _close_at_exit(manager_ref: weakref.ref) -> None:
+    manager = manager_ref()
+    if manager is not None:
+        manager.close()
 
 
 def _failure_message(error: Exception) -> str:

@@ -185,3 +185,20 @@ def test_a_form_name_over_the_cap_starts_nothing(manager):
     with pytest.raises(ConfigError, match="250 characters long"):
         manager.submit(cfg(name="n" * 250))
     assert manager.store.ids() == []
+
+
+def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
+    """What the server does at exit: the run stops at its next batch, keeps its finished
+    epochs and reads back as interrupted; a queued run is not started."""
+    running = manager.submit(cfg(epochs=200))
+    queued = manager.submit(cfg())
+    deadline = time.time() + 60
+    while not manager.live(running).history:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    manager.close(timeout=30)
+    assert not manager._worker.is_alive()
+    record = RunStore(tmp_path / "runs").read(running)
+    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights is not None
+    assert not (record.path / "history.jsonl").read_text().endswith("}{")
+    assert RunStore(tmp_path / "runs").read(queued).history == []
