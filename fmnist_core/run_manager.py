@@ -23,9 +23,30 @@ from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
 from .models import count_parameters
-from .run_store import ACTIVE, RunRecord, RunStore, RunView, result_from
+from .run_store import ACTIVE, BATCH_LOSSES_NAME, RunRecord, RunStore, RunView, result_from
 
-MAX_BATCH_POINTS = 2000  # per-batch losses kept in memory for the live chart
+MAX_BATCH_POINTS = 2000  # per-batch losses kept per run, in memory and in batch_losses.jsonl
+
+
+class BatchLossSampler:
+    """Which per-batch losses a run keeps: at most one every total/MAX_BATCH_POINTS steps, so a
+    long run keeps points spread over all of it (at most MAX_BATCH_POINTS + 1) rather than
+    only its latest ones."""
+
+    def __init__(self, total_steps: int):
+        self.stride = max(1, -(-total_steps // MAX_BATCH_POINTS))
+        self.next_step = 0
+
+    def keep(self, step: int) -> bool:
+        if step < self.next_step:
+            return False
+        self.next_step = step + self.stride
+        return True
+
+
+def batch_step(event: dict) -> int:
+    """The run-wide batch number of an on_batch_end event (1 = the first batch)."""
+    return (event["epoch"] - 1) * event["batches"] + event["batch"]
 
 
 class RunWriter:
@@ -34,10 +55,25 @@ class RunWriter:
     def __init__(self, path: Path, config: TrainConfig):
         self.path, self.config = Path(path), config
         self.params = None
+        self.batch_losses: BatchLossSampler | None = None
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
         atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
+        total = event["epochs"] * event["batches_per_epoch"]
+        self.batch_losses = BatchLossSampler(total)
+        self._append(BATCH_LOSSES_NAME, {"total_steps": total})  # the chart's x-axis, known before any point
+
+    def on_batch_end(self, event: dict) -> None:
+        # Kept in the run folder (downsampled) so the per-batch chart survives a restart;
+        # not fsynced: losing the last points in a crash costs nothing.
+        step = batch_step(event)
+        if self.batch_losses.keep(step):
+            self._append(BATCH_LOSSES_NAME, {"step": step, "loss": event["loss"]})
+
+    def _append(self, name: str, record: dict) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
@@ -68,7 +104,9 @@ class LiveRun:
     status: str = "queued"
     message: str = ""
     history: list[dict] = field(default_factory=list)
-    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))  # (step, loss)
+    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS + 1))  # (step, loss)
+    total_steps: int | None = None
+    sampler: BatchLossSampler | None = None
     progress: dict = field(default_factory=dict)  # the last batch event
     started: float | None = None
     ended: float | None = None
@@ -80,12 +118,15 @@ class LiveRun:
         with self.lock:
             self.status, self.started = "running", time.time()
             self.progress = {"epoch": 0, "batch": 0, "batches": event["batches_per_epoch"], "progress": 0.0}
+            self.total_steps = event["epochs"] * event["batches_per_epoch"]
+            self.sampler = BatchLossSampler(self.total_steps)  # the points RunWriter stores, so a restart shows the same chart
 
     def on_batch_end(self, event: dict) -> None:
         with self.lock:
             self.progress = event
-            step = (event["epoch"] - 1) * event["batches"] + event["batch"]
-            self.batch_losses.append((step, event["loss"]))
+            step = batch_step(event)
+            if self.sampler is None or self.sampler.keep(step):
+                self.batch_losses.append((step, event["loss"]))
 
     def on_epoch_end(self, record: dict) -> None:
         with self.lock:
@@ -94,7 +135,8 @@ class LiveRun:
     def snapshot(self) -> RunView:
         with self.lock:
             return RunView(self.id, self.status, self.message, self.config.to_dict(), list(self.history),
-                           list(self.batch_losses), dict(self.progress), self.started, self.ended, live=True)
+                           list(self.batch_losses), dict(self.progress), self.started, self.ended, live=True,
+                           total_steps=self.total_steps)
 
 
 class RunManager:

@@ -4,6 +4,8 @@ A run is a folder `<root>/<id>/`:
     run.json        id, display name, creation time
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
+    batch_losses.jsonl  {"total_steps": N}, then {"step", "loss"} lines: the per-batch loss
+                    chart, downsampled to at most ~2000 points
     model.safetensors  the weights after the last finished epoch
     owner.json      the pid of the process training it
     result.json     written once, when the run ends (finished/stopped/diverged/failed/cancelled)
@@ -31,6 +33,7 @@ from .errors import UserError
 
 ACTIVE = ("queued", "running")
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
+BATCH_LOSSES_NAME = "batch_losses.jsonl"
 TRASH_DIR = ".trash"  # under the store's root; the leading dot keeps it apart from run ids
 
 
@@ -54,6 +57,7 @@ class RunView:
     started: float | None = None
     ended: float | None = None
     live: bool = False
+    total_steps: int | None = None  # batches in the whole run (the per-batch chart's x-axis)
 
 
 @dataclass
@@ -198,7 +202,9 @@ class RunStore:
     def view(self, run_id: str) -> RunView:
         """The stored run as a RunView (no progress or per-batch losses on disk)."""
         record = self.read(run_id)
-        return RunView(run_id, record.status, (record.result or {}).get("message", ""), record.config, record.history)
+        points, total_steps = read_batch_losses(self.root / run_id / BATCH_LOSSES_NAME)
+        return RunView(run_id, record.status, (record.result or {}).get("message", ""), record.config, record.history,
+                       batch_losses=points, total_steps=total_steps)
 
     def delete(self, run_id: str) -> None:
         """Remove a run for good (the page moves runs to the trash instead)."""
@@ -246,6 +252,28 @@ class RunStore:
 
     def write_result(self, run_id: str, result: dict) -> None:
         atomic_write_json(self.root / run_id / "result.json", result)
+
+
+def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:
+    """(step, loss) points and the run's total steps from batch_losses.jsonl; lines that are
+    damaged or of the wrong shape are skipped (it only feeds a chart)."""
+    points, total = [], None
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError):
+        return points, total
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("total_steps"), int):
+            total = item["total_steps"]
+        elif isinstance(item.get("step"), int) and isinstance(item.get("loss"), (int, float)):
+            points.append((item["step"], float(item["loss"])))
+    return points, total
 
 
 def result_from(fit_status: str, message: str, history: list[dict], seconds: float, params: int | None) -> dict:

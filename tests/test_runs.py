@@ -5,7 +5,7 @@ import pytest
 
 from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.errors import UserError
-from fmnist_core.run_manager import RunManager
+from fmnist_core.run_manager import MAX_BATCH_POINTS, LiveRun, RunManager, RunWriter
 from fmnist_core.run_store import RunStore
 
 
@@ -125,7 +125,9 @@ def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_
     assert live.live and live.status == "finished" and live.batch_losses
     # A fresh manager on the same store (another server process, or after a restart).
     stored = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data).view(run_id)
-    assert not stored.live and stored.status == "finished" and stored.batch_losses == []
+    assert not stored.live and stored.status == "finished"
+    # the per-batch losses come back from the run folder: the same points, the same x-axis
+    assert stored.batch_losses == live.batch_losses and stored.total_steps == live.total_steps == 2 * 19
     assert [h["test_accuracy"] for h in stored.history] == [h["test_accuracy"] for h in live.history]
     assert stored.config == live.config and type(stored) is type(live)
 
@@ -202,3 +204,27 @@ def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
     assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights is not None
     assert not (record.path / "history.jsonl").read_text().endswith("}{")
     assert RunStore(tmp_path / "runs").read(queued).history == []
+
+
+def test_per_batch_losses_are_kept_downsampled_in_the_run_folder(tmp_path):
+    """A long run's per-batch chart: at most ~2000 points spread over the whole run, on disk."""
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create(cfg(epochs=10)).name
+    writer, live = RunWriter(store.root / run_id, cfg(epochs=10)), LiveRun(run_id, cfg(epochs=10))
+    start = {"params": 1, "epochs": 10, "batches_per_epoch": 1000}
+    writer.on_run_start(start)
+    live.on_run_start(start)
+    for step in range(1, 10_001):
+        event = {"epoch": (step - 1) // 1000 + 1, "batch": (step - 1) % 1000 + 1, "batches": 1000, "loss": 1.0 / step}
+        writer.on_batch_end(event)
+        live.on_batch_end(event)
+    view = store.view(run_id)
+    assert view.total_steps == 10_000
+    steps = [s for s, _ in view.batch_losses]
+    assert len(steps) <= MAX_BATCH_POINTS + 1 and steps[0] == 1 and steps[-1] > 9_990
+    assert max(b - a for a, b in zip(steps, steps[1:])) <= 5  # evenly spread, not only the latest
+    assert view.batch_losses[0] == (1, 1.0)
+    assert view.batch_losses == live.snapshot().batch_losses  # the live chart shows what a restart shows
+    with open(store.root / run_id / "batch_losses.jsonl", "a") as f:
+        f.write('[1, 2]\n{"step": "x", "loss": 1}\n{"step": 3')  # wrong shapes and a cut-off line
+    assert store.view(run_id).batch_losses == view.batch_losses
