@@ -183,6 +183,12 @@ class RunManager:
         with self._lock:
             return {rid for rid, live in self._live.items() if live.status in ACTIVE}
 
+    def statuses(self) -> dict[str, str]:
+        """{run id: status} of every run this manager holds: cheap enough to poll every second."""
+        with self._lock:
+            live = list(self._live.values())
+        return {run.id: run.status for run in live}
+
     def live(self, run_id: str) -> RunView | None:
         with self._lock:
             live = self._live.get(run_id)
@@ -197,12 +203,14 @@ class RunManager:
             return list(self._queue).index(run_id) + 1 if run_id in self._queue else None
 
     def list_runs(self) -> list[RunRecord]:
-        """Every run on disk; runs this manager is training carry their live status."""
+        """Every run on disk; runs this manager holds carry their live status."""
         records = self.store.list()
-        active = self.active_ids()
+        with self._lock:
+            live = dict(self._live)
         for record in records:
-            if record.id in active:
-                record.status = self._live[record.id].status
+            if record.id in live:  # the same status view() gives, not the disk's a moment behind it
+                with live[record.id].lock:
+                    record.status = live[record.id].status
         return records
 
     def delete(self, run_id: str) -> None:
