@@ -188,3 +188,23 @@ def test_a_markdown_run_name_makes_the_browser_fetch_nothing(browser, tmp_path):
         server.stop()
         tracker.shutdown()
     assert hits == ["/control"], hits
+
+
+def test_run_list_follows_runs_that_change_while_another_is_shown(browser, tiny_server):
+    """The Run picker's status labels follow the live status even while a finished run is
+    shown (no stale "queued" or "running" after the run ended)."""
+    stored_run(RunStore(tiny_server.runs_dir), "an old run")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_page(page, tiny_server, "train")
+    set_number(page, "Batch size", 256)
+    start_run(page, epochs=8, name="quick")
+    pick_run(page, "an old run")  # a finished run: its panel has nothing to poll for
+    deadline = time.time() + 120
+    while not RunStore(tiny_server.runs_dir).read(next(r.id for r in RunStore(tiny_server.runs_dir).list() if r.name == "quick")).result:
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+    time.sleep(2.5)  # a poll or two
+    page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert any("quick · finished" in o for o in options), options
+    assert "an old run" in picker_text(page)
