@@ -208,3 +208,39 @@ def test_run_list_follows_runs_that_change_while_another_is_shown(browser, tiny_
     options = page.get_by_role("option").all_inner_texts()
     assert any("quick · finished" in o for o in options), options
     assert "an old run" in picker_text(page)
+
+
+def overflowing_tables(page) -> list:
+    """[scrollWidth, clientWidth] of every table whose columns do not fit its width."""
+    page.wait_for_selector("[data-testid=stDataFrame] .dvn-scroller")
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid=stDataFrame] .dvn-scroller'))
+        .map(e => [e.scrollWidth, e.clientWidth]).filter(([s, c]) => s > c + 1)""")
+
+
+def test_tables_fit_at_1400_and_delete_asks_and_undoes(browser, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    for name in ["first", "a rather long run name " * 8, "third"]:
+        stored_run(store, name.strip(), epochs_done=2, epochs=20)
+        time.sleep(1.1)
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        open_page(page, server)  # the router first: see the report on deep links to a fresh server
+        open_page(page, server, "train")
+        page.get_by_text("All runs").scroll_into_view_if_needed()
+        assert overflowing_tables(page) == []
+        page.get_by_text("Rename or delete the selected run").click()
+        page.get_by_role("button", name="Delete run").click()
+        page.get_by_text("It goes to the trash").wait_for()
+        assert len(store.ids()) == 3  # nothing deleted before the confirmation
+        page.get_by_role("button", name="Yes, delete").click()
+        page.get_by_text("it is in the trash").wait_for()
+        assert len(store.ids()) == 2 and [r.name for r in store.trashed()] == ["third"]
+        page.get_by_role("button", name="Undo").click()
+        page.locator("h3", has_text="third").wait_for()
+        assert len(store.ids()) == 3 and store.trashed() == []
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_role("heading", name="Compare").wait_for()
+        assert overflowing_tables(page) == []
+    finally:
+        server.stop()
