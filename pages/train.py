@@ -144,7 +144,8 @@ active_ids = [r.id for r in records if r.status in ACTIVE]
 if st.session_state.get("selected_run") not in by_id:  # first visit, or the run was deleted
     st.session_state["selected_run"] = (active_ids or [r.id for r in records] or [None])[0]
 selected = st.session_state["selected_run"]
-drawn_statuses = {r.id: r.status for r in records if r.id in manager.statuses()}
+live_statuses = manager.statuses()  # what the live panel polls; a change redraws the page (and this list)
+drawn_statuses = {**live_statuses, **{r.id: r.status for r in records if r.id in live_statuses}}
 
 
 BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
