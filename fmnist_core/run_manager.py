@@ -7,11 +7,13 @@ only on disk.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,30 @@ from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
 from .models import count_parameters
-from .run_store import ACTIVE, RunRecord, RunStore, RunView, result_from
+from .run_store import ACTIVE, BATCH_LOSSES_NAME, RunRecord, RunStore, RunView, result_from
 
-MAX_BATCH_POINTS = 2000  # per-batch losses kept in memory for the live chart
+MAX_BATCH_POINTS = 2000  # per-batch losses kept per run, in memory and in batch_losses.jsonl
+
+
+class BatchLossSampler:
+    """Which per-batch losses a run keeps: at most one every total/MAX_BATCH_POINTS steps, so a
+    long run keeps points spread over all of it (at most MAX_BATCH_POINTS + 1) rather than
+    only its latest ones."""
+
+    def __init__(self, total_steps: int):
+        self.stride = max(1, -(-total_steps // MAX_BATCH_POINTS))
+        self.next_step = 0
+
+    def keep(self, step: int) -> bool:
+        if step < self.next_step:
+            return False
+        self.next_step = step + self.stride
+        return True
+
+
+def batch_step(event: dict) -> int:
+    """The run-wide batch number of an on_batch_end event (1 = the first batch)."""
+    return (event["epoch"] - 1) * event["batches"] + event["batch"]
 
 
 class RunWriter:
@@ -32,10 +55,25 @@ class RunWriter:
     def __init__(self, path: Path, config: TrainConfig):
         self.path, self.config = Path(path), config
         self.params = None
+        self.batch_losses: BatchLossSampler | None = None
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
         atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
+        total = event["epochs"] * event["batches_per_epoch"]
+        self.batch_losses = BatchLossSampler(total)
+        self._append(BATCH_LOSSES_NAME, {"total_steps": total})  # the chart's x-axis, known before any point
+
+    def on_batch_end(self, event: dict) -> None:
+        # Kept in the run folder (downsampled) so the per-batch chart survives a restart;
+        # not fsynced: losing the last points in a crash costs nothing.
+        step = batch_step(event)
+        if self.batch_losses.keep(step):
+            self._append(BATCH_LOSSES_NAME, {"step": step, "loss": event["loss"]})
+
+    def _append(self, name: str, record: dict) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
@@ -66,7 +104,9 @@ class LiveRun:
     status: str = "queued"
     message: str = ""
     history: list[dict] = field(default_factory=list)
-    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))  # (step, loss)
+    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS + 1))  # (step, loss)
+    total_steps: int | None = None
+    sampler: BatchLossSampler | None = None
     progress: dict = field(default_factory=dict)  # the last batch event
     started: float | None = None
     ended: float | None = None
@@ -78,12 +118,15 @@ class LiveRun:
         with self.lock:
             self.status, self.started = "running", time.time()
             self.progress = {"epoch": 0, "batch": 0, "batches": event["batches_per_epoch"], "progress": 0.0}
+            self.total_steps = event["epochs"] * event["batches_per_epoch"]
+            self.sampler = BatchLossSampler(self.total_steps)  # the points RunWriter stores, so a restart shows the same chart
 
     def on_batch_end(self, event: dict) -> None:
         with self.lock:
             self.progress = event
-            step = (event["epoch"] - 1) * event["batches"] + event["batch"]
-            self.batch_losses.append((step, event["loss"]))
+            step = batch_step(event)
+            if self.sampler is None or self.sampler.keep(step):
+                self.batch_losses.append((step, event["loss"]))
 
     def on_epoch_end(self, record: dict) -> None:
         with self.lock:
@@ -92,7 +135,8 @@ class LiveRun:
     def snapshot(self) -> RunView:
         with self.lock:
             return RunView(self.id, self.status, self.message, self.config.to_dict(), list(self.history),
-                           list(self.batch_losses), dict(self.progress), self.started, self.ended, live=True)
+                           list(self.batch_losses), dict(self.progress), self.started, self.ended, live=True,
+                           total_steps=self.total_steps)
 
 
 class RunManager:
@@ -106,6 +150,8 @@ class RunManager:
         self._queue: deque[str] = deque()
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closing = False
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def submit(self, config: TrainConfig, name: str = "") -> str:
         """Validate, create the run folder and queue it; returns the run id."""
@@ -137,6 +183,12 @@ class RunManager:
         with self._lock:
             return {rid for rid, live in self._live.items() if live.status in ACTIVE}
 
+    def statuses(self) -> dict[str, str]:
+        """{run id: status} of every run this manager holds: cheap enough to poll every second."""
+        with self._lock:
+            live = list(self._live.values())
+        return {run.id: run.status for run in live}
+
     def live(self, run_id: str) -> RunView | None:
         with self._lock:
             live = self._live.get(run_id)
@@ -151,18 +203,21 @@ class RunManager:
             return list(self._queue).index(run_id) + 1 if run_id in self._queue else None
 
     def list_runs(self) -> list[RunRecord]:
-        """Every run on disk; runs this manager is training carry their live status."""
+        """Every run on disk; runs this manager holds carry their live status."""
         records = self.store.list()
-        active = self.active_ids()
+        with self._lock:
+            live = dict(self._live)
         for record in records:
-            if record.id in active:
-                record.status = self._live[record.id].status
+            if record.id in live:  # the same status view() gives, not the disk's a moment behind it
+                with live[record.id].lock:
+                    record.status = live[record.id].status
         return records
 
     def delete(self, run_id: str) -> None:
+        """Move a run to the store's trash (RunStore.restore brings it back)."""
         if run_id in self.active_ids():
             raise UserError("stop this run before deleting it")
-        self.store.delete(run_id)
+        self.store.trash(run_id)
         with self._lock:
             self._live.pop(run_id, None)
 
@@ -175,6 +230,23 @@ class RunManager:
             time.sleep(0.05)
         return True
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the run in training and wait (up to `timeout` s) for the worker to leave torch.
+
+        Called at interpreter exit (a server stopped with SIGTERM or Ctrl-C): a daemon
+        thread still inside torch's C++ code when Python finalizes is killed there, and the
+        process aborts with "terminate called without an active exception". The stopped run
+        is left as a crash leaves it (no result.json), so it reads back as interrupted with
+        its finished epochs; queued runs are not started."""
+        with self._lock:
+            self._closing = True
+            for live in self._live.values():
+                live.stop.set()
+            self._lock.notify_all()
+            worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(timeout)
+
     def _finish(self, live: LiveRun, status: str, message: str) -> None:
         with live.lock:
             live.status, live.message, live.ended = status, message, time.time()
@@ -182,8 +254,10 @@ class RunManager:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
+                while not self._queue and not self._closing:
                     self._lock.wait()
+                if self._closing:
+                    return
                 live = self._live[self._queue.popleft()]
             self._train(live)
 
@@ -191,6 +265,9 @@ class RunManager:
         try:
             data = self._data_loader() if self._data_loader else None
             result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data)
+            if self._closing and result["status"] == "stopped":  # by close(), not by a user
+                (self.store.root / live.id / "result.json").unlink(missing_ok=True)
+                result = {"status": "interrupted", "message": "the server stopped while it trained"}
             self._finish(live, result["status"], result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
             message = _failure_message(e)
@@ -199,6 +276,12 @@ class RunManager:
             self.store.write_result(live.id, result_from("failed", message, history, 0.0, None))
             self._finish(live, "failed", message)
             traceback.print_exc()
+
+
+def _close_at_exit(manager_ref: weakref.ref) -> None:
+    manager = manager_ref()
+    if manager is not None:
+        manager.close()
 
 
 def _failure_message(error: Exception) -> str:

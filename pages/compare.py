@@ -10,9 +10,13 @@ from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.reproduce import TABLE1_COLUMNS, results_from_runs, table1_rows
-from ui.charts import confusion_chart, runs_overlay_chart
+from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
 from ui.explain_panel import mistake_picture, model_card_download
 from ui.state import dataset, run_analysis, run_manager
+from ui.tables import csv_text, is_cancelled_unstarted, runs_frame, runs_table
+from ui.text import literal
+
+TABLE_COLUMNS = ["name", "status", "model", "lr", "batch_size", "params", "test_accuracy", "best_test_accuracy"]
 
 st.title("Compare")
 records = run_manager().list_runs()
@@ -24,35 +28,23 @@ if not records:
     st.stop()
 
 by_id = {r.id: r for r in records}
-table = pd.DataFrame([r.summary() for r in records])
+table = runs_frame(records, show_cancelled=True)
 
 # ---- the table, with filters --------------------------------------------------------------
-f1, f2, f3 = st.columns([2, 2, 3])
+f1, f2, f3, f4 = st.columns([2, 2, 3, 2], vertical_alignment="bottom")
 models = f1.multiselect("Model", sorted(table["model"].dropna().unique()), key="filter_model")
-statuses = f2.multiselect("Status", sorted(table["status"].unique()), key="filter_status")
+statuses = f2.multiselect("Status", sorted(table["status"].dropna().unique()), key="filter_status")
 text = f3.text_input("Name contains", key="filter_text")
-shown = table
+show_cancelled = f4.toggle("Show cancelled runs", key="show_cancelled", help="Runs cancelled in the queue, before any epoch.")
+shown = table if show_cancelled else table[~is_cancelled_unstarted(table)]
 if models:
     shown = shown[shown["model"].isin(models)]
 if statuses:
     shown = shown[shown["status"].isin(statuses)]
 if text:
     shown = shown[shown["name"].str.contains(text, case=False, regex=False)]
-columns = ["name", "status", "model", "optimizer", "lr", "batch_size", "init", "patch", "augment", "epochs", "params",
-           "train_accuracy", "test_accuracy", "best_test_accuracy", "train_loss_sum", "seconds", "images_per_s"]
-st.dataframe(
-    shown[columns], hide_index=True, width="stretch", key="runs_overview",
-    column_config={
-        "train_accuracy": st.column_config.NumberColumn("train %", format="%.2f"),
-        "test_accuracy": st.column_config.NumberColumn("test %", format="%.2f"),
-        "best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
-        "train_loss_sum": st.column_config.NumberColumn("Loss (report's sum)", format="%.1f", help="Sum of per-batch training losses in the last epoch, as the report's Table 1."),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
-        "images_per_s": st.column_config.NumberColumn("img/s", format="%.0f"),
-        "params": st.column_config.NumberColumn("params", format="%d"),
-    },
-)
-st.download_button("Download this table (CSV)", shown.to_csv(index=False), "runs.csv", "text/csv", key="download_table")
+runs_table(shown, TABLE_COLUMNS, key="runs_overview")  # the other columns: the table's column menu and the CSV
+st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
 
 # ---- selected runs overlaid -----------------------------------------------------------------
 with_history = [rid for rid in shown["id"] if by_id[rid].history]
@@ -64,9 +56,12 @@ if selected:
     histories = {names[rid]: by_id[rid].history for rid in selected}
     if len(selected) > 1:
         st.info("Config: " + describe_differences(config_differences({names[rid]: by_id[rid].config for rid in selected})))
+    for group in identical_runs(histories):  # drawn a hair apart on the epoch axis, and said here
+        st.caption(f":material/content_copy: Identical numbers (same config and seed): {', '.join(literal(n) for n in group)}")
+    log_loss = st.toggle("Log scale (loss)", key="compare_log_loss")
     left, right = st.columns(2)
     left.altair_chart(runs_overlay_chart(histories, "accuracy"), width="stretch")
-    right.altair_chart(runs_overlay_chart(histories, "loss"), width="stretch")
+    right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
     long = pd.DataFrame([{"run": names[rid], "run_id": rid, **h} for rid in selected for h in by_id[rid].history])
     st.download_button("Download the selected runs' histories (CSV)", long.to_csv(index=False), "histories.csv", "text/csv", key="download_histories")
 

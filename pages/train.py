@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from fmnist_core.config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, config_problems
+from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
 from ui.charts import batch_loss_chart, epoch_chart
-from ui.form import setting_widget, widget_key
+from ui.form import config_summary, form_from_query, query_from_form, setting_widget, widget_key
 from ui.state import model_card, run_manager
+from ui.tables import csv_text, runs_frame, runs_table
+from ui.text import heading_html, literal, plain, truncate
 
 REFRESH_SECONDS = 1.0
 FIELDS = list(SETTINGS)  # every setting is on the form (ui.form builds each widget from its declaration)
 ADVANCED = [f for f in FIELDS if SETTINGS[f].advanced]
+HEADING_CHARS = 60  # a longer run name is cut with an ellipsis in headings and lists
+TABLE_COLUMNS = ["name", "status", "model", "lr", "batch_size", "epochs_done", "epochs_planned", "best_test_accuracy", "seconds"]
 
 manager = run_manager()
+
+
+def preset_values(preset: str) -> dict:
+    return {**DEFAULTS, **RECIPES[preset], "name": preset}
 
 
 def apply_preset() -> None:
@@ -25,9 +33,17 @@ def apply_preset() -> None:
     preset = st.session_state["preset"]
     if preset == "custom":
         return
-    values = {**DEFAULTS, **RECIPES[preset], "name": preset}
-    for f in FIELDS:
-        st.session_state[widget_key(f)] = values[f]
+    for f, value in preset_values(preset).items():
+        st.session_state[widget_key(f)] = value
+    st.session_state["preset_base"] = preset
+    st.session_state["url_problems"] = {}
+
+
+def preset_label(preset: str) -> str:
+    if preset == "custom":
+        base = st.session_state.get("preset_base")
+        return f"custom (from {base})" if base else "custom"
+    return f"{preset} – {DESCRIPTIONS.get(preset, 'the report recipe')}"
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -37,12 +53,35 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-for f in FIELDS:  # first visit: the defaults
-    st.session_state.setdefault(widget_key(f), DEFAULTS[f])
+# ---- the form's state: kept across pages in this session; on a fresh visit, from the link ----
+if "form_saved" not in st.session_state:  # first visit or a browser refresh: the URL holds the form
+    from_link, link_problems = form_from_query(st.query_params.to_dict())
+    st.session_state["form_saved"] = {**DEFAULTS, **from_link}
+    st.session_state["url_problems"] = link_problems
+for f in FIELDS:  # widget state is dropped while another page shows; put it back
+    st.session_state.setdefault(widget_key(f), st.session_state["form_saved"][f])
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error
     st.session_state[widget_key("softmax_output")] = False
 form_values = {f: st.session_state[widget_key(f)] for f in FIELDS}
+for f in list(st.session_state["url_problems"]):  # a field the user has edited since is theirs again
+    if form_values[f] != st.session_state["form_saved"][f]:
+        del st.session_state["url_problems"][f]
+st.session_state["form_saved"] = form_values
 problems = config_problems(form_values)  # checked before drawing, so each field shows its own
+if query_from_form(form_values) != st.query_params.to_dict():  # the address bar holds the form: refresh-proof, shareable
+    st.query_params.from_dict(query_from_form(form_values))
+
+base = st.session_state.get("preset_base")
+if base and st.session_state.get("preset") == base and any(
+        form_values[f] != v for f, v in preset_values(base).items() if f != "name"):
+    st.session_state["preset"] = "custom"  # the form no longer is that preset; choosing it again re-applies it
+
+
+def field(container, name: str, **kw) -> None:
+    setting_widget(container, name, problem=problems.get(name), **kw)
+    if name in st.session_state["url_problems"]:  # the link's text is anyone's: shown escaped
+        container.caption(f":orange[:material/link_off: {plain(st.session_state['url_problems'][name])}; the default is shown.]")
+
 
 st.title("Train")
 form_col, run_col = st.columns([1, 2], gap="large")
@@ -50,11 +89,10 @@ form_col, run_col = st.columns([1, 2], gap="large")
 # ---- the form --------------------------------------------------------------------------
 with form_col:
     st.selectbox(
-        "Preset", ["custom", *RECIPES], key="preset", on_change=apply_preset,
-        format_func=lambda p: p if p == "custom" else f"{p} – {DESCRIPTIONS.get(p, 'the report recipe')}",
+        "Preset", ["custom", *RECIPES], key="preset", on_change=apply_preset, format_func=preset_label,
         help="Fills the form with a named recipe: the report's own (SGD, momentum 0.9, batch 32, 20 epochs, custom init) or ours.",
     )
-    setting_widget(st, "model", problem=problems.get("model"))
+    field(st, "model")
     model_name = st.session_state[widget_key("model")]
     info = model_info(model_name)
     # the form's width (set by a preset or the field below) changes the count and the table
@@ -71,12 +109,18 @@ with form_col:
     basic = [f for f in FIELDS if f not in ("model", "name") and f not in ADVANCED]
     columns = st.columns(2)
     for i, f in enumerate(basic):
-        setting_widget(columns[i % 2], f, disabled=disabled.get(f, False), placeholder=placeholders.get(f), problem=problems.get(f))
+        field(columns[i % 2], f, disabled=disabled.get(f, False), placeholder=placeholders.get(f))
     with st.expander("Advanced", expanded=any(f in problems for f in ADVANCED)):
         for f in ADVANCED:
-            setting_widget(st, f, disabled=disabled.get(f, False), placeholder=placeholders.get(f), problem=problems.get(f))
-    setting_widget(st, "name", problem=problems.get("name"))
+            field(st, f, disabled=disabled.get(f, False), placeholder=placeholders.get(f))
+    field(st, "name")
 
+    if problems:
+        st.caption(":material/block: Nothing can start until the fields marked in red are fixed.")
+    else:
+        summary = config_summary(form_values, uses_dropout=not disabled["dropout"], uses_width=not disabled["width"])
+        st.caption(f"**Will train:** {plain(summary)}", help="Exactly the settings Start will run; the address bar holds them too, "
+                   "so a refresh keeps the form and the link can be shared.")
     if st.button("Start training", type="primary", width="stretch", key="start", disabled=bool(problems),
                  help="Fix the fields marked in red first." if problems else None):
         try:
@@ -85,19 +129,23 @@ with form_col:
             st.session_state["form_error"] = e
         else:
             st.session_state.pop("form_error", None)
-            st.session_state["run_picker"] = run_id
+            st.session_state["selected_run"] = run_id
             st.toast(f"Run {run_id} queued")
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
         label = SETTINGS[error.field].label if error.field in SETTINGS else error.field
-        st.error(f"**{label}**: {error.message}. Nothing was started.")
+        st.error(f"**{label}**: {plain(error.message)}. Nothing was started.")
 
 # ---- the selected run, live ---------------------------------------------------------------
 records = manager.list_runs()
 by_id = {r.id: r for r in records}
 active_ids = [r.id for r in records if r.status in ACTIVE]
-if st.session_state.get("run_picker") not in by_id:  # first visit, or the run was deleted
-    st.session_state["run_picker"] = (active_ids or [r.id for r in records] or [None])[0]
+# This session's own selection: a run another visitor starts never moves it.
+if st.session_state.get("selected_run") not in by_id:  # first visit, or the run was deleted
+    st.session_state["selected_run"] = (active_ids or [r.id for r in records] or [None])[0]
+selected = st.session_state["selected_run"]
+live_statuses = manager.statuses()  # what the live panel polls; a change redraws the page (and this list)
+drawn_statuses = {**live_statuses, **{r.id: r.status for r in records if r.id in live_statuses}}
 
 
 BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
@@ -107,13 +155,14 @@ BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":mater
 
 
 def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
-    """Status, stop, progress and per-batch loss: polled every second while the run is active.
-    The epoch charts sit outside it and are redrawn (one full rerun) only when an epoch ends,
-    so the page costs the training as little CPU as possible."""
+    """Status, stop, progress and per-batch loss: polled every second while any run is active.
+    The epoch charts, the run list and the table sit outside it and are redrawn (one full
+    rerun) only when a run's status changes or an epoch ends, so the page costs the
+    training as little CPU as possible."""
     run = manager.view(run_id)
     status, config = run.status, run.config
-    if status != status_shown or len(run.history) != epochs_shown:
-        st.rerun()  # an epoch ended or the status changed: redraw the page once
+    if status != status_shown or len(run.history) != epochs_shown or manager.statuses() != drawn_statuses:
+        st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
     cols = st.columns([2, 1])
     cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if status in ACTIVE and not run.live:
@@ -131,16 +180,19 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
             f"{p.get('images_per_s', 0):,.0f} img/s · ETA {fmt_seconds(p.get('eta_s'))}"
         ))
     if run.batch_losses:
-        st.altair_chart(batch_loss_chart(run.batch_losses), width="stretch")
+        st.altair_chart(batch_loss_chart(run.batch_losses, run.total_steps, smoothing=st.session_state.get("smoothing", 0.9),
+                                         log_scale=st.session_state.get("log_loss", False)), width="stretch")
 
 
 def draw_run(run_id: str) -> None:
     run = manager.view(run_id)
     status, history, config = run.status, run.history, run.config
-    st.subheader(by_id[run_id].name if run_id in by_id else run_id)
+    name = by_id[run_id].name if run_id in by_id else run_id
+    # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
+    st.html(heading_html(name, HEADING_CHARS))
     st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
-    # Only an active run polls; a finished one is drawn once.
-    st.fragment(live_panel, run_every=REFRESH_SECONDS if status in ACTIVE else None)(run_id, status, len(history))
+    # Poll while anything trains (so the run list follows other runs too); a quiet page is drawn once.
+    st.fragment(live_panel, run_every=REFRESH_SECONDS if active_ids else None)(run_id, by_id[run_id].status, len(history))
     if history:
         last = history[-1]
         m = st.columns(4)
@@ -149,47 +201,117 @@ def draw_run(run_id: str) -> None:
         m[2].metric("Loss (report's sum)", f"{last['train_loss_sum']:.1f}", help="Sum of the per-batch training losses of the last epoch, as the report's Table 1.")
         m[3].metric("Images/s", f"{last['images_per_s']:,.0f}")
         charts = st.columns(2)
-        charts[0].altair_chart(epoch_chart(history, "accuracy"), width="stretch")
-        charts[1].altair_chart(epoch_chart(history, "loss"), width="stretch")
+        log_loss = st.session_state.get("log_loss", False)
+        charts[0].altair_chart(epoch_chart(history, "accuracy", epochs_planned=config.get("epochs")), width="stretch")
+        charts[1].altair_chart(epoch_chart(history, "loss", epochs_planned=config.get("epochs"), log_scale=log_loss), width="stretch")
     elif status == "running":
         st.caption("The epoch charts appear when the first epoch ends.")
+    if history or run.batch_losses:
+        a, b = st.columns(2)
+        b.toggle("Log scale (loss charts)", key="log_loss")
+        if run.batch_losses:
+            a.slider("Smoothing (per-batch loss)", 0.0, 0.99, 0.9, 0.01, key="smoothing",
+                     help="Exponential moving average, as TensorBoard's; 0 = the raw losses.")
+
+
+def pick_run() -> None:
+    st.session_state["selected_run"] = st.session_state["run_picker"]
+
+
+def delete_controls(run_id: str) -> None:
+    """Rename, and delete after a confirmation: a deleted run goes to the trash (Undo below)."""
+    record = by_id[run_id]
+    with st.expander("Rename or delete the selected run"):
+        new_name = st.text_input("New name", value=record.name, key=f"rename-{run_id}")
+        a, b = st.columns(2)
+        if a.button("Rename", key="rename"):
+            try:
+                manager.store.rename(run_id, new_name)
+                st.rerun()
+            except UserError as e:
+                st.error(plain(str(e)))
+        if b.button("Delete run", key="delete", disabled=run_id in active_ids, help="Stop it first if it is training."):
+            st.session_state["confirm_delete"] = run_id
+        if st.session_state.get("confirm_delete") == run_id:
+            st.warning(f"Delete {literal(truncate(record.name, HEADING_CHARS))}? It goes to the trash, where you can restore it.")
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", key="confirm_delete_yes", type="primary"):
+                try:
+                    manager.delete(run_id)
+                except UserError as e:
+                    st.error(plain(str(e)))
+                else:
+                    st.session_state["undo_delete"] = (run_id, record.name)
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()
+            if no.button("Keep it", key="confirm_delete_no"):
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()
+
+
+def undo_bar() -> None:
+    run_id, name = st.session_state["undo_delete"]
+    a, b = st.columns([4, 1])
+    a.success(f"Deleted {literal(truncate(name, HEADING_CHARS))}: it is in the trash.", icon=":material/delete:")
+    if b.button("Undo", key="undo_delete_button", width="stretch"):
+        try:
+            manager.store.restore(run_id)
+        except UserError as e:
+            st.error(plain(str(e)))
+        else:
+            st.session_state["selected_run"] = run_id
+        st.session_state.pop("undo_delete", None)
+        st.rerun()
+
+
+def trash_box() -> None:
+    trashed = manager.store.trashed()
+    if not trashed:
+        return
+    with st.expander(f"Trash ({len(trashed)})", icon=":material/delete:"):
+        for record in trashed:
+            a, b = st.columns([4, 1])
+            a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {len(record.history)} epochs · {record.id}")
+            if b.button("Restore", key=f"restore-{record.id}", width="stretch"):
+                try:
+                    manager.store.restore(record.id)
+                except UserError as e:
+                    st.error(plain(str(e)))
+                else:
+                    st.session_state["selected_run"] = record.id
+                    st.session_state.pop("undo_delete", None)
+                    st.rerun()
+        sure = st.checkbox("Delete the runs in the trash for good (weights and history)", key="empty_trash_sure")
+        if st.button("Empty trash", key="empty_trash", disabled=not sure):
+            manager.store.empty_trash()
+            st.session_state.pop("undo_delete", None)
+            st.rerun()
 
 
 with run_col:
-    selected = st.session_state["run_picker"]
+    if "undo_delete" in st.session_state:
+        undo_bar()
     if records:
-        st.selectbox("Run", list(by_id), key="run_picker", format_func=lambda rid: f"{by_id[rid].name} · {by_id[rid].status} · {rid}")
+        st.session_state["run_picker"] = selected  # the widget shows this session's selection, whatever the list does
+        st.selectbox("Run", list(by_id), key="run_picker", on_change=pick_run,
+                     format_func=lambda rid: f"{truncate(by_id[rid].name, HEADING_CHARS)} · {by_id[rid].status} · {rid}")
     if selected is None:
         st.info("No runs yet. Pick a preset or a model on the left and press **Start training**.")
     else:
         draw_run(selected)
+        delete_controls(selected)
 
-    st.divider()
-    st.subheader("All runs")
-    if records:
-        rows = pd.DataFrame([r.summary() for r in records])
-        rows["seconds"] = rows["seconds"].map(lambda s: fmt_seconds(s) if pd.notna(s) else "–")
-        shown = rows[["name", "status", "model", "optimizer", "lr", "batch_size", "epochs", "best_test_accuracy", "test_accuracy", "seconds", "created"]]
-        st.dataframe(
-            shown, hide_index=True, width="stretch", key="runs_table",
-            column_config={"best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
-                           "test_accuracy": st.column_config.NumberColumn("last test %", format="%.2f")},
-        )
-        for r in records:
-            for problem in r.problems:
-                st.warning(f"{r.id}: {problem}")
-        if selected in by_id:
-            with st.expander("Rename or delete the selected run"):
-                new_name = st.text_input("New name", value=by_id[selected].name, key=f"rename-{selected}")
-                a, b = st.columns(2)
-                if a.button("Rename", key="rename"):
-                    try:
-                        manager.store.rename(selected, new_name)
-                        st.rerun()
-                    except ValueError as e:
-                        st.error(str(e))
-                if b.button("Delete run", key="delete", disabled=selected in active_ids, help="Stop it first if it is training."):
-                    manager.delete(selected)
-                    st.rerun()
-    else:
-        st.caption("Runs you start appear here, and stay after a restart.")
+# ---- every run: the full width, so the columns that matter fit at 1400 px --------------------
+st.divider()
+st.subheader("All runs")
+if records:
+    show_cancelled = st.toggle("Show cancelled runs", key="show_cancelled", help="Runs cancelled in the queue, before any epoch.")
+    frame = runs_frame(records, show_cancelled=show_cancelled)
+    runs_table(frame, TABLE_COLUMNS, key="runs_table")
+    st.download_button("Download this table (CSV)", csv_text(frame), "runs.csv", "text/csv", key="download_runs")
+    for r in records:
+        for problem in r.problems:
+            st.warning(f"{r.id}: {plain(problem)}")
+else:
+    st.caption("Runs you start appear here, and stay after a restart.")
+trash_box()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import time
 
 import pytest
@@ -136,3 +138,158 @@ def test_predict_every_model_and_examples(app):
     assert not at.exception
     verdicts = [m.value for m in at.markdown if "true class" in m.value]
     assert len(verdicts) == len(at.selectbox(key="model_choice").options)
+
+
+# ---- Train: the form tells the truth, survives a refresh, shares as a link -----------------
+
+def open_train(query: dict | None = None) -> AppTest:
+    """The Train page on its own (as a link or a refresh opens it), with `query` in the URL."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/train.py")
+    at.query_params = dict(query or {})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def will_train(at) -> str:
+    """The summary line as the browser shows it (Markdown escapes removed)."""
+    line = next(c.value for c in at.caption if c.value.startswith("**Will train:**"))
+    return re.sub(r"\\(.)", r"\1", line)
+
+
+def test_train_shows_the_exact_config_above_start(app):
+    at = app("train")
+    assert "cnn_c" in will_train(at) and "batch 32" in will_train(at) and "2 epochs" in will_train(at)
+    at.number_input(key="f_batch_size").set_value(1024).run()
+    at.number_input(key="f_epochs").set_value(1).run()
+    at.selectbox(key="f_schedule").set_value("cosine").run()
+    line = will_train(at)
+    assert "batch 1024" in line and "1 epoch " in line + " " and "lr schedule cosine" in line
+    at.number_input(key="f_batch_size").set_value(0).run()
+    assert not [c for c in at.caption if c.value.startswith("**Will train:**")]  # nothing to summarise
+    assert any("Nothing can start" in c.value for c in at.caption)
+
+
+def test_preset_reads_custom_once_edited_and_choosing_it_again_reapplies_it(app):
+    at = app("train")
+    at.selectbox(key="preset").set_value("fast").run()
+    assert at.number_input(key="f_lr").value == pytest.approx(0.05)
+    at.number_input(key="f_lr").set_value(0.2).run()
+    preset = at.selectbox(key="preset")
+    assert preset.value == "custom" and preset.options[0] == "custom (from fast)"
+    at.selectbox(key="preset").set_value("fast").run()  # the same preset again
+    assert at.number_input(key="f_lr").value == pytest.approx(0.05)
+    assert at.selectbox(key="preset").value == "fast"
+    at.text_input(key="f_name").set_value("mine").run()  # naming the run keeps the recipe
+    assert at.selectbox(key="preset").value == "fast"
+
+
+def test_the_form_is_in_the_link_and_survives_a_refresh(app):
+    at = app("train")
+    at.selectbox(key="f_model").set_value("cnn_a").run()
+    at.number_input(key="f_batch_size").set_value(512).run()
+    at.checkbox(key="f_augment").check().run()
+    assert at.query_params == {"model": "cnn_a", "batch_size": "512", "augment": "true"}  # only what differs
+    refreshed = open_train(at.query_params)  # a refresh, or the link opened by someone else
+    assert refreshed.selectbox(key="f_model").value == "cnn_a"
+    assert refreshed.number_input(key="f_batch_size").value == 512
+    assert refreshed.checkbox(key="f_augment").value is True
+    assert refreshed.number_input(key="f_epochs").value == 2
+    assert will_train(refreshed) == will_train(at)
+
+
+def test_bad_link_values_show_on_their_fields_and_never_crash(app):
+    at = open_train({"batch_size": "0", "lr": "abc", "model": "nope", "augment": "maybe", "epochs": "3", "other": "x"})
+    assert at.number_input(key="f_epochs").value == 3  # the good values are used
+    assert any("0 is out of range; use 1 to 8192" in e.value for e in at.error)  # parsed, out of range: marked
+    assert at.button(key="start").disabled
+    notes = " ".join(c.value for c in at.caption)
+    assert "not from the link" in notes and "abc" in notes and "nope" in notes and "maybe" in notes
+    assert at.number_input(key="f_lr").value == pytest.approx(0.01) and at.selectbox(key="f_model").value == "cnn_c"
+    at.number_input(key="f_batch_size").set_value(64).run()
+    assert not at.button(key="start").disabled  # the defaults shown are what would run
+
+
+# ---- Train: the run list, names, delete and the trash -----------------------------------------
+
+@pytest.fixture
+def store(tmp_path):
+    from fmnist_core.run_store import RunStore
+
+    return RunStore(tmp_path / "runs")
+
+
+def test_a_new_run_from_another_visitor_does_not_move_this_sessions_selection(app, store):
+    from tests.test_runs import stored_run
+
+    older = stored_run(store, "older")
+    time.sleep(1.1)  # run ids start with the time
+    newer = stored_run(store, "newer")
+    at = app("train")
+    assert at.selectbox(key="run_picker").value == newer
+    at.selectbox(key="run_picker").set_value(older).run()
+    time.sleep(1.1)
+    stored_run(store, "another visitor's")  # newest of all: first in the list
+    at.run()
+    assert at.selectbox(key="run_picker").value == older
+    assert "older" in at.get("html")[0].proto.body  # the heading: the run this session chose
+
+
+def test_run_names_are_text_and_long_ones_are_cut(app, store):
+    from tests.test_runs import stored_run
+
+    name = "![t](http://127.0.0.1:9/track.png) **bold** " + "x" * 60
+    stored_run(store, name)
+    at = app("train")
+    heading = at.get("html")[0].proto.body
+    assert "<img" not in heading and "<strong>" not in heading and "![t](http://127.0.0.1:9/track.png) **bold**" in heading
+    assert "…</h3>" in heading and len(heading.split(">")[1].split("<")[0]) <= 60
+    at.text_input(key="f_name").set_value("n" * 250).run()
+    assert any("is 250 characters long; use at most 100 characters" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+
+
+def test_delete_asks_then_moves_to_the_trash_with_undo_restore_and_empty(app, store):
+    from tests.test_runs import stored_run
+
+    run_id = stored_run(store, "doomed")
+    at = app("train")
+    at.button(key="delete").click().run()
+    assert store.ids() == [run_id]  # asked first, nothing deleted yet
+    at.button(key="confirm_delete_no").click().run()
+    assert store.ids() == [run_id] and not at.button(key="delete").disabled
+    at.button(key="delete").click().run()
+    at.button(key="confirm_delete_yes").click().run()
+    assert store.ids() == [] and [r.name for r in store.trashed()] == ["doomed"]
+    assert any("in the trash" in s.value for s in at.success)
+    at.button(key="undo_delete_button").click().run()
+    assert store.ids() == [run_id] and store.trashed() == []
+    assert at.selectbox(key="run_picker").value == run_id
+    at.button(key="delete").click().run()
+    at.button(key="confirm_delete_yes").click().run()
+    at.button(key=f"restore-{run_id}").click().run()  # from the Trash box
+    assert store.ids() == [run_id]
+    at.button(key="delete").click().run()
+    at.button(key="confirm_delete_yes").click().run()
+    assert at.button(key="empty_trash").disabled  # only once the box is ticked
+    at.checkbox(key="empty_trash_sure").check().run()
+    at.button(key="empty_trash").click().run()
+    assert store.ids() == [] and store.trashed() == [] and not at.exception
+
+
+def test_runs_table_hides_cancelled_runs_unless_asked_and_uses_human_columns(app, store):
+    from tests.test_runs import stored_run
+
+    stored_run(store, "trained", epochs_done=2, epochs=2)
+    stored_run(store, "cancelled in the queue", epochs_done=0, status="cancelled")
+    at = app("train")
+    assert frame_with(at, "epochs_done")["name"].tolist() == ["trained"]
+    at.toggle(key="show_cancelled").set_value(True).run()
+    assert sorted(frame_with(at, "epochs_done")["name"]) == ["cancelled in the queue", "trained"]
+    table = next(f for f in at.dataframe if "epochs_done" in f.value.columns).proto
+    labels = json.loads(table.columns)
+    assert labels["lr"]["label"] == "Learning rate" and labels["batch_size"]["label"] == "Batch size"
+    assert labels["best_test_accuracy"]["label"] == "Best test accuracy (%)" and not labels["best_test_accuracy"].get("hidden")
+    assert labels["params"]["hidden"] and table.placeholder == ""  # blanks, not "None"

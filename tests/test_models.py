@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fmnist_core.models import count_parameters, create_model, layer_table, list_models, summary
+from fmnist_core.models import count_parameters, create_model, layer_table, list_models, model_info, summary
 
 # Figure 2 of the report: parameter counts and every layer's output shape.
 REPORT = {
@@ -76,3 +76,13 @@ def test_width_is_the_first_conv_layers_channels(name, default):
     assert first_conv(narrow).out_channels == 16
     assert count_parameters(narrow) < count_parameters(create_model(name))
     narrow(torch.randn(2, 1, 28, 28)).sum().backward()
+
+
+def test_fast_cnn_description_states_its_real_parameter_counts():
+    """Shown beside the counted parameters on the Train page, so the two must agree."""
+    from fmnist_core.recipes import RECIPES
+
+    description = model_info("fast_cnn").description
+    for width in (RECIPES["fast"]["width"], 32):
+        assert f"{count_parameters(create_model('fast_cnn', width=width)):,} params at" in description
+    assert "~" not in description

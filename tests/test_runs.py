@@ -3,8 +3,9 @@ import time
 
 import pytest
 
-from fmnist_core.config import ConfigError, TrainConfig
-from fmnist_core.run_manager import RunManager
+from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
+from fmnist_core.errors import UserError
+from fmnist_core.run_manager import MAX_BATCH_POINTS, LiveRun, RunManager, RunWriter
 from fmnist_core.run_store import RunStore
 
 
@@ -124,6 +125,106 @@ def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_
     assert live.live and live.status == "finished" and live.batch_losses
     # A fresh manager on the same store (another server process, or after a restart).
     stored = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data).view(run_id)
-    assert not stored.live and stored.status == "finished" and stored.batch_losses == []
+    assert not stored.live and stored.status == "finished"
+    # the per-batch losses come back from the run folder: the same points, the same x-axis
+    assert stored.batch_losses == live.batch_losses and stored.total_steps == live.total_steps == 2 * 19
     assert [h["test_accuracy"] for h in stored.history] == [h["test_accuracy"] for h in live.history]
     assert stored.config == live.config and type(stored) is type(live)
+
+
+def stored_run(store: RunStore, name: str = "stored", epochs_done: int = 1, epochs: int = 2, status: str = "finished") -> str:
+    """A run folder as training leaves it, written directly (no training needed)."""
+    run_id = store.create(cfg(epochs=epochs), name).name
+    history = [{"epoch": e, "train_accuracy": 80.0 + e, "test_accuracy": 79.0 + e, "train_loss_sum": 10.0 / e,
+                "test_loss": 0.5 / e, "elapsed_s": 3.0 * e, "images_per_s": 1000.0} for e in range(1, epochs_done + 1)]
+    (store.root / run_id / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    store.write_result(run_id, {"status": status, "message": "", "params": 2174.0 if epochs_done else None})
+    return run_id
+
+
+def test_summary_rows_hold_numbers_not_text(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = stored_run(store, epochs_done=1, epochs=2)
+    row = store.read(run_id).summary()
+    assert "epochs" not in row  # "1/2" was text in the CSV
+    assert row["epochs_done"] == 1 and row["epochs_planned"] == 2
+    assert row["params"] == 2174 and isinstance(row["params"], int)  # 2174.0 in an older result.json
+    cancelled = store.read(stored_run(store, "never ran", epochs_done=0, status="cancelled")).summary()
+    assert cancelled["epochs_done"] == 0 and cancelled["params"] is None and cancelled["test_accuracy"] is None
+
+
+def test_delete_goes_to_a_trash_that_restores_and_empties(tmp_path, tiny_data):
+    manager = RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data)
+    store = manager.store
+    keep, gone = stored_run(store, "keep"), stored_run(store, "gone")
+    manager.delete(gone)
+    assert store.ids() == [keep] and [r.id for r in store.list()] == [keep]  # the trash is not a run
+    assert [r.name for r in store.trashed()] == ["gone"]
+    assert (store.root / ".trash" / gone / "history.jsonl").is_file()  # nothing was lost
+    store.restore(gone)
+    assert sorted(store.ids()) == sorted([keep, gone]) and store.trashed() == []
+    assert store.read(gone).history[0]["test_accuracy"] == 80.0
+    with pytest.raises(UserError, match="not in the trash"):
+        store.restore(gone)
+    manager.delete(gone)
+    manager.delete(keep)
+    assert store.ids() == [] and len(store.trashed()) == 2
+    assert store.empty_trash() == 2
+    assert store.trashed() == [] and not any((store.root / ".trash").iterdir())
+
+
+def test_rename_refuses_a_name_over_the_cap_and_changes_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = stored_run(store, "short")
+    with pytest.raises(UserError, match=f"250 characters long; use at most {MAX_NAME_LENGTH} characters"):
+        store.rename(run_id, "x" * 250)
+    assert store.read(run_id).name == "short"
+    store.rename(run_id, "y" * MAX_NAME_LENGTH)
+    assert store.read(run_id).name == "y" * MAX_NAME_LENGTH
+
+
+def test_a_form_name_over_the_cap_starts_nothing(manager):
+    with pytest.raises(ConfigError, match="250 characters long"):
+        manager.submit(cfg(name="n" * 250))
+    assert manager.store.ids() == []
+
+
+def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
+    """What the server does at exit: the run stops at its next batch, keeps its finished
+    epochs and reads back as interrupted; a queued run is not started."""
+    running = manager.submit(cfg(epochs=200))
+    queued = manager.submit(cfg())
+    deadline = time.time() + 60
+    while not manager.live(running).history:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    manager.close(timeout=30)
+    assert not manager._worker.is_alive()
+    record = RunStore(tmp_path / "runs").read(running)
+    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights is not None
+    assert not (record.path / "history.jsonl").read_text().endswith("}{")
+    assert RunStore(tmp_path / "runs").read(queued).history == []
+
+
+def test_per_batch_losses_are_kept_downsampled_in_the_run_folder(tmp_path):
+    """A long run's per-batch chart: at most ~2000 points spread over the whole run, on disk."""
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create(cfg(epochs=10)).name
+    writer, live = RunWriter(store.root / run_id, cfg(epochs=10)), LiveRun(run_id, cfg(epochs=10))
+    start = {"params": 1, "epochs": 10, "batches_per_epoch": 1000}
+    writer.on_run_start(start)
+    live.on_run_start(start)
+    for step in range(1, 10_001):
+        event = {"epoch": (step - 1) // 1000 + 1, "batch": (step - 1) % 1000 + 1, "batches": 1000, "loss": 1.0 / step}
+        writer.on_batch_end(event)
+        live.on_batch_end(event)
+    view = store.view(run_id)
+    assert view.total_steps == 10_000
+    steps = [s for s, _ in view.batch_losses]
+    assert len(steps) <= MAX_BATCH_POINTS + 1 and steps[0] == 1 and steps[-1] > 9_990
+    assert max(b - a for a, b in zip(steps, steps[1:])) <= 5  # evenly spread, not only the latest
+    assert view.batch_losses[0] == (1, 1.0)
+    assert view.batch_losses == live.snapshot().batch_losses  # the live chart shows what a restart shows
+    with open(store.root / run_id / "batch_losses.jsonl", "a") as f:
+        f.write('[1, 2]\n{"step": "x", "loss": 1}\n{"step": 3')  # wrong shapes and a cut-off line
+    assert store.view(run_id).batch_losses == view.batch_losses

@@ -5,30 +5,50 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-SPLIT_COLORS = alt.Scale(domain=["train", "validation", "test"], range=["#4c78a8", "#72b7b2", "#f58518"])
+SPLIT_COLORS = {"train": "#4c78a8", "validation": "#72b7b2", "test": "#f58518"}
+SPLITS = {"train": "train", "validation": "val", "test": "test"}  # split -> history key prefix
+MAX_LISTED_EPOCHS = 25  # up to this many epochs every one gets a tick; beyond, integer ticks only
+DUPLICATE_OFFSET = 0.08  # epochs: how far identical runs are drawn apart in the overlay
+
+
+def epoch_axis(history: list[dict], epochs_planned: int | None = None) -> alt.X:
+    """Whole-number epoch ticks ("1", never "1.000000"), over the planned epochs when known,
+    so a live chart does not rescale as epochs arrive."""
+    last = max([h["epoch"] for h in history] + [epochs_planned or 0, 1])
+    values = list(range(1, last + 1)) if last <= MAX_LISTED_EPOCHS else alt.Undefined
+    return alt.X("x:Q", title="epoch", scale=alt.Scale(domain=[0.5, last + 0.5], nice=False, zero=False),
+                 axis=alt.Axis(format="d", tickMinStep=1, values=values, grid=False))
+
+
+def loss_scale(metric: str, log_scale: bool) -> alt.Scale:
+    return alt.Scale(type="log") if metric == "loss" and log_scale else alt.Scale(zero=False)
 
 
 def epoch_frame(history: list[dict], metric: str) -> pd.DataFrame:
-    """Long format (epoch, split, value) for metric 'accuracy' or 'loss'."""
+    """Long format (epoch, split, value) for metric 'accuracy' or 'loss'; only splits with data."""
     rows = []
     for record in history:
-        for split, key in (("train", f"train_{metric}"), ("validation", f"val_{metric}"), ("test", f"test_{metric}")):
-            if record.get(key) is not None:
-                rows.append({"epoch": record["epoch"], "split": split, "value": record[key]})
+        for split, prefix in SPLITS.items():
+            if record.get(f"{prefix}_{metric}") is not None:
+                rows.append({"epoch": int(record["epoch"]), "split": split, "value": record[f"{prefix}_{metric}"]})
     return pd.DataFrame(rows, columns=["epoch", "split", "value"])
 
 
-def epoch_chart(history: list[dict], metric: str, height: int = 260) -> alt.Chart:
+def epoch_chart(history: list[dict], metric: str, epochs_planned: int | None = None, log_scale: bool = False,
+                height: int = 260) -> alt.Chart:
     title = "Accuracy (%)" if metric == "accuracy" else "Loss (mean per batch)"
-    frame = epoch_frame(history, metric)
+    frame = epoch_frame(history, metric).assign(x=lambda f: f["epoch"])
+    present = [s for s in SPLIT_COLORS if s in set(frame["split"])]  # no legend entry without data
+    color = alt.Color("split:N", title=None, scale=alt.Scale(domain=present, range=[SPLIT_COLORS[s] for s in present]),
+                      legend=alt.Legend(orient="bottom"))
     return (
         alt.Chart(frame, height=height, title=title)
-        .mark_line(point=True)
+        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True))
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1), title="epoch"),
-            y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=None),
-            color=alt.Color("split:N", scale=SPLIT_COLORS, title=None),
-            tooltip=["epoch", "split", alt.Tooltip("value:Q", format=".4f")],
+            x=epoch_axis(history, epochs_planned),
+            y=alt.Y("value:Q", scale=loss_scale(metric, log_scale), title=None),
+            color=color,
+            tooltip=[alt.Tooltip("epoch:Q", format="d"), "split", alt.Tooltip("value:Q", format=".4f")],
         )
     )
 
@@ -42,42 +62,81 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
-MAX_CHART_POINTS = 200  # a live chart redrawn every second must stay cheap to build and render
+MAX_CHART_POINTS = 500  # a live chart redrawn every second must stay cheap to build and render
 
 
-def batch_loss_chart(points: list[tuple[int, float]], height: int = 220) -> alt.Chart:
+def batch_loss_chart(points: list[tuple[int, float]], total_steps: int | None = None, smoothing: float = 0.9,
+                     log_scale: bool = False, height: int = 220) -> alt.Chart:
+    """Raw and smoothed per-batch training loss over the whole run's batches (x fixed from
+    0 to `total_steps` while it trains, rather than rescaling every second)."""
     steps = [p[0] for p in points]
     losses = [p[1] for p in points]
-    frame = pd.DataFrame({"step": steps, "loss": losses, "smoothed": smooth(losses)})
+    frame = pd.DataFrame({"step": steps, "loss": losses, "smoothed": smooth(losses, smoothing) if losses else []})
     if len(frame) > MAX_CHART_POINTS:  # smooth on every point, draw an even subsample
         frame = frame.iloc[:: -(-len(frame) // MAX_CHART_POINTS)]
-    base = alt.Chart(frame, height=height, title="Training loss per batch (smoothed)").encode(x=alt.X("step:Q", title="batch"))
-    raw = base.mark_line(opacity=0.25, color="#4c78a8").encode(y=alt.Y("loss:Q", title=None))
-    return raw + base.mark_line(color="#4c78a8").encode(y="smoothed:Q", tooltip=["step", alt.Tooltip("smoothed:Q", format=".4f")])
+    end = max([total_steps or 0, *steps, 1])
+    x = alt.X("step:Q", title="batch", scale=alt.Scale(domain=[0, end], nice=False), axis=alt.Axis(format="~s"))
+    y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
+    title = "Training loss per batch" + (f" (smoothed {smoothing:g})" if smoothing else "")
+    base = alt.Chart(frame, height=height, title=title).encode(x=x)
+    raw = base.mark_line(opacity=0.25 if smoothing else 1.0, color="#4c78a8").encode(y=alt.Y("loss:Q", title=None, scale=y_scale))
+    if not smoothing:
+        return raw.encode(tooltip=["step", alt.Tooltip("loss:Q", format=".4f")])
+    return raw + base.mark_line(color="#4c78a8").encode(y=alt.Y("smoothed:Q", scale=y_scale),
+                                                       tooltip=["step", alt.Tooltip("smoothed:Q", format=".4f")])
 
 
-def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, height: int = 300) -> alt.Chart:
-    """One colour per run; solid test, dashed train."""
+def identical_runs(histories: dict[str, list[dict]]) -> list[list[str]]:
+    """Groups of runs whose histories are the same numbers (same seed and config): drawn
+    on top of each other they would look like one run."""
+    groups: dict[str, list[str]] = {}
+    for name, history in histories.items():
+        fingerprint = repr([(h.get("epoch"), h.get("train_loss"), h.get("test_accuracy"), h.get("test_loss")) for h in history])
+        groups.setdefault(fingerprint, []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+OVERLAY_SPLITS = {"test": "test (solid)", "train": "train (dashed)"}
+
+
+def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, log_scale: bool = False, height: int = 300) -> alt.LayerChart:
+    """One colour per run; test solid, train dashed, and the legend says which is which.
+    Hovering shows every run's value at that epoch (as TensorBoard does). Runs are drawn a
+    hair apart on the epoch axis so that identical runs do not hide each other."""
+    names = list(histories)
     rows = []
-    for run_name, history in histories.items():
+    for i, (run_name, history) in enumerate(histories.items()):
+        offset = (i - (len(names) - 1) / 2) * DUPLICATE_OFFSET if len(names) > 1 else 0.0
         for record in history:
-            for split in ("train", "test"):
+            for split, label in OVERLAY_SPLITS.items():
                 value = record.get(f"{split}_{metric}")
                 if value is not None:
-                    rows.append({"run": run_name, "epoch": record["epoch"], "split": split, "value": value})
-    frame = pd.DataFrame(rows, columns=["run", "epoch", "split", "value"])
+                    # "series" is a plain field name for the pivot (a run's name may hold dots or quotes)
+                    rows.append({"run": run_name, "epoch": int(record["epoch"]), "x": record["epoch"] + offset,
+                                 "split": label, "series": f"r{i}_{split}", "value": value})
+    frame = pd.DataFrame(rows, columns=["run", "epoch", "x", "split", "series", "value"])
+    series_titles = {f"r{i}_{split}": f"{name} · {split}" for i, name in enumerate(names) for split in OVERLAY_SPLITS}
     title = "Accuracy (%)" if metric == "accuracy" else "Loss (mean)"
-    return (
-        alt.Chart(frame, height=height, title=title)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=None),
-            color=alt.Color("run:N", title="run"),
-            strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["test", "train"], range=[[1, 0], [4, 3]]), title=None),
-            tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
-        )
+    all_history = [h for history in histories.values() for h in history]
+    x = epoch_axis(all_history)
+    y = alt.Y("value:Q", scale=loss_scale(metric, log_scale), title=None)
+    color = alt.Color("run:N", title="run", scale=alt.Scale(domain=names), legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
+    dash = alt.StrokeDash("split:N", title="line", scale=alt.Scale(domain=list(OVERLAY_SPLITS.values()), range=[[1, 0], [5, 4]]),
+                          legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="#555", symbolStrokeWidth=2))
+    base = alt.Chart(frame, height=height, title=title)
+    lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=dash)
+    points = base.mark_point(filled=True, size=45).encode(x=x, y=y, color=alt.Color("run:N", scale=alt.Scale(domain=names), legend=None))
+    hover = alt.selection_point(name="hover", fields=["epoch"], nearest=True, on="pointerover", clear="pointerout", empty=False)
+    series = [s for s in series_titles if s in set(frame["series"])]
+    rule = (
+        base.transform_pivot("series", value="value", groupby=["epoch"])
+        .mark_rule(color="#888")
+        .encode(x=alt.X("epoch:Q"), opacity=alt.condition(hover, alt.value(0.6), alt.value(0)),
+                tooltip=[alt.Tooltip("epoch:Q", format="d"),
+                         *(alt.Tooltip(f"{s}:Q", title=series_titles[s], format=".4f") for s in series)])
+        .add_params(hover)
     )
+    return alt.layer(lines, points, rule)
 
 
 def probability_chart(classes: list[str], probabilities: list[float], height: int = 260) -> alt.Chart:

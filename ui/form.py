@@ -7,7 +7,8 @@ message `train` and `validate()` give, and never runs a value the screen does no
 
 from __future__ import annotations
 
-from fmnist_core.config import SETTINGS
+from fmnist_core.config import DEFAULTS, SETTINGS
+from fmnist_core.errors import UserError
 
 FORMATS = {"patch": lambda p: "off" if p == 0 else f"{p}x{p} tiles"}
 FLOAT_FORMATS = {"lr": "%.5f", "weight_decay": "%.5f", "ema": "%.5f"}
@@ -38,3 +39,59 @@ def setting_widget(container, name: str, disabled: bool = False, placeholder: st
                                help=help_text, disabled=disabled, placeholder=placeholder)
     if problem:
         container.error(f"{declared.label}: {problem}", icon=":material/error:")
+
+
+# ---- the form as a link: only the settings that differ from the defaults -------------------
+
+def query_from_form(values: dict) -> dict[str, str]:
+    """The form's values as query parameters (text), only those that differ from DEFAULTS."""
+    return {name: _as_text(value) for name, value in values.items() if name in SETTINGS and value != DEFAULTS[name]}
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "default" if value is None else str(value)
+
+
+def form_from_query(params: dict[str, str]) -> tuple[dict, dict[str, str]]:
+    """(values, problems) from a link's query parameters. Each value is parsed with its
+    setting's own parser; one that cannot be parsed (or a choice the list lacks, which a
+    select box cannot hold) is left out and reported under its field. Values that parse but
+    are out of range are kept: the form then marks them itself (config_problems)."""
+    values, problems = {}, {}
+    for name, text in params.items():
+        if name not in SETTINGS:
+            continue  # another page's parameter, or an old link: not ours to judge
+        declared = SETTINGS[name]
+        try:
+            value = declared.parse(text)
+            if declared.kind in ("choice", "bool"):
+                declared.check(name, value)
+        except UserError as e:
+            problems[name] = f"not from the link: {getattr(e, 'message', e)}"
+            continue
+        values[name] = value
+    return values, problems
+
+
+def config_summary(values: dict, uses_dropout: bool, uses_width: bool) -> str:
+    """One line with exactly what will train: the main settings, then every other one that
+    differs from its default (fields the model ignores are left out)."""
+    v = values
+    optimizer = f"{v['optimizer']} lr {v['lr']:g}"
+    if v["optimizer"] in ("sgd", "rmsprop") and v["momentum"]:
+        optimizer += f", momentum {v['momentum']:g}" + (" Nesterov" if v["nesterov"] else "")
+    if v["weight_decay"]:
+        optimizer += f", weight decay {v['weight_decay']:g}"
+    model = v["model"] + (f" width {v['width']}" if uses_width and v["width"] is not None else "")
+    parts = [model, optimizer, f"batch {v['batch_size']}", f"{v['epochs']} epoch{'s' if v['epochs'] != 1 else ''}"]
+    shown = {"model", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "width", "batch_size", "epochs", "name", "seed"}
+    ignored = {"dropout"} if not uses_dropout else set()
+    for name, declared in SETTINGS.items():
+        if name in shown or name in ignored or v[name] == DEFAULTS[name]:
+            continue
+        value = v[name]
+        parts.append(declared.label.lower() if value is True else f"{declared.label.lower()} {_as_text(value)}")
+    parts.append(f"seed {v['seed']}")
+    return " · ".join(parts)

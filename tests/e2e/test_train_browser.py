@@ -1,9 +1,17 @@
 """Start, watch, refresh, stop; then restart the server and find the runs again."""
 
+import http.server
 import re
+import signal
+import threading
 import time
+import urllib.request
 
+import pytest
+
+from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
+from tests.test_runs import stored_run
 
 
 def set_number(page, label: str, value) -> None:
@@ -15,8 +23,8 @@ def set_number(page, label: str, value) -> None:
 
 def start_run(page, epochs: int, name: str) -> None:
     set_number(page, "Epochs", epochs)
-    page.get_by_label("Run name").fill(name)
-    page.get_by_label("Run name").press("Enter")
+    page.get_by_label("Run name", exact=True).fill(name)
+    page.get_by_label("Run name", exact=True).press("Enter")
     time.sleep(0.6)
     page.get_by_role("button", name="Start training").click()
 
@@ -80,3 +88,159 @@ def test_finished_runs_survive_a_server_restart(browser, tmp_path):
         page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2")
     finally:
         second.stop()
+
+
+def test_stopping_the_server_mid_run_exits_cleanly_and_keeps_the_epochs(browser, tmp_path, tiny_dir, monkeypatch):
+    """SIGTERM to `streamlit run` while a run trains: exit status 0, no C++ abort
+    ("terminate called without an active exception"), the run interrupted with its epochs."""
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))  # 600 images: an epoch takes a moment
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, server, "train")
+        set_number(page, "Batch size", 256)
+        start_run(page, epochs=200, name="cut short")
+        deadline = time.time() + 120
+        while not list((tmp_path / "runs").glob("*/history.jsonl")):
+            assert time.time() < deadline, "no epoch finished"
+            time.sleep(0.3)
+        time.sleep(1.0)  # well inside training, not between runs
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(60)
+    finally:
+        server.stop()
+    log = (tmp_path / "log").read_text()
+    assert exit_code == 0, log[-2000:]
+    assert "terminate called" not in log and "Aborted" not in log
+    (record,) = RunStore(tmp_path / "runs").list()
+    assert record.name == "cut short" and record.status == "interrupted"
+    assert 1 <= len(record.history) < 200 and record.weights is not None
+
+
+@pytest.fixture
+def tiny_server(tmp_path, tiny_dir, monkeypatch):
+    """A server of its own on the tiny data set (an epoch takes a moment) and an empty store."""
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
+    yield server
+    server.stop()
+
+
+def picker_text(page) -> str:
+    """What the Run picker shows as chosen (its text, or its search box's value)."""
+    picker = page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True))
+    inputs = picker.locator("input")
+    return picker.inner_text() + " " + " ".join(inputs.nth(i).input_value() for i in range(inputs.count()))
+
+
+def test_another_visitors_new_run_leaves_this_sessions_selection(browser, tiny_server):
+    store = RunStore(tiny_server.runs_dir)
+    stored_run(store, "older one")
+    time.sleep(1.1)  # run ids start with the time
+    stored_run(store, "newer one")
+    mine = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_page(mine, tiny_server, "train")
+    pick_run(mine, "older one")
+    assert "older one" in picker_text(mine)
+    theirs = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_page(theirs, tiny_server, "train")
+    set_number(theirs, "Batch size", 256)
+    start_run(theirs, epochs=1, name="their run")
+    theirs.get_by_text("finished").first.wait_for(timeout=60_000)
+    set_number(mine, "Seed", 1)  # any rerun of this page
+    mine.get_by_text("their run").first.wait_for(state="attached")  # the new run is listed here too...
+    time.sleep(1.0)
+    assert "older one" in picker_text(mine)  # ...but this session still shows its own choice
+
+
+def test_a_markdown_run_name_makes_the_browser_fetch_nothing(browser, tmp_path):
+    """`![t](http://127.0.0.1:PORT/track.png)` as a run name is shown as text: no request."""
+    hits = []
+
+    class Tracker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    tracker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tracker)
+    threading.Thread(target=tracker.serve_forever, daemon=True).start()
+    name = f"![t](http://127.0.0.1:{tracker.server_port}/track.png) <img src='http://127.0.0.1:{tracker.server_port}/track.png?html'>"
+    store = RunStore(tmp_path / "runs")
+    stored_run(store, name)
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, server, "train")
+        page.get_by_text("Status:").wait_for()
+        time.sleep(1.5)
+        page.locator("h3", has_text="![t](http://127.0.0.1").wait_for(timeout=10_000)  # shown as the text it is
+        page.get_by_text("Rename or delete the selected run").click()
+        page.get_by_role("button", name="Delete run").click()
+        page.get_by_text("It goes to the trash").wait_for()  # the confirmation quotes the name too
+        time.sleep(1.5)
+        urllib.request.urlopen(f"http://127.0.0.1:{tracker.server_port}/control").read()  # the tracker works
+    finally:
+        server.stop()
+        tracker.shutdown()
+    assert hits == ["/control"], hits
+
+
+def test_run_list_follows_runs_that_change_while_another_is_shown(browser, tiny_server):
+    """The Run picker's status labels follow the live status even while a finished run is
+    shown (no stale "queued" or "running" after the run ended)."""
+    stored_run(RunStore(tiny_server.runs_dir), "an old run")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_page(page, tiny_server, "train")
+    set_number(page, "Batch size", 256)
+    start_run(page, epochs=8, name="quick")
+    pick_run(page, "an old run")  # a finished run: its panel has nothing to poll for
+    deadline = time.time() + 120
+    while not RunStore(tiny_server.runs_dir).read(next(r.id for r in RunStore(tiny_server.runs_dir).list() if r.name == "quick")).result:
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+    time.sleep(2.5)  # a poll or two
+    page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert any("quick · finished" in o for o in options), options
+    assert "an old run" in picker_text(page)
+
+
+def overflowing_tables(page) -> list:
+    """[scrollWidth, clientWidth] of every table whose columns do not fit its width."""
+    page.wait_for_selector("[data-testid=stDataFrame] .dvn-scroller")
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid=stDataFrame] .dvn-scroller'))
+        .map(e => [e.scrollWidth, e.clientWidth]).filter(([s, c]) => s > c + 1)""")
+
+
+def test_tables_fit_at_1400_and_delete_asks_and_undoes(browser, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    for name in ["first", "a rather long run name " * 8, "third"]:
+        stored_run(store, name.strip(), epochs_done=2, epochs=20)
+        time.sleep(1.1)
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        open_page(page, server)  # the router first: see the report on deep links to a fresh server
+        open_page(page, server, "train")
+        page.get_by_text("All runs").scroll_into_view_if_needed()
+        assert overflowing_tables(page) == []
+        page.get_by_text("Rename or delete the selected run").click()
+        page.get_by_role("button", name="Delete run").click()
+        page.get_by_text("It goes to the trash").wait_for()
+        assert len(store.ids()) == 3  # nothing deleted before the confirmation
+        page.get_by_role("button", name="Yes, delete").click()
+        page.get_by_text("it is in the trash").wait_for()
+        assert len(store.ids()) == 2 and [r.name for r in store.trashed()] == ["third"]
+        page.get_by_role("button", name="Undo").click()
+        page.locator("h3", has_text="third").wait_for()
+        assert len(store.ids()) == 3 and store.trashed() == []
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_role("heading", name="Compare").wait_for()
+        assert overflowing_tables(page) == []
+    finally:
+        server.stop()

@@ -1,0 +1,41 @@
+"""The runs table shared by Train and Compare: typed rows, human columns, a CSV of numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from fmnist_core.run_store import RunStore
+from tests.test_runs import stored_run
+from ui.tables import RUN_COLUMNS, csv_text, runs_frame
+
+
+def test_csv_has_numeric_epoch_columns_integer_params_and_blanks(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    stored_run(store, "half done", epochs_done=1, epochs=2)
+    stored_run(store, "never ran", epochs_done=0, status="cancelled")
+    rows = list(csv.DictReader(io.StringIO(csv_text(runs_frame(store.list(), show_cancelled=True)))))
+    by_name = {r["Name"]: r for r in rows}
+    done = by_name["half done"]
+    assert done["Epochs done"] == "1" and done["Epochs planned"] == "2"  # numbers, not "1/2"
+    assert done["Parameters"] == "2174"  # not 2174.0
+    assert done["Test accuracy (%)"] == "80.0" and done["Batch size"] == "32" and done["Learning rate"] == "0.01"
+    never = by_name["never ran"]
+    assert never["Parameters"] == "" and never["Test accuracy (%)"] == "" and never["Time (s)"] == ""  # blanks, not "None"
+    assert "None" not in csv_text(runs_frame(store.list(), show_cancelled=True))
+
+
+def test_cancelled_runs_without_epochs_are_hidden_unless_asked(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    stored_run(store, "trained")
+    stored_run(store, "cancelled early", epochs_done=0, status="cancelled")
+    stored_run(store, "cancelled late", epochs_done=1, status="cancelled")  # has an epoch to look at
+    assert sorted(runs_frame(store.list())["name"]) == ["cancelled late", "trained"]
+    assert len(runs_frame(store.list(), show_cancelled=True)) == 3
+    assert runs_frame([]).empty
+
+
+def test_every_column_has_a_human_label_wide_enough_for_itself():
+    for name, column in RUN_COLUMNS.items():
+        assert "_" not in column.label and column.label[0].isupper(), name
+        assert column.width >= 6 * len(column.label) + 16, f"{column.label}: {column.width}px cuts its own header"
