@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+from fmnist_core.data import CLASSES
 from tests.conftest import ROOT, frame_with
 
 APP = str(ROOT / "streamlit_app.py")
@@ -118,7 +120,7 @@ def test_predict_bad_upload_gets_one_message(app):
     at = app("predict")
     at.file_uploader(key="images").set_value([("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")]).run()
     assert not at.exception
-    assert any("broken.png" in e.value for e in at.error)
+    assert any("broken.png: the image is damaged" in e.value.replace("\\", "") for e in at.error)  # the name is escaped Markdown
 
 
 def test_predict_bad_checkpoint_upload(app):
@@ -135,4 +137,46 @@ def test_predict_every_model_and_examples(app):
     at.button(key="random_example").click().run()
     assert not at.exception
     verdicts = [m.value for m in at.markdown if "true class" in m.value]
-    assert len(verdicts) == len(at.selectbox(key="model_choice").options)
+    assert len(verdicts) == 1 and "of 2 models" in verdicts[0]  # the input and its answer shown once
+    answers = at.table[0].value  # then a row per model
+    assert answers.index.tolist() == ["resnet_fm_best", "cnn_c_report"]
+    assert answers.columns.tolist() == ["Test accuracy", "Top class", "Probability"]
+    assert answers.loc["resnet_fm_best", "Test accuracy"] == "93.81%" and set(answers["Top class"]) <= set(CLASSES)
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_predict_shows_16bit_and_float_uploads_and_every_later_file(app):
+    """A 16-bit PNG used to crash the result list (`cannot write mode I;16 as JPEG`) and
+    hide every later file; a float TIFF read as blank."""
+    import numpy as np
+
+    sixteen = np.full((300, 200), 60000, np.uint16)
+    sixteen[40:260, 50:150] = 2000  # a dark block on a light 16-bit background
+    floats = np.full((300, 200), 0.9, np.float32)
+    floats[40:260, 60:140] = 0.05
+    at = app("predict")
+    at.file_uploader(key="images").set_value([
+        ("sixteen.png", image_bytes(Image.fromarray(sixteen)), "image/png"),
+        ("float.tiff", image_bytes(Image.fromarray(floats), "TIFF"), "image/tiff"),
+        ("last.png", png(lambda d: d.rectangle([100, 40, 200, 260], fill="black")), "image/png"),
+    ]).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("image")) == 6  # each file: its 8-bit preview and the 28x28 input
+
+
+def test_predict_upload_limit_is_streamlits(app):
+    """The page's decoder gets server.maxUploadSize, the one limit the drop zone states."""
+    st.config.set_option("server.maxUploadSize", 1)
+    try:
+        at = app("predict")
+        noise = Image.frombytes("L", (1200, 1200), bytes(np.random.default_rng(0).integers(0, 256, 1200 * 1200, dtype=np.uint8)))
+        at.file_uploader(key="images").set_value([("big.png", image_bytes(noise), "image/png")]).run()
+    finally:
+        st.config.set_option("server.maxUploadSize", 50)
+    assert any("the limit for images is 1 MB" in e.value for e in at.error), [e.value for e in at.error]
