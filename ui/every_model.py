@@ -22,30 +22,42 @@ class ModelAnswer:
     probabilities: list[float]  # one per class
 
 
+NON_BREAKING_HYPHEN = "\u2011"
+
+
+def unbreakable(text: str) -> str:
+    """Hyphens that a line cannot break at: a run id or 'T-shirt/top' wraps only at spaces."""
+    return text.replace("-", NON_BREAKING_HYPHEN)
+
+
 def answers_frame(answers: list[ModelAnswer], classes: list[str]) -> pd.DataFrame:
-    """A row per model: name, test accuracy, top class, its probability (as text for st.table)."""
+    """A row per model (the index): test accuracy, and its answer: the top class with its
+    probability. Three narrow columns, as text for st.table, so that 30 rows fit at 1400 px
+    and the table fits a 390 px phone without scrolling sideways."""
     rows = []
     for answer in answers:
         top = max(range(len(classes)), key=lambda i: answer.probabilities[i])
         rows.append({
-            "Model": answer.name,
-            "Test accuracy": f"{answer.test_accuracy:.2f}%" if answer.test_accuracy is not None else "",
-            "Top class": classes[top],
-            "Probability": f"{answer.probabilities[top]:.1%}",
+            "Model": unbreakable(answer.name),
+            "Test acc.": f"{answer.test_accuracy:.1f}%" if answer.test_accuracy is not None else "",
+            "Top class": f"{unbreakable(classes[top])} {answer.probabilities[top]:.0%}",
         })
-    return pd.DataFrame(rows, columns=["Model", "Test accuracy", "Top class", "Probability"]).set_index("Model")
+    return pd.DataFrame(rows, columns=["Model", "Test acc.", "Top class"]).set_index("Model")
 
 
 def probability_heatmap(answers: list[ModelAnswer], classes: list[str]) -> alt.Chart:
     """Models down, classes across, colour = probability; each model's row sums to 1."""
     frame = pd.DataFrame([{"model": a.name, "class": c, "probability": p} for a in answers for c, p in zip(classes, a.probabilities)])
     order = [a.name for a in answers]
-    base = alt.Chart(frame, height=ROW_PX * len(answers) + 10, title="Probability of each class, per model").encode(
-        x=alt.X("class:N", sort=list(classes), title=None, axis=alt.Axis(labelAngle=-45, orient="top")),
-        y=alt.Y("model:N", sort=order, title=None, axis=alt.Axis(labelLimit=NAME_LABEL_PX)),
+    # Bottom labels at -45 degrees end at their tick, so the last one ("Ankle boot") does not
+    # reach past the chart's right edge on a phone.
+    base = alt.Chart(frame, height=alt.Step(ROW_PX), title="Probability of each class, per model").encode(
+        x=alt.X("class:N", sort=list(classes), title=None, axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
+        y=alt.Y("model:N", sort=order, title=None, axis=alt.Axis(labelLimit=NAME_LABEL_PX, labelOverlap=False)),
     )
     cells = base.mark_rect().encode(
-        color=alt.Color("probability:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"), legend=alt.Legend(format="%", orient="bottom")),
+        color=alt.Color("probability:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
+                        legend=alt.Legend(format="%", orient="bottom", gradientLength=160, title="probability")),
         tooltip=["model", "class", alt.Tooltip("probability:Q", format=".2%")],
     )
     labels = base.mark_text(fontSize=9).encode(
