@@ -111,10 +111,12 @@ def show_result(image, heading: str = "", truth: str | None = None, prepared: bo
     return results
 
 
-# The one-line answer above the canvas stays in view while drawing (sticky under the app's
-# header), so on a phone, where the details stack below the canvas, the prediction shows.
-st.html("<style>.st-key-draw_verdict{position:sticky;top:3.75rem;z-index:5;background:var(--background-color,#fff);"
-        "min-height:2.2rem;padding:.2rem 0}</style>")
+# The one-line answer above the canvas stays in view while drawing: sticky under the app's
+# header for as long as the canvas column is on screen. So on a phone, where the details
+# stack below the canvas, the prediction shows. (Sticky goes on Streamlit's wrapper around
+# the keyed container: a sticky element cannot leave its parent, and that parent is the column.)
+st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){position:sticky;top:3.75rem;z-index:100;"
+        "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
 draw_tab, upload_tab, examples_tab = st.tabs(["Draw", "Upload", "Test-set examples"])
 
 with draw_tab:
