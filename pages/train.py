@@ -37,6 +37,11 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+# Home's "train a 90% model" links here with ?preset=fast: apply it once, then drop it from the address.
+if st.query_params.get("preset") in RECIPES:
+    st.session_state["preset"] = st.query_params["preset"]
+    apply_preset()
+    del st.query_params["preset"]
 for f in FIELDS:  # first visit: the defaults
     st.session_state.setdefault(widget_key(f), DEFAULTS[f])
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error

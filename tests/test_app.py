@@ -39,11 +39,33 @@ def app(tmp_path, monkeypatch):
 def test_home_shows_data_and_zoo(app):
     at = app()
     assert at.title[0].value.endswith("Fashion-MNIST Studio")
-    counts = at.dataframe[0].value
+    counts = at.table[0].value
     assert counts["train"].tolist() == [6000] * 10 and counts["test"].tolist() == [1000] * 10
     labels = [e.label for e in at.expander]
     assert any("cnn_c" in label and "35,044" in label for label in labels)
     assert len(labels) >= 8
+
+
+def test_home_has_three_ways_in_and_says_what_the_report_is(app):
+    at = app()
+    links = {link.proto.label: (link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    assert links["Try a trained model"][0].endswith("predict")
+    assert links["Train a 90% model in under a minute"] == (links["Train a 90% model in under a minute"][0], "preset=fast")
+    assert links["Train a 90% model in under a minute"][0].endswith("train")
+    assert links["See the report reproduced"][0].endswith("compare")
+    assert any(m.value.startswith("**The report** is the course report this Studio grew from") for m in at.markdown)
+
+
+def test_train_opens_with_the_preset_of_the_link(app):
+    """Home's 'Train a 90% model' start: /train?preset=fast fills the form with the fast recipe, once."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["preset"] = "fast"
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key="preset").value == "fast"
+    assert at.selectbox(key="f_model").value == "fast_cnn" and at.number_input(key="f_epochs").value == 2
+    assert "preset" not in at.query_params  # applied once: a refresh keeps the user's edits
 
 
 def test_train_preset_fills_the_form(app):
