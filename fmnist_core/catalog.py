@@ -1,14 +1,28 @@
-"""Every model a user can predict with: the shipped pretrained checkpoints and the
-finished runs of the run store."""
+"""What a user can predict with and compare, wherever it came from.
+
+- `list_checkpoints`: every model to predict with: the shipped pretrained checkpoints and
+  the finished runs of the run store, each file once (identical files are one model).
+- `list_comparable`: every entry the Compare page lists: the runs of this machine, the
+  shipped models (trained elsewhere, with their history), and the rows of the report's
+  Table 1 reproduced in results/ whose run is not here (figures only).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from . import paths
 from .checkpoint import WEIGHTS_NAME, CheckpointError, read_metadata
-from .run_store import RunStore
+from .config import ConfigError, TrainConfig
+from .recipes import RECIPES
+from .run_store import RunRecord, RunStore
+from .table1 import TABLE1, read_table1_csv
+
+SOURCES = {"run": "trained here", "shipped": "shipped", "table1": "results/table1.csv"}
 
 
 @dataclass(frozen=True)
@@ -18,20 +32,39 @@ class CheckpointEntry:
     source: str  # pretrained | run
     model: str
     test_accuracy: float | None
+    name: str = ""  # the run's or folder's name, without the decorations of `label`
+    sha256: str = ""
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    """Hash of a file version; the key holds its mtime and size, so a rewrite is re-hashed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    info = os.stat(path)
+    return _sha256(str(path), info.st_mtime_ns, info.st_size)
 
 
 def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
     try:
         meta = read_metadata(path)
-    except CheckpointError:
+        digest = file_hash(path)
+    except (CheckpointError, OSError):
         return None  # damaged files are listed by the Compare page, not offered here
     accuracy = meta["metrics"].get("test_accuracy")
     shown = f"{accuracy:.2f}%" if accuracy is not None else "?"
-    return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy)
+    return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy, name, digest)
 
 
 def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None = None) -> list[CheckpointEntry]:
-    """Pretrained first (most accurate first), then runs that saved weights (newest first)."""
+    """Pretrained first (most accurate first), then runs that saved weights (newest first).
+    A file identical to one already listed (a copied run folder) is left out."""
     pretrained_dir = pretrained_dir or paths.pretrained_dir()
     entries = []
     if pretrained_dir.is_dir():
@@ -42,4 +75,87 @@ def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None 
             entry = _entry(record.weights, "run", record.name)
             if entry:
                 entries.append(entry)
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.sha256 not in seen:
+            seen.add(entry.sha256)
+            unique.append(entry)
+    return unique
+
+
+@dataclass
+class Comparable:
+    """One entry of the Compare page, in one shape whatever its source."""
+
+    key: str  # unique: "run:<id>", "shipped:<folder>", "table1:<recipe>"
+    name: str
+    source: str  # run | shipped | table1 (see SOURCES)
+    status: str
+    config: dict
+    history: list[dict]
+    weights: Path | None  # None: figures only (trained on another machine, weights not shipped)
+    row: dict  # the flat table row (RunRecord.summary's columns)
+    problems: list[str] = field(default_factory=list)
+    table1: str = ""  # the report's Table 1 row this entry reproduces, if any
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.row.get("test_accuracy")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+
+def _from_record(record: RunRecord, source: str) -> Comparable:
+    name = record.id if source == "shipped" else record.name  # shipped models go by their folder, as on Predict
+    row = {**record.summary(), "id": f"{source}:{record.id}", "name": name, "source": SOURCES[source]}
+    return Comparable(row["id"], name, source, record.status, record.config, record.history, record.weights, row, list(record.problems))
+
+
+def _table1_label(row) -> str:
+    return row.label if row.configuration == "No Patching" else f"{row.label}, {row.configuration.lower()}"
+
+
+def _recipe_config(recipe: str) -> dict:
+    try:
+        return TrainConfig(**{**RECIPES[recipe], "name": recipe}).to_dict()
+    except (KeyError, TypeError, ConfigError):
+        return {"name": recipe}
+
+
+def list_comparable(records: list[RunRecord] | None = None, pretrained_dir: Path | None = None, results_dir: Path | None = None) -> list[Comparable]:
+    """Runs of this machine (`records`, default: the run store's; newest first), then the
+    shipped models, then the reproduced Table 1 rows that neither holds. A Table 1 row
+    whose run is here, or whose recipe a shipped model was trained with, is that entry
+    (marked with the row) and not repeated."""
+    records = RunStore().list() if records is None else records
+    runs = [_from_record(record, "run") for record in records]
+    shipped_store = RunStore(pretrained_dir or paths.pretrained_dir())
+    shipped = [_from_record(record, "shipped") for record in shipped_store.list()]
+    entries = runs + shipped
+    reproduced = read_table1_csv((results_dir or paths.results_dir()) / "table1.csv")
+    labels = {row.recipe: _table1_label(row) for row in TABLE1}
+    for recipe, result in reproduced.items():
+        same = [e for e in runs if e.key == f"run:{result.get('run')}"] or [e for e in shipped if e.config.get("name") == recipe]
+        if same:
+            same[0].table1 = labels[recipe]
+            continue
+        row = {
+            "id": f"table1:{recipe}", "name": f"Table 1 · {labels[recipe]}", "status": result.get("status", ""), "source": SOURCES["table1"],
+            "model": RECIPES.get(recipe, {}).get("model"), "epochs_done": result.get("epochs_done"),
+            "epochs_planned": RECIPES.get(recipe, {}).get("epochs"), "params": None,
+            "train_accuracy": result.get("train_accuracy"), "test_accuracy": result.get("test_accuracy"),
+            "best_test_accuracy": result.get("test_accuracy"), "train_loss_sum": result.get("train_loss_sum"), "seconds": result.get("seconds"),
+        }
+        config = _recipe_config(recipe)
+        row.update({k: config.get(k) for k in ("optimizer", "lr", "batch_size", "patch", "init", "augment")})
+        entries.append(Comparable(row["id"], row["name"], "table1", row["status"], config, [], None, row, table1=labels[recipe]))
     return entries
+
+
+def best_first(entries: list[Comparable]) -> list[Comparable]:
+    """Finished entries, the most accurate first (by the last epoch's test accuracy)."""
+    done = [e for e in entries if e.finished and e.test_accuracy is not None]
+    return sorted(done, key=lambda e: -e.test_accuracy)

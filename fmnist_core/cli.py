@@ -14,11 +14,11 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig
+from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, flag_of
 from .console import ConsoleProgress
 from .data import CLASSES, load_fashion_mnist, normalize
 from .errors import UserError
-from .inference import ImageError, open_image, predict_images, to_model_input
+from .inference import MAX_IMAGE_BYTES, ImageError, open_image, predict_images, read_image_file, to_model_input
 from .models import count_parameters, create_model, list_models, model_info, summary
 from .scoring import evaluate
 
@@ -72,26 +72,24 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     loaded = load_checkpoint(args.checkpoint)
-    inputs = []
-    for path in args.images:
+    inputs, names, errors = [], [], []
+    for path in args.images:  # one bad file is reported, and the others still classified
         try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise ImageError(f"{path}: cannot read ({e.strerror})") from e
-        try:
-            inputs.append(to_model_input(open_image(data)))
+            inputs.append(to_model_input(open_image(read_image_file(path))))
+            names.append(path)
         except ImageError as e:
-            raise ImageError(f"{path}: {e}") from e
+            errors.append({"image": path, "error": str(e)})
+            print(f"error: {path}: {e}", file=sys.stderr)
     predictions = predict_images(loaded.model, inputs)
     rows = [{"image": str(p), "label": pr.label, "probability": pr.probability, "top": [[c, v] for c, v in pr.top]}
-            for p, pr in zip(args.images, predictions)]
+            for p, pr in zip(names, predictions)]
     if args.json:
-        print(json.dumps({"predictions": rows}))
+        print(json.dumps({"predictions": rows, "errors": errors}))
     else:
         for row in rows:
             tops = ", ".join(f"{c} {v:.1%}" for c, v in row["top"])
             print(f"{row['image']}: {tops}")
-    return 0
+    return 2 if errors else 0
 
 
 def cmd_models(args) -> int:
@@ -224,11 +222,6 @@ def add_explain_export_commands(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def flag_of(name: str) -> str:
-    """The CLI flag of a TrainConfig setting: batch_size -> --batch-size."""
-    return "--" + name.replace("_", "-")
-
-
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig setting, made from its declaration (config.SETTINGS).
     Values are range-checked by TrainConfig.validate(), so the CLI, the form and a sweep
@@ -281,9 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
+    p = sub.add_parser(
+        "predict", help="classify image files",
+        description=f"Classify image files (PNG, JPEG, WebP, BMP, GIF, TIFF; up to {MAX_IMAGE_BYTES // 2**20} MB each). "
+                    "A file that cannot be used is reported on stderr, one line each, and the others are still "
+                    "classified; the exit status is then 2, after the good ones are printed.",
+    )
+    p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+    p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

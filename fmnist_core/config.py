@@ -127,6 +127,12 @@ class Setting:
         return text
 
 
+def flag_of(name: str) -> str:
+    """The CLI flag of a setting: batch_size -> --batch-size (cli.py makes the flags; a
+    model card's rebuild command and error messages name them)."""
+    return "--" + name.replace("_", "-")
+
+
 def setting(default, **declaration) -> Any:
     """A dataclass field carrying its Setting (see the class above)."""
     return field(default=default, metadata={"setting": Setting(**declaration)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import atomic_write_bytes
@@ -16,30 +15,7 @@ from .errors import UserError
 from .recipes import RECIPES, REPORT_BASE
 from .run_manager import train_run
 from .run_store import RunStore
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One row of the report's Table 1, as published."""
-
-    label: str
-    recipe: str
-    train_accuracy: float | None
-    test_accuracy: float | None
-    loss: float | None
-    configuration: str
-
-
-TABLE1 = [
-    ReportRow("MLP4", "report_mlp4", 91.9, 88.62, 469.58, "No Patching"),
-    ReportRow("MLP4 (lr 0.01)", "report_mlp4_low_lr", None, None, None, "No Patching"),
-    ReportRow("MLP4", "report_mlp4_patch", 88.67, 86.18, 636.18, "Patching"),
-    ReportRow("MLP Custom", "report_mlp_custom", 91.435, 86.61, 503.31, "No Patching"),
-    ReportRow("CNN A", "report_cnn_a", 89.30, 87.75, 567.61, "No Patching"),
-    ReportRow("CNN B (as published: double softmax)", "report_cnn_b", 92.26, 89.49, 2873.43, "No Patching"),
-    ReportRow("CNN B (corrected: logits)", "report_cnn_b_fixed", None, None, None, "No Patching"),
-    ReportRow("CNN C", "report_cnn_c", 93.38, 90.34, 400.0, "No Patching"),
-]
+from .table1 import TABLE1, TABLE1_COLUMNS, results_from_runs, table1_rows
 
 # The report's two other experiments, on its best model (CNN C), everything else as Table 1.
 STUDY_MODEL = dict(REPORT_BASE, model="cnn_c")
@@ -56,22 +32,6 @@ STUDIES: dict[str, list[tuple[str, dict]]] = {
 
 def _fmt(value, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
-
-
-def table1_rows(results: dict[str, dict]) -> list[dict]:
-    """The report's rows beside ours; `results` maps a recipe name to a run result."""
-    rows = []
-    for row in TABLE1:
-        ours = results.get(row.recipe, {})
-        rows.append({
-            "model": row.label, "configuration": row.configuration,
-            "report_train_accuracy": row.train_accuracy, "train_accuracy": ours.get("train_accuracy"),
-            "report_test_accuracy": row.test_accuracy, "test_accuracy": ours.get("test_accuracy"),
-            "report_loss": row.loss, "loss": ours.get("train_loss_sum"),
-            "seconds": ours.get("seconds"), "epochs": ours.get("epochs_done"), "status": ours.get("status", ""),
-            "run": ours.get("run", ""),
-        })
-    return rows
 
 
 def study_rows(study: str, results: dict[str, dict]) -> list[dict]:
@@ -110,13 +70,6 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-TABLE1_COLUMNS = [
-    ("Model", "model"), ("Configuration", "configuration"),
-    ("Train acc (report)", "report_train_accuracy"), ("Train acc (ours)", "train_accuracy"),
-    ("Test acc (report)", "report_test_accuracy"), ("Test acc (ours)", "test_accuracy"),
-    ("Loss (report)", "report_loss"), ("Loss (ours)", "loss"), ("Epochs", "epochs"), ("Seconds (ours)", "seconds"),
-    ("Status", "status"),
-]
 STUDY_COLUMNS = [("Setting", "setting"), ("Train acc", "train_accuracy"), ("Test acc", "test_accuracy"),
                  ("Loss", "loss"), ("Epochs", "epochs"), ("Seconds", "seconds"), ("Status", "status")]
 
@@ -163,14 +116,3 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
     print("\n" + markdown)
     print(f"wrote {out_dir / (stem + '.md')} and {out_dir / (stem + '.csv')}")
     return 0
-
-
-def results_from_runs(records) -> dict[str, dict]:
-    """For each run name (a recipe, or a study's row), the newest run that ended with
-    figures or diverged; runs stopped or cut short by the user are left out."""
-    found: dict[str, dict] = {}
-    for record in sorted(records, key=lambda r: r.created):
-        name = record.config.get("name", "")
-        if name and record.result and record.status in ("finished", "diverged"):
-            found[name] = {**record.result, "run": record.id}
-    return found

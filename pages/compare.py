@@ -1,4 +1,5 @@
-"""Compare: every run in one table, curves overlaid, what differs, and what a model gets wrong."""
+"""Compare: every run and shipped model in one table, curves overlaid, what differs,
+what a model gets wrong, and the report's Table 1 beside ours."""
 
 from __future__ import annotations
 
@@ -6,29 +7,43 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from fmnist_core import paths
+from fmnist_core.catalog import Comparable, best_first, list_comparable
 from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
-from fmnist_core.reproduce import TABLE1_COLUMNS, results_from_runs, table1_rows
+from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
 from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
 from ui.explain_panel import mistake_picture, model_card_download
 from ui.state import dataset, run_analysis, run_manager
-from ui.tables import csv_text, is_cancelled_unstarted, runs_frame, runs_table
+from ui.tables import csv_text, is_cancelled_unstarted, rows_frame, runs_table
 from ui.text import literal
 
-TABLE_COLUMNS = ["name", "status", "model", "lr", "batch_size", "params", "test_accuracy", "best_test_accuracy"]
+TABLE_COLUMNS = ["name", "source", "status", "model", "lr", "batch_size", "params", "test_accuracy", "best_test_accuracy"]
+
+OVERLAID_BY_DEFAULT = 3  # the best finished entries with a history
 
 st.title("Compare")
+st.caption("Runs trained here, the models shipped with the Studio (trained elsewhere, with their history), and the "
+           "report's Table 1 as reproduced in `results/` (figures only where the run is not on this machine).")
 records = run_manager().list_runs()
-for record in records:
-    for problem in record.problems:
-        st.warning(f"Run {record.id}: {problem}. Shown with what could be read.")
-if not records:
-    st.info("No runs yet. Train some on the Train page, or run `python -m fmnist_core reproduce`.")
+entries = list_comparable(records)
+for entry in entries:
+    for problem in entry.problems:
+        st.warning(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read.")
+if not entries:
+    st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()
 
-by_id = {r.id: r for r in records}
-table = runs_frame(records, show_cancelled=True)
+by_key = {e.key: e for e in entries}
+table = rows_frame([e.row for e in entries], show_cancelled=True)
+
+
+def entry_label(key: str) -> str:
+    entry = by_key[key]
+    accuracy = f"{entry.test_accuracy:.2f}%" if entry.test_accuracy is not None else "no test figure"
+    return f"{entry.name} · {entry.row.get('model') or '?'} · {accuracy} ({entry.row['source']})"
+
 
 # ---- the table, with filters --------------------------------------------------------------
 f1, f2, f3, f4 = st.columns([2, 2, 3, 2], vertical_alignment="bottom")
@@ -46,34 +61,35 @@ if text:
 runs_table(shown, TABLE_COLUMNS, key="runs_overview")  # the other columns: the table's column menu and the CSV
 st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
 
-# ---- selected runs overlaid -----------------------------------------------------------------
-with_history = [rid for rid in shown["id"] if by_id[rid].history]
-default = with_history[:2]
-selected = st.multiselect("Runs to compare", with_history, default=default, key="compare_runs",
-                          format_func=lambda rid: f"{by_id[rid].name} ({by_id[rid].config.get('model')})")
+# ---- selected entries overlaid ---------------------------------------------------------------
+visible = set(shown["id"])
+with_history = [e.key for e in entries if e.history and e.key in visible]
+default = [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
+selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
+                          key="compare_runs", format_func=entry_label)
 if selected:
-    names = {rid: f"{by_id[rid].name} · {rid[-4:]}" for rid in selected}
-    histories = {names[rid]: by_id[rid].history for rid in selected}
+    names = {key: f"{by_key[key].name} · {key.split(':', 1)[1][-4:]}" for key in selected}
+    histories = {names[key]: by_key[key].history for key in selected}
     if len(selected) > 1:
-        st.info("Config: " + describe_differences(config_differences({names[rid]: by_id[rid].config for rid in selected})))
+        st.info("Config: " + describe_differences(config_differences({names[key]: by_key[key].config for key in selected})))
     for group in identical_runs(histories):  # drawn a hair apart on the epoch axis, and said here
         st.caption(f":material/content_copy: Identical numbers (same config and seed): {', '.join(literal(n) for n in group)}")
     log_loss = st.toggle("Log scale (loss)", key="compare_log_loss")
     left, right = st.columns(2)
     left.altair_chart(runs_overlay_chart(histories, "accuracy"), width="stretch")
     right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
-    long = pd.DataFrame([{"run": names[rid], "run_id": rid, **h} for rid in selected for h in by_id[rid].history])
+    long = pd.DataFrame([{"run": names[key], "run_id": key, **h} for key in selected for h in by_key[key].history])
     st.download_button("Download the selected runs' histories (CSV)", long.to_csv(index=False), "histories.csv", "text/csv", key="download_histories")
 
-# ---- one run in depth -------------------------------------------------------------------------
+# ---- one model in depth -----------------------------------------------------------------------
 
 
-def show_mistakes(record) -> None:
-    """Confusion matrix, per-class accuracy and the most confident mistakes of one run."""
+def show_mistakes(entry: Comparable) -> None:
+    """Confusion matrix, per-class accuracy and the most confident mistakes of one model."""
     try:
-        analysis = run_analysis(str(record.weights))
+        analysis = run_analysis(str(entry.weights))
     except CheckpointError as e:
-        st.warning(f"Cannot score this run: {e}")
+        st.warning(f"Cannot score this model: {e}")
         return
     matrix = analysis.matrix
     left, right = st.columns([3, 2])
@@ -85,37 +101,59 @@ def show_mistakes(record) -> None:
             tooltip=["class", alt.Tooltip("accuracy:Q", format=".2f")]),
         width="stretch",
     )
-    _, worst_true, worst_pred = max((matrix[t][p], t, p) for t in range(10) for p in range(10) if t != p)
+    worst_true, _ = analysis.worst_confusion()
     a, b = st.columns(2)
     true_class = a.selectbox("True class", CLASSES, index=worst_true, key="mistake_true")
-    predicted = b.selectbox("Predicted as", CLASSES, index=worst_pred, key="mistake_pred")
-    t, p = CLASSES.index(true_class), CLASSES.index(predicted)
+    t = CLASSES.index(true_class)
+    confusions = analysis.confusions(t)  # every other class, most frequent mistake first
+    counts = dict(confusions)
+    # Keyed by the true class: its options are the other nine classes, never the true one.
+    p = b.selectbox("Mistaken for", [p for p, _ in confusions], key=f"mistake_pred_{t}",
+                    format_func=lambda c: f"{CLASSES[c]} ({counts[c]} images)")
     indices = analysis.mistakes(t, p)
-    st.caption(f"{matrix[t][p]} test images of **{true_class}** predicted as **{predicted}**" + (f"; the {len(indices)} most confident:" if indices else "."))
+    st.caption(f"{counts[p]} test images of **{true_class}** predicted as **{CLASSES[p]}**"
+               + (f"; the {len(indices)} most confident mistakes:" if indices else "."))
     if indices:
         images = dataset().test_images[indices].numpy()
         grid = st.columns(8)
         for k, (index, image) in enumerate(zip(indices, images)):
             probs = analysis.probabilities[index]
-            grid[k % 8].image(mistake_picture(record.weights, index, image, p),
-                              caption=f"#{index}: {predicted} {probs[p]:.0%}, {true_class} {probs[t]:.0%}")
+            grid[k % 8].image(mistake_picture(entry.weights, index, image, p),
+                              caption=f"#{index}: {CLASSES[p]} {probs[p]:.0%}, {true_class} {probs[t]:.0%}")
+
+
+def show_figures_only(entry: Comparable) -> None:
+    """A reproduced Table 1 row whose run and weights are on another machine."""
+    recipe = entry.key.split(":", 1)[1]
+    figures = [f"test accuracy {entry.test_accuracy:.2f}%" if entry.test_accuracy is not None else "no test figure",
+               f"status {entry.status}"]
+    st.info(f"Trained on another machine ({', '.join(figures)}, from `results/table1.csv`); its weights and history are not "
+            f"shipped, so there is no confusion matrix to show. `python -m fmnist_core reproduce --only {recipe}` retrains it "
+            "here, and it then appears as a run of this machine.")
 
 
 st.subheader("What a model gets wrong")
-analysable = [rid for rid in (selected or with_history) if by_id[rid].weights is not None]
-if analysable:
-    focus = st.selectbox("Run", analysable, key="focus_run", format_func=lambda rid: by_id[rid].name)
-    model_card_download(by_id[focus].weights, by_id[focus].name)
-    show_mistakes(by_id[focus])
+openable = [key for key in shown["id"]]
+best_with_weights = [e.key for e in best_first(entries) if e.weights is not None and e.key in visible]
+if openable:
+    focus = st.selectbox("Model", openable, index=openable.index(best_with_weights[0]) if best_with_weights else 0,
+                         key="focus_run", format_func=entry_label)
+    chosen = by_key[focus]
+    if chosen.weights is not None:
+        model_card_download(chosen.weights, chosen.name)
+        show_mistakes(chosen)
+    else:
+        show_figures_only(chosen)
 else:
-    st.caption("Select a run that saved weights to see its confusion matrix and mistakes.")
+    st.caption("No model matches the filters above.")
 
 # ---- the report's Table 1 beside ours -----------------------------------------------------------
 st.subheader("The report's Table 1, reproduced")
-reproduced = results_from_runs(records)
-if reproduced:
-    rows = pd.DataFrame(table1_rows(reproduced))
-    st.dataframe(rows[[key for _, key in TABLE1_COLUMNS]].rename(columns={key: title for title, key in TABLE1_COLUMNS}),
-                 hide_index=True, width="stretch", key="table1")
-else:
-    st.caption("Run `python -m fmnist_core reproduce` (or train the report_* presets) to fill in our side of the table.")
+st.caption("\"The report\" is the seed study this Studio grew from: five models on Fashion-MNIST, its Figure 2 and "
+           "Table 1. Ours: from runs of this machine named after a report recipe where there are any, else from "
+           "`results/table1.csv`, written by `python -m fmnist_core reproduce`.")
+rows = pd.DataFrame(table1_rows(table1_results(records, paths.results_dir() / "table1.csv")))
+st.dataframe(rows[[key for _, key in TABLE1_COLUMNS]].rename(columns={key: title for title, key in TABLE1_COLUMNS}),
+             hide_index=True, width="stretch", key="table1")
+if rows["status"].eq("").all():
+    st.caption(f"None of the {len(TABLE1)} rows is reproduced yet: run `python -m fmnist_core reproduce` (or train the report_* presets).")

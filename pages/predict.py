@@ -2,86 +2,143 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
+from torch import nn
 
 from fmnist_core.catalog import list_checkpoints
 from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
-from fmnist_core.inference import ImageError, classify, open_image, predict_images
+from fmnist_core.inference import ImageError, Prediction, open_image, predict_images, to_model_input
 from ui.charts import probability_chart
+from ui.every_model import ModelAnswer, answers_frame, plain, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel
 from ui.state import cached_model, dataset, run_manager
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+# Streamlit refuses larger uploads itself (and says so in the drop zone): the one limit,
+# set in .streamlit/config.toml. Our decoder gets the same number, so the two agree.
+UPLOAD_LIMIT_BYTES = st.get_option("server.maxUploadSize") * 2**20
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str  # short, unique on the page
+    test_accuracy: float | None
+    model: nn.Module
+    path: Path | None = None  # the checkpoint file; None for an uploaded one (nothing to export)
+
 
 st.title("Predict")
 st.caption("Draw an item or upload a photo. The image is turned into what the model was trained on: "
            "grayscale, light item on black, cropped to the item, scaled and centred in 28x28.")
 
 # ---- which model(s) -------------------------------------------------------------------------
-entries = list_checkpoints(run_manager().store)
-models = {entry.label: cached_model(str(entry.path)) for entry in entries}
+entries = list_checkpoints(run_manager().store)  # identical files listed once
+names = unique_names([entry.name for entry in entries])
+choices = {entry.label: Choice(name, entry.test_accuracy, cached_model(str(entry.path)), entry.path) for entry, name in zip(entries, names)}
 with st.expander("Use a checkpoint file (.safetensors)"):
     upload = st.file_uploader("Checkpoint", type=["safetensors"], key="ckpt_upload",
                               help="A model.safetensors saved by Fashion-MNIST Studio. Never unpickled: safe to load.")
     if upload is not None:
         try:
             loaded = load_checkpoint_bytes(upload.getvalue(), upload.name)
-            models = {f"{upload.name} · {loaded.name} (uploaded)": loaded.model, **models}
-            st.success(f"Loaded {upload.name}: {loaded.name}, {loaded.metadata['params']:,} parameters.")
+            accuracy = loaded.metadata["metrics"].get("test_accuracy")
+            choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, loaded.model), **choices}
+            st.success(f"Loaded {plain(upload.name)}: {loaded.name}, {loaded.metadata['params']:,} parameters.")
         except CheckpointError as e:
             st.error(f"Cannot use this checkpoint: {e}")
-if not models:
+if not choices:
     st.warning("No trained model yet. Train one on the Train page (or run `make run`, which ships pretrained ones).")
     st.stop()
 
-pick, every = st.columns([3, 1])
-chosen = pick.selectbox("Model", list(models), key="model_choice")
-compare_all = every.toggle("Every model", key="compare_all", help="Run the same input through every available model, side by side.")
-active = models if compare_all else {chosen: models[chosen]}
-explain_controls(models[chosen], next((e.path for e in entries if e.label == chosen), None), chosen)
+pick, every = st.columns([3, 1], vertical_alignment="bottom")
+chosen = pick.selectbox("Model", list(choices), key="model_choice")
+compare_all = every.toggle("Every model", key="compare_all", help="Run the same input through every available model: a row per model.")
+active = list(choices.values()) if compare_all else [choices[chosen]]
+explain_controls(choices[chosen].model, choices[chosen].path, chosen)
 
 
-def show_result(image, caption: str = "", truth: str | None = None, prepared: bool = False, stacked: bool = False) -> None:
-    """Preprocess (unless `prepared`: already a 28x28 data-set image), predict with each
-    active model, and show the 28x28 input beside the class probabilities."""
-    columns = st.columns(len(active)) if len(active) > 1 else [st.container()]
-    for (label, model), column in zip(active.items(), columns):
-        with column:
-            try:
-                model_input, prediction = (image, predict_images(model, [image])[0]) if prepared else classify(model, image)
-            except ImageError as e:
-                st.info(str(e).capitalize())
-                return
-            side_by_side = len(active) == 1 and not stacked
-            left, right = st.columns([1, 3]) if side_by_side else (st.container(), st.container())
-            left.image(model_input, caption="what the model sees (28x28)", width=140, clamp=True)
-            verdict = f"**{prediction.label}** · {prediction.probability:.1%}"
-            if truth is not None:
-                verdict += " ✓" if prediction.label == truth else f" ✗ (true: {truth})"
-            right.markdown(f"{caption}{verdict}" + (f"  \n`{label}`" if len(active) > 1 else ""))
-            right.altair_chart(probability_chart(list(CLASSES), prediction.probabilities), width="stretch")
-            right.caption(f"model call: {prediction.milliseconds:.2f} ms")
-            if len(active) == 1:
-                with left:
-                    explain_panel(model, model_input)
+def predict_all(model_input: np.ndarray) -> list[tuple[Choice, Prediction]]:
+    return [(choice, predict_images(choice.model, [model_input])[0]) for choice in active]
 
 
+def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = None) -> str:
+    """One short Markdown line: the answer, or how many models agree on the most common one."""
+    if len(results) == 1:
+        prediction = results[0][1]
+        line = f"**{prediction.label}** · {prediction.probability:.1%}"
+    else:
+        labels = [prediction.label for _, prediction in results]
+        top = max(set(labels), key=labels.count)
+        line = f"**{top}** · {labels.count(top)} of {len(labels)} models"
+    if truth is not None:
+        line += " ✓" if all(p.label == truth for _, p in results) else f" (true: {truth})"
+    return line
+
+
+def show_result(image, heading: str = "", truth: str | None = None, prepared: bool = False,
+                verdict=None) -> list[tuple[Choice, Prediction]] | None:
+    """One input: preprocess it (unless `prepared`: already a 28x28 data-set image), predict
+    with the active model(s), and show the 28x28 input once beside the answers. `verdict`:
+    a container elsewhere on the page that gets the one-line answer (Draw's, above the
+    canvas). Panels about one input (e.g. explanations) belong at the end of this function."""
+    try:
+        model_input = image if prepared else to_model_input(image)
+    except ImageError as e:
+        st.info(str(e).capitalize())
+        return None
+    results = predict_all(model_input)
+    line = verdict_line(results, truth)
+    if verdict is not None:
+        verdict.markdown(line)
+    if len(results) == 1:
+        prediction = results[0][1]
+        left, right = st.columns([1, 3])
+        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
+        right.markdown(f"{heading}{line}")
+        right.altair_chart(probability_chart(list(CLASSES), prediction.probabilities, height=220), width="stretch")
+        right.caption(f"model call: {prediction.milliseconds:.2f} ms")
+        with left:
+            explain_panel(results[0][0].model, model_input)
+    else:
+        left, right = st.columns([1, 3])
+        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
+        right.markdown(f"{heading}{line}")
+        answers = [ModelAnswer(choice.name, choice.test_accuracy, prediction.probabilities) for choice, prediction in results]
+        st.table(answers_frame(answers, list(CLASSES)))
+        st.altair_chart(probability_heatmap(answers, list(CLASSES)), width="stretch")
+        st.caption(f"model calls: {sum(p.milliseconds for _, p in results):.1f} ms for {len(results)} models")
+    return results
+
+
+# The one-line answer above the canvas stays in view while drawing: sticky under the app's
+# header for as long as the canvas column is on screen. So on a phone, where the details
+# stack below the canvas, the prediction shows. (Sticky goes on Streamlit's wrapper around
+# the keyed container: a sticky element cannot leave its parent, and that parent is the column.)
+st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){position:sticky;top:3.75rem;z-index:100;"
+        "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
 draw_tab, upload_tab, examples_tab = st.tabs(["Draw", "Upload", "Test-set examples"])
 
 with draw_tab:
     @st.fragment
     def drawing() -> None:
         """Canvas + prediction in their own fragment: a stroke reruns only this part."""
-        controls, canvas_col, result_col = st.columns([1, 2, 2])
-        brush = controls.slider("Brush size", 4, 40, 18, key="brush")
-        if controls.button("Clear", key="clear_canvas"):
-            st.session_state["canvas_version"] = st.session_state.get("canvas_version", 0) + 1
-        controls.caption("Draw light on dark, like the data set. Fill the shape: Fashion-MNIST items are solid.")
+        canvas_col, result_col = st.columns([2, 3])
         with canvas_col:
+            verdict = st.container(key="draw_verdict")
+            canvas_area = st.container()
+            brush_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
+            brush = brush_col.slider("Brush size", 4, 40, 18, key="brush")
+            if clear_col.button("Clear", key="clear_canvas"):
+                st.session_state["canvas_version"] = st.session_state.get("canvas_version", 0) + 1
+            st.caption("Draw light on dark, like the data set. Fill the shape: Fashion-MNIST items are solid.")
+        with canvas_area:
             result = st_canvas(
                 stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
                 width=CANVAS_PX, height=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
@@ -90,21 +147,22 @@ with draw_tab:
         with result_col:
             pixels = result.image_data if result is not None else None
             if pixels is None or not np.asarray(pixels)[..., :3].any():
-                st.info("Draw an item on the canvas to see the prediction.")
+                verdict.markdown("Draw an item on the canvas to see the prediction.")
             else:
-                show_result(np.ascontiguousarray(np.asarray(pixels)[..., :3]).astype(np.uint8), stacked=True)
+                show_result(np.ascontiguousarray(np.asarray(pixels)[..., :3]).astype(np.uint8), verdict=verdict)
 
     drawing()
 
 with upload_tab:
     files = st.file_uploader("Images", type=UPLOAD_TYPES, accept_multiple_files=True, key="images",
-                             help="PNG, JPEG, WebP, BMP or GIF (first frame), up to 10 MB each. A product photo on a plain background works best.")
+                             help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF, any bit depth; phone photos are scaled "
+                                  "down as they are read. A product photo on a plain background works best.")
     for file in files or []:
-        st.markdown(f"##### {file.name}")
+        st.markdown(f"##### {plain(file.name)}")
         try:
-            image = open_image(file.getvalue())
+            image = open_image(file.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES)  # 8-bit, at most ~2k px: safe to show
         except ImageError as e:
-            st.error(f"{file.name}: {e}")
+            st.error(f"{plain(file.name)}: {e}")
             continue
         original, result = st.columns([1, 4])
         original.image(image, caption="uploaded", width=140)
@@ -113,7 +171,7 @@ with upload_tab:
 
 with examples_tab:
     data = dataset()
-    chooser, button = st.columns([3, 1])
+    chooser, button = st.columns([3, 1], vertical_alignment="bottom")
     wanted = chooser.selectbox("Class", CLASSES, key="example_class")
     if button.button("Random test image", key="random_example", width="stretch"):
         candidates = np.flatnonzero(data.test_labels.numpy() == CLASSES.index(wanted))
@@ -121,4 +179,4 @@ with examples_tab:
     index = st.session_state.get("example_index")
     if index is not None:
         truth = CLASSES[int(data.test_labels[index])]
-        show_result(data.test_images[index].numpy(), caption=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
+        show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)

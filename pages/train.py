@@ -60,6 +60,11 @@ if "form_saved" not in st.session_state:  # first visit or a browser refresh: th
     st.session_state["url_problems"] = link_problems
 for f in FIELDS:  # widget state is dropped while another page shows; put it back
     st.session_state.setdefault(widget_key(f), st.session_state["form_saved"][f])
+# Home's "train a 90% model" links here with ?preset=fast: apply it once, then drop it from the address.
+if st.query_params.get("preset") in RECIPES:
+    st.session_state["preset"] = st.query_params["preset"]
+    apply_preset()
+    del st.query_params["preset"]
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error
     st.session_state[widget_key("softmax_output")] = False
 form_values = {f: st.session_state[widget_key(f)] for f in FIELDS}

@@ -7,11 +7,13 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+from fmnist_core.data import CLASSES
 from tests.conftest import ROOT, frame_with
 
 APP = str(ROOT / "streamlit_app.py")
@@ -39,11 +41,33 @@ def app(tmp_path, monkeypatch):
 def test_home_shows_data_and_zoo(app):
     at = app()
     assert at.title[0].value.endswith("Fashion-MNIST Studio")
-    counts = at.dataframe[0].value
+    counts = at.table[0].value
     assert counts["train"].tolist() == [6000] * 10 and counts["test"].tolist() == [1000] * 10
     labels = [e.label for e in at.expander]
     assert any("cnn_c" in label and "35,044" in label for label in labels)
     assert len(labels) >= 8
+
+
+def test_home_has_three_ways_in_and_says_what_the_report_is(app):
+    at = app()
+    links = {link.proto.label: (link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    assert links["Try a trained model"][0].endswith("predict")
+    assert links["Train a 90% model in under a minute"] == (links["Train a 90% model in under a minute"][0], "preset=fast")
+    assert links["Train a 90% model in under a minute"][0].endswith("train")
+    assert links["See the report reproduced"][0].endswith("compare")
+    assert any(m.value.startswith("**The report** is the course report this Studio grew from") for m in at.markdown)
+
+
+def test_train_opens_with_the_preset_of_the_link(app):
+    """Home's 'Train a 90% model' start: /train?preset=fast fills the form with the fast recipe, once."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["preset"] = "fast"
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key="preset").value == "fast"
+    assert at.selectbox(key="f_model").value == "fast_cnn" and at.number_input(key="f_epochs").value == 2
+    assert "preset" not in at.query_params  # applied once: a refresh keeps the user's edits
 
 
 def test_train_preset_fills_the_form(app):
@@ -120,7 +144,7 @@ def test_predict_bad_upload_gets_one_message(app):
     at = app("predict")
     at.file_uploader(key="images").set_value([("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")]).run()
     assert not at.exception
-    assert any("broken.png" in e.value for e in at.error)
+    assert any("broken.png: the image is damaged" in e.value.replace("\\", "") for e in at.error)  # the name is escaped Markdown
 
 
 def test_predict_bad_checkpoint_upload(app):
@@ -137,7 +161,13 @@ def test_predict_every_model_and_examples(app):
     at.button(key="random_example").click().run()
     assert not at.exception
     verdicts = [m.value for m in at.markdown if "true class" in m.value]
-    assert len(verdicts) == len(at.selectbox(key="model_choice").options)
+    assert len(verdicts) == 1 and "of 2 models" in verdicts[0]  # the input and its answer shown once
+    answers = at.table[0].value  # then a row per model
+    assert answers.index.tolist() == ["resnet_fm_best", "cnn_c_report"]
+    assert answers.columns.tolist() == ["Test acc.", "Top class"]
+    assert answers["Test acc."].tolist() == ["93.8%", "90.6%"]
+    top_classes = [cell.rsplit(" ", 1)[0].replace("\u2011", "-") for cell in answers["Top class"]]
+    assert set(top_classes) <= set(CLASSES) and all(cell.endswith("%") for cell in answers["Top class"])
 
 
 # ---- Train: the form tells the truth, survives a refresh, shares as a link -----------------
@@ -293,3 +323,41 @@ def test_runs_table_hides_cancelled_runs_unless_asked_and_uses_human_columns(app
     assert labels["lr"]["label"] == "Learning rate" and labels["batch_size"]["label"] == "Batch size"
     assert labels["best_test_accuracy"]["label"] == "Best test accuracy (%)" and not labels["best_test_accuracy"].get("hidden")
     assert labels["params"]["hidden"] and table.placeholder == ""  # blanks, not "None"
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_predict_shows_16bit_and_float_uploads_and_every_later_file(app):
+    """A 16-bit PNG used to crash the result list (`cannot write mode I;16 as JPEG`) and
+    hide every later file; a float TIFF read as blank."""
+    import numpy as np
+
+    sixteen = np.full((300, 200), 60000, np.uint16)
+    sixteen[40:260, 50:150] = 2000  # a dark block on a light 16-bit background
+    floats = np.full((300, 200), 0.9, np.float32)
+    floats[40:260, 60:140] = 0.05
+    at = app("predict")
+    at.file_uploader(key="images").set_value([
+        ("sixteen.png", image_bytes(Image.fromarray(sixteen)), "image/png"),
+        ("float.tiff", image_bytes(Image.fromarray(floats), "TIFF"), "image/tiff"),
+        ("last.png", png(lambda d: d.rectangle([100, 40, 200, 260], fill="black")), "image/png"),
+    ]).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("image")) == 9  # each file: its 8-bit preview, the 28x28 input and its heatmap (Explain)
+
+
+def test_predict_upload_limit_is_streamlits(app):
+    """The page's decoder gets server.maxUploadSize, the one limit the drop zone states."""
+    st.config.set_option("server.maxUploadSize", 1)
+    try:
+        at = app("predict")
+        noise = Image.frombytes("L", (1200, 1200), bytes(np.random.default_rng(0).integers(0, 256, 1200 * 1200, dtype=np.uint8)))
+        at.file_uploader(key="images").set_value([("big.png", image_bytes(noise), "image/png")]).run()
+    finally:
+        st.config.set_option("server.maxUploadSize", 50)
+    assert any("the limit for images is 1 MB" in e.value for e in at.error), [e.value for e in at.error]

@@ -12,6 +12,7 @@ from fmnist_core.metrics import Analysis, config_differences, confusion_matrix, 
 from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
+from fmnist_core.table1 import read_table1_csv
 from tests.conftest import ROOT, frame_with
 
 
@@ -86,7 +87,9 @@ def open_compare() -> AppTest:
 def test_compare_page_with_a_fixture_store(store_with_two_runs):
     at = open_compare()
     overview = frame_with(at, "images_per_s")
-    assert sorted(overview["name"]) == ["faster", "report_cnn_c"]
+    runs = overview[overview["source"] == "trained here"]
+    assert sorted(runs["name"]) == ["faster", "report_cnn_c"]
+    at.multiselect(key="compare_runs").set_value([f"run:{rid}" for rid in store_with_two_runs.store.ids()]).run()
     assert any("only lr differs: 0.1 vs 0.01" in i.value or "only lr differs: 0.01 vs 0.1" in i.value for i in at.info)
     # filter
     at.text_input(key="filter_text").set_value("fast").run()
@@ -114,3 +117,71 @@ def test_results_from_runs_takes_the_newest_finished(store_with_two_runs):
     found = results_from_runs(store_with_two_runs.list_runs())
     assert sorted(found) == ["faster", "report_cnn_c"]
     assert found["report_cnn_c"]["status"] == "finished"
+
+
+@pytest.fixture
+def fresh_clone(tmp_path, monkeypatch):
+    """The app as a fresh clone sees it: no run store yet, the shipped models and results/."""
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_compare_is_full_on_a_fresh_clone(fresh_clone):
+    at = open_compare()
+    assert not any("No runs yet" in i.value for i in at.info)
+    overview = frame_with(at, "images_per_s")
+    assert {"resnet_fm_best", "cnn_c_report"} <= set(overview["name"])
+    reproduced = overview[overview["source"] == "results/table1.csv"]
+    assert "Table 1 · MLP Custom" in set(reproduced["name"]) and "Table 1 · MLP4, patching" in set(reproduced["name"])
+    assert reproduced.set_index("name").loc["Table 1 · CNN A", "test_accuracy"] == pytest.approx(87.41, abs=0.01)
+    # CNN C's row is the shipped cnn_c_report (same recipe): listed once, not twice
+    assert "Table 1 · CNN C" not in set(overview["name"])
+    # the best finished models are overlaid, and the best one is opened
+    assert at.multiselect(key="compare_runs").value == ["shipped:resnet_fm_best", "shipped:cnn_c_report"]
+    assert at.selectbox(key="focus_run").value == "shipped:resnet_fm_best"
+    assert any("Per-class accuracy (overall 93.81%)" in chart.proto.spec for chart in at.get("vega_lite_chart"))
+    assert any("test images of **Shirt** predicted as" in c.value for c in at.caption)
+    # Table 1: our columns come from results/table1.csv
+    table1 = frame_with(at, "Test acc (report)").set_index("Model")
+    assert table1.loc["CNN C", "Test acc (ours)"] == pytest.approx(90.63, abs=0.01)
+    assert table1.loc["MLP Custom", "Loss (ours)"] == pytest.approx(349.65, abs=0.01)
+    assert table1["Test acc (ours)"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
+
+
+def test_a_figures_only_row_opens_with_how_to_retrain_it(fresh_clone):
+    at = open_compare()
+    at.selectbox(key="focus_run").set_value("table1:report_mlp_custom").run()
+    assert not at.exception
+    assert any("reproduce --only report_mlp_custom" in i.value for i in at.info)
+
+
+def test_mistakes_never_list_correct_answers(fresh_clone):
+    at = open_compare()
+    for true_class in ("Trouser", "Shirt", "Bag"):
+        at.selectbox(key="mistake_true").set_value(true_class).run()
+        t = at.selectbox(key="mistake_true").options.index(true_class)
+        picker = at.selectbox(key=f"mistake_pred_{t}")
+        assert len(picker.options) == 9 and not any(option.startswith(true_class + " (") for option in picker.options)
+        assert all("predicted as **" + true_class + "**" not in c.value for c in at.caption)
+
+
+def test_analysis_mistakes_and_confusions_exclude_the_true_class():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    labels = np.array([0, 1, 1, 1])
+    analysis = Analysis(labels, probs, confusion_matrix(labels, probs.argmax(1), 3))
+    assert analysis.mistakes(1, 1) == [] and analysis.mistakes(0, 0) == []
+    assert analysis.mistakes(1, 2) == [3]
+    assert analysis.confusions(1) == [(2, 1), (0, 0)]
+    assert analysis.worst_confusion() == (1, 2)
+
+
+def test_read_table1_csv(tmp_path):
+    found = read_table1_csv(ROOT / "results" / "table1.csv")
+    assert set(found) == {row.recipe for row in TABLE1}
+    assert found["report_mlp4"]["status"] == "diverged" and found["report_mlp4"]["test_accuracy"] is None
+    assert found["report_cnn_c"]["epochs_done"] == 20 and found["report_cnn_c"]["train_loss_sum"] == pytest.approx(393.03, abs=0.01)
+    (tmp_path / "table1.csv").write_bytes(b"\xff\xfe not a csv")
+    assert read_table1_csv(tmp_path / "table1.csv") == {} and read_table1_csv(tmp_path / "missing.csv") == {}

@@ -6,7 +6,17 @@ import torch
 from PIL import Image, ImageDraw
 
 from fmnist_core.data import CLASSES, normalize
-from fmnist_core.inference import MAX_UPLOAD_BYTES, ImageError, classify, open_image, predict_images, to_model_input
+from fmnist_core.inference import (
+    MAX_IMAGE_BYTES,
+    WORKING_SIDE,
+    ImageError,
+    classify,
+    open_image,
+    predict_images,
+    read_image_file,
+    to_8bit,
+    to_model_input,
+)
 from fmnist_core.models import create_model
 from fmnist_core.scoring import predict_dataset
 
@@ -83,17 +93,149 @@ def test_open_image_refuses_bad_files():
     with pytest.raises(ImageError, match="empty"):
         open_image(b"")
     with pytest.raises(ImageError, match="limit"):
-        open_image(b"0" * (MAX_UPLOAD_BYTES + 1))
+        open_image(b"0" * (MAX_IMAGE_BYTES + 1))
+    with pytest.raises(ImageError, match="the limit for images is 1 KB"):
+        open_image(b"x" * 2000, max_bytes=1024)  # the app passes Streamlit's own cap
 
 
-def test_decompression_bomb_is_refused():
-    bomb = png_bytes(Image.new("1", (12000, 12000)))  # 144 MP that compresses to a few KB
-    assert len(bomb) < 100_000
-    with pytest.raises(ImageError, match="megapixels|too large"):
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of width x height black pixels, built row by row so that the
+    test never holds the decoded image: 30000x30000 (900 MP) compresses to ~110 KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\x00" + bytes((width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12000, 30000])
+def test_decompression_bomb_is_refused_in_our_words(side):
+    bomb = png_bomb(side, side)
+    assert len(bomb) < 150_000
+    with pytest.raises(ImageError) as refused:
         open_image(bomb)
+    message = str(refused.value)
+    assert "megapixels" in message and "decompression bomb" in message
+    if side == 12000:  # refused by our header check, which names the size
+        assert "12,000x12,000 pixels" in message
+    assert "DOS attack" not in message and "exceeds limit" not in message  # Pillow's own wording
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF"])
+def test_phone_photo_is_scaled_down_while_decoding():
+    """A 9000x9000 JPEG (81 MP) is accepted and decoded at 1/8 scale: quick, small."""
+    import time
+
+    photo = Image.new("L", (9000, 9000), 250)
+    ImageDraw.Draw(photo).rectangle([3000, 1500, 6000, 7500], fill=25)  # a dark dress-ish block on white
+    data = png_bytes(photo, "JPEG")
+    del photo
+    start = time.perf_counter()
+    image = open_image(data)
+    seconds = time.perf_counter() - start
+    assert image.size == (1125, 1125)  # 9000 / 8: JPEG draft mode, not a full decode
+    assert seconds < 2.0
+    assert_fashion_mnist_like(to_model_input(image))
+
+
+def test_large_png_is_reduced_after_decoding():
+    image = open_image(png_bytes(Image.new("RGB", (5000, 3000), "white")))
+    assert image.size == (1250, 750)  # reduce(4): longest side from WORKING_SIDE to twice that
+    assert WORKING_SIDE <= max(image.size) < 2 * WORKING_SIDE
+
+
+def dark_item_on_light(values: np.ndarray, background, item) -> np.ndarray:
+    """(300, 200) array of `background` with a (200, 100) block of `item` in the middle."""
+    array = np.full((300, 200), background, dtype=values.dtype)
+    array[50:250, 50:150] = item
+    return array
+
+
+HIGH_DEPTH = [  # (mode after Image.fromarray / reading, array dtype, background, item)
+    ("I;16", np.uint16, 60000, 1000),
+    ("I;16B", np.dtype(">u2"), 60000, 1000),
+    ("I;16", np.uint16, 4000, 300),  # a 12-bit sensor's range inside 16 bits
+    ("I", np.int32, 3_000_000, -2_000_000),
+    ("F", np.float32, 1.0, 0.1),  # a 0-1 float image: Pillow's convert would make it black
+    ("F", np.float32, 900.0, -300.0),
+]
+
+
+@pytest.mark.parametrize("mode, dtype, background, item", HIGH_DEPTH, ids=[f"{m}-{b}" for m, _, b, _ in HIGH_DEPTH])
+def test_high_bit_depth_images_are_scaled_by_their_range(mode, dtype, background, item):
+    image = Image.fromarray(dark_item_on_light(np.zeros(0, dtype), background, item))
+    assert image.mode == mode
+    gray = np.asarray(to_8bit(image))
+    assert gray.dtype == np.uint8 and gray.min() == 0 and gray.max() == 255  # stretched, not clipped
+    assert gray[0, 0] == 255 and gray[150, 100] == 0
+    x = to_model_input(image)
+    assert_fashion_mnist_like(x)
+    assert x[14, 14] > 200
+
+
+@pytest.mark.parametrize("fmt, dtype", [("PNG", np.uint16), ("TIFF", np.dtype(">u2")), ("TIFF", np.float32), ("TIFF", np.int32)])
+def test_high_bit_depth_files_open_as_8bit(fmt, dtype):
+    """16-bit PNG and TIFF, float TIFF, 32-bit TIFF: read, scaled, and shown as 8-bit."""
+    highest = {np.float32: 0.75}.get(dtype, 40000)
+    array = dark_item_on_light(np.zeros(0, dtype), highest, highest / 20)
+    image = open_image(png_bytes(Image.fromarray(array), fmt))
+    assert image.mode == "L"
+    assert np.asarray(image)[0, 0] == 255 and np.asarray(image)[150, 100] == 0
+    png_bytes(image, "JPEG")  # the page's preview encodes it: must not raise
+    assert_fashion_mnist_like(to_model_input(image))
+
+
+def dark_item_in_mode(mode: str) -> Image.Image:
+    """A dark block on a light background, in any 8-bit Pillow mode."""
+    gray = Image.new("L", (120, 160), 245)
+    ImageDraw.Draw(gray).rectangle([30, 20, 90, 140], fill=10)
+    if mode == "1":
+        return gray.convert("1", dither=Image.Dither.NONE)
+    if mode == "LAB":  # Pillow converts nothing to LAB; build it from its lightness channel
+        neutral = Image.new("L", gray.size, 128)
+        return Image.merge("LAB", (gray, neutral, neutral))
+    if mode in ("P", "PA"):  # an adaptive palette keeps the two greys (the web palette dithers them)
+        return gray.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE).convert(mode)
+    if mode in ("L", "LA", "La"):
+        return gray.convert("LA").convert(mode)
+    return gray.convert("RGB").convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"])
+def test_every_8bit_mode_becomes_gray(mode):
+    image = dark_item_in_mode(mode)
+    assert image.mode == mode
+    assert to_8bit(image).mode in ("L", "LA", "RGB", "RGBA")
+    x = to_model_input(image)
+    assert_fashion_mnist_like(x)
+    assert x[14, 14] > 200
+
+
+def test_read_image_file_is_bounded(tmp_path):
+    """/dev/zero is refused after max_bytes + 1 bytes, not read until memory runs out."""
+    with pytest.raises(ImageError, match="larger than the 1 MB limit"):
+        read_image_file("/dev/zero", max_bytes=2**20)
+    with pytest.raises(ImageError, match="folder"):
+        read_image_file(tmp_path)
+    with pytest.raises(ImageError, match="no such file"):
+        read_image_file(tmp_path / "missing.png")
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="pipe"):
+        read_image_file(fifo)  # opening it would block forever
+    good = tmp_path / "ok.png"
+    good.write_bytes(png_bytes(Image.new("L", (8, 8))))
+    assert read_image_file(good) == good.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
 def test_common_formats_open(fmt):
     image = open_image(png_bytes(Image.new("RGB", (50, 40), "red"), fmt))
     assert image.size == (50, 40)

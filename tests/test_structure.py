@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from fmnist_core.cli import build_parser, flag_of
-from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
+from fmnist_core.cli import build_parser
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, flag_of
 from tests.conftest import ROOT
 from tests.test_app import app  # noqa: F401 - the AppTest fixture
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import load_fashion_mnist
-from fmnist_core.metrics import analyze
+from fmnist_core.metrics import cached_analysis
 from fmnist_core.models import count_parameters, create_model, layer_table
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
@@ -47,7 +47,7 @@ def cached_model(path: str):
 
 @st.cache_resource(max_entries=16, show_spinner="Scoring the test set…")
 def _analysis(path: str, mtime: float):
-    return analyze(load_checkpoint(path).model, dataset())
+    return cached_analysis(path, dataset())  # kept beside the weights: the shipped models' come with them
 
 
 def run_analysis(path: str):

@@ -27,6 +27,7 @@ class RunColumn:
 
 RUN_COLUMNS: dict[str, RunColumn] = {
     "name": RunColumn("Name", width=150),
+    "source": RunColumn("Source", width=110, help="Trained here, shipped with the Studio, or a reproduced Table 1 row (figures only)."),
     "status": RunColumn("Status", width=80),
     "model": RunColumn("Model", width=85),
     "optimizer": RunColumn("Optimizer", width=80),
@@ -59,7 +60,12 @@ def is_cancelled_unstarted(frame: pd.DataFrame) -> pd.Series:
 
 def runs_frame(records: list[RunRecord], show_cancelled: bool = False) -> pd.DataFrame:
     """One typed row per run, code-named columns in RUN_COLUMNS' order."""
-    frame = pd.DataFrame([r.summary() for r in records], columns=list(RUN_COLUMNS))
+    return rows_frame([r.summary() for r in records], show_cancelled)
+
+
+def rows_frame(rows: list[dict], show_cancelled: bool = False) -> pd.DataFrame:
+    """One typed row per summary row (RunRecord.summary's keys; missing keys are blanks)."""
+    frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     frame = frame.astype({name: PANDAS_TYPES[column.kind] for name, column in RUN_COLUMNS.items()})
     if not show_cancelled and len(frame):
         frame = frame[~is_cancelled_unstarted(frame)]

@@ -21,11 +21,15 @@ def server_with_two_runs(tmp_path_factory, tiny_data):
 
 def test_overlay_chart_and_table(page, server_with_two_runs):
     open_page(page, server_with_two_runs, "compare")
-    page.get_by_text("only lr differs").wait_for()
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3")  # 2 overlays + confusion
     table = page.locator("[data-testid=stDataFrame]").first
     # The grid fills its (accessible) cells after the charts can be drawn: wait, don't count once.
     expect(table.get_by_text("slow lr")).to_have_count(1, timeout=15_000)
     expect(table.get_by_text("fast lr")).to_have_count(1, timeout=15_000)
+    expect(table.get_by_text("resnet_fm_best")).to_have_count(1, timeout=15_000)  # shipped models are listed beside runs
     page.get_by_text("What a model gets wrong").wait_for()
+    # Filtering the table to the two runs overlays just them, and says what differs.
+    page.get_by_label("Name contains").fill("lr")
+    page.get_by_label("Name contains").press("Enter")
+    page.get_by_text("only lr differs").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0

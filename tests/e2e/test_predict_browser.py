@@ -45,3 +45,47 @@ def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
     page.locator("input[type=file]").last.set_input_files(str(bad))
     page.get_by_text("fake.png: the file is not an image").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+IN_VIEW = """el => {
+  const box = el.getBoundingClientRect();
+  const x = box.left + Math.min(box.width, 20) / 2, y = box.top + box.height / 2;
+  const top = document.elementFromPoint(x, y);  // not hidden under the app's header
+  const over = top ? `${top.tagName}.${top.getAttribute("data-testid") || top.className}` : null;
+  return {top: box.top, bottom: box.bottom, height: innerHeight, visible: !!top && el.contains(top), over};
+}"""
+
+
+def test_on_a_phone_the_prediction_stays_in_view_while_drawing(browser, server):
+    """390x844: the details stack below the canvas, so the answer sits above it and sticks
+    under the header while the canvas is in view, even with the canvas scrolled to the top."""
+    from fmnist_core.data import CLASSES
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        open_page(page, server, "predict")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for()
+        answer = page.locator(".st-key-draw_verdict strong").first
+        for left in (100, 60):  # a first stroke; then, with the details below making the page long, a second
+            canvas.evaluate("el => el.scrollIntoView({block: 'start'})")  # the worst case: canvas at the very top
+            page.wait_for_timeout(300)
+            box = canvas.bounding_box()
+            x0, y0 = box["x"], box["y"]
+            page.mouse.move(x0 + left, y0 + 30)
+            page.mouse.down()
+            for y in range(30, 260, 12):
+                page.mouse.move(x0 + left, y0 + y, steps=2)
+                page.mouse.move(x0 + 180, y0 + y, steps=3)
+            page.mouse.up()
+            answer.wait_for()
+            page.wait_for_timeout(1000)
+        assert answer.inner_text() in CLASSES
+        where = answer.evaluate(IN_VIEW)
+        assert 0 <= where["top"] and where["bottom"] <= where["height"], where
+        assert where["visible"], str(where)
+        assert canvas.bounding_box()["y"] < 844  # and the canvas is still there to draw on
+    finally:
+        context.close()

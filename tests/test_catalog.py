@@ -1,0 +1,52 @@
+"""The catalog (what Predict and Compare list) and the test-set analysis kept beside weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import torch
+
+from fmnist_core.catalog import best_first, list_checkpoints, list_comparable
+from fmnist_core.checkpoint import save_checkpoint
+from fmnist_core.metrics import ANALYSIS_NAME, analyze, cached_analysis
+from fmnist_core.models import create_model
+from fmnist_core.paths import pretrained_dir
+from fmnist_core.run_store import RunStore
+
+
+def test_identical_checkpoints_are_listed_once(tmp_path):
+    shipped = tmp_path / "pretrained"
+    shutil.copytree(pretrained_dir() / "cnn_c_report", shipped / "cnn_c_report")
+    shutil.copytree(pretrained_dir() / "cnn_c_report", shipped / "cnn_c_copy")  # same file, another folder
+    shutil.copytree(pretrained_dir() / "resnet_fm_best", shipped / "resnet_fm_best")
+    entries = list_checkpoints(RunStore(tmp_path / "runs"), shipped)
+    assert [e.name for e in entries] == ["resnet_fm_best", "cnn_c_copy"]  # most accurate first; the copy's twin left out
+    assert len({e.sha256 for e in entries}) == 2
+
+
+def test_comparable_entries_without_a_run_store(tmp_path):
+    entries = list_comparable([], pretrained_dir(), tmp_path)  # no results/ either
+    assert sorted(e.key for e in entries) == ["shipped:cnn_c_report", "shipped:resnet_fm_best"]
+    assert [e.key for e in best_first(entries)] == ["shipped:resnet_fm_best", "shipped:cnn_c_report"]
+    assert all(e.history and e.weights is not None for e in entries)
+
+
+def test_analysis_is_kept_beside_the_weights_and_checked(tmp_path, tiny_data):
+    torch.manual_seed(0)
+    weights = save_checkpoint(create_model("cnn_a"), tmp_path / "run" / "model.safetensors")
+    first = cached_analysis(weights, tiny_data)
+    cache = weights.with_name(ANALYSIS_NAME)
+    assert cache.is_file()
+    again = cached_analysis(weights, tiny_data)
+    assert again.matrix == first.matrix and np.array_equal(again.predictions, first.predictions)
+    assert np.allclose(again.probabilities, first.probabilities, atol=1e-3)  # stored as float16
+
+    torch.manual_seed(1)  # new weights in the same file: the stored analysis no longer applies
+    other = create_model("cnn_a")
+    save_checkpoint(other, weights)
+    fresh = cached_analysis(weights, tiny_data)
+    assert fresh.matrix == analyze(other.eval(), tiny_data).matrix
+
+    cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")  # a damaged cache is recomputed, not trusted
+    assert cached_analysis(weights, tiny_data).matrix == fresh.matrix
