@@ -5,13 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, config_problems
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
+from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
 from ui.charts import batch_loss_chart, epoch_chart
 from ui.form import setting_widget, widget_key
 from ui.state import model_card, run_manager
+from ui.visitor import act, current_visitor, limit_problems, limits_caption, why_locked
 
 REFRESH_SECONDS = 1.0
 FIELDS = list(SETTINGS)  # every setting is on the form (ui.form builds each widget from its declaration)
@@ -42,7 +44,7 @@ for f in FIELDS:  # first visit: the defaults
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error
     st.session_state[widget_key("softmax_output")] = False
 form_values = {f: st.session_state[widget_key(f)] for f in FIELDS}
-problems = config_problems(form_values)  # checked before drawing, so each field shows its own
+problems = config_problems(form_values) or limit_problems(form_values)  # checked before drawing, so each field shows its own
 
 st.title("Train")
 form_col, run_col = st.columns([1, 2], gap="large")
@@ -80,17 +82,21 @@ with form_col:
     if st.button("Start training", type="primary", width="stretch", key="start", disabled=bool(problems),
                  help="Fix the fields marked in red first." if problems else None):
         try:
-            run_id = manager.submit(TrainConfig.from_dict(form_values), name=form_values["name"])
-        except ConfigError as e:
+            run_id = manager.submit(TrainConfig.from_dict(form_values), name=form_values["name"], visitor=current_visitor())
+        except UserError as e:  # a bad field (ConfigError) or a shared-mode limit (access.LimitError)
             st.session_state["form_error"] = e
         else:
             st.session_state.pop("form_error", None)
             st.session_state["run_picker"] = run_id
             st.toast(f"Run {run_id} queued")
+    if caption := limits_caption(form_values, manager):
+        st.caption(caption)
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
-        label = SETTINGS[error.field].label if error.field in SETTINGS else error.field
-        st.error(f"**{label}**: {error.message}. Nothing was started.")
+        field_name = getattr(error, "field", None)
+        label = f"**{SETTINGS[field_name].label}**: " if field_name in SETTINGS else ""
+        message = getattr(error, "message", str(error))
+        st.error(f"{label}{message if label else message[:1].upper() + message[1:]}. Nothing was started.")
 
 # ---- the selected run, live ---------------------------------------------------------------
 records = manager.list_runs()
@@ -118,8 +124,9 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if status in ACTIVE and not run.live:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
-    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
-        manager.stop(run_id)
+    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
+                                             disabled=bool(locked := why_locked(manager.owner_of(run_id))), help=locked):
+        act(manager.stop, run_id)
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":
@@ -180,16 +187,13 @@ with run_col:
                 st.warning(f"{r.id}: {problem}")
         if selected in by_id:
             with st.expander("Rename or delete the selected run"):
-                new_name = st.text_input("New name", value=by_id[selected].name, key=f"rename-{selected}")
+                locked = why_locked(by_id[selected].owner)
+                new_name = st.text_input("New name", value=by_id[selected].name, key=f"rename-{selected}", disabled=bool(locked))
                 a, b = st.columns(2)
-                if a.button("Rename", key="rename"):
-                    try:
-                        manager.store.rename(selected, new_name)
-                        st.rerun()
-                    except ValueError as e:
-                        st.error(str(e))
-                if b.button("Delete run", key="delete", disabled=selected in active_ids, help="Stop it first if it is training."):
-                    manager.delete(selected)
+                if a.button("Rename", key="rename", disabled=bool(locked), help=locked) and act(manager.rename, selected, new_name):
+                    st.rerun()
+                if b.button("Delete run", key="delete", disabled=selected in active_ids or bool(locked),
+                            help=locked or "Stop it first if it is training.") and act(manager.delete, selected):
                     st.rerun()
     else:
         st.caption("Runs you start appear here, and stay after a restart.")
