@@ -259,21 +259,25 @@ def shared_app(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
 
-    def open_train(studio: dict | None = None, visitor: str | None = None, user: dict | None = None) -> AppTest:
+    def open_page(studio: dict | None = None, visitor: str | None = None, user: dict | None = None, page: str | None = "train",
+                  auth: dict | None = None) -> AppTest:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
         if studio is not None:  # new settings: as a restarted server (the policy is read once per process)
             st.cache_resource.clear()
             at.secrets["studio"] = studio
+        if auth:
+            at.secrets["auth"] = auth
         if visitor:
             at.session_state["visitor_id"] = visitor
         if user:
             at.user = user
         at.run()
-        at.switch_page("pages/train.py").run()
+        if page:
+            at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, at.exception
         return at
 
-    yield open_train
+    yield open_page
     st.cache_resource.clear()
 
 
@@ -323,3 +327,15 @@ def test_a_wrong_mode_is_one_message_not_a_traceback(monkeypatch):
     assert [e.value for e in at.error] == ["The Studio is not set up correctly: FMNIST_STUDIO_MODE='public' is not a mode; "
                                            "use 'local' or 'shared'."]
     st.cache_resource.clear()
+
+
+def test_sidebar_says_who_you_are(shared_app):
+    """On Home (AppTest drops the sidebar after switch_page; the browser test sees it on Train)."""
+    anonymous = shared_app(page=None)
+    assert "You are an anonymous visitor" in anonymous.sidebar.caption[0].value
+    assert not [b for b in anonymous.sidebar.button if b.key == "login"]  # no [auth]: nothing to log in to
+    with_login = shared_app(user={}, page=None, auth={"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x"})
+    assert [b.label for b in with_login.sidebar.button] == ["Log in"]
+    admin = shared_app(studio={"admins": ["ann@example.org"]}, user={"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}, page=None)
+    assert admin.sidebar.caption[0].value == "Signed in as **Ann** · admin"
+    assert [b.label for b in admin.sidebar.button] == ["Log out"]

@@ -85,6 +85,7 @@ def test_a_visitor_cannot_stop_rename_or_delete_anothers_run(shared_server, visi
     # Ann trains one run and queues a second: her limit (2 per visitor) refuses a third.
     open_page(ann, shared_server, "train")
     ann.get_by_text("Shared server: 0 of your 2 runs in use").wait_for()
+    ann.get_by_text("You are an anonymous visitor").wait_for()  # the sidebar, on every page
     start_run(ann, epochs=20, name="ann long")  # long enough to still be running at the end
     ann.locator("[data-testid=stProgress]").wait_for(timeout=60_000)
     start_run(ann, epochs=1, name="ann queued")
