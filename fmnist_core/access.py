@@ -1,7 +1,8 @@
 """Who may do what: visitors, owners, admins and the limits of shared mode.
 
 Local mode (the default, `make run` on 127.0.0.1) is one person on their own machine:
-everyone is an admin and nothing is limited. Shared mode (FMNIST_STUDIO_MODE=shared)
+everyone is an admin and nothing is limited but a run that needs more memory than the
+machine has. Shared mode (FMNIST_STUDIO_MODE=shared)
 serves a team or a class: every run has an owner, only its owner or an admin may stop,
 rename or delete it, and training is limited (runs per visitor, queue length, memory
 per run, largest width and batch size). The limits and the admins come from the
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .config import SETTINGS, TrainConfig
 from .errors import UserError
-from .memory import GB, estimate_memory
+from .memory import GB, estimate_memory, machine_memory
 
 MODE_VARIABLE = "FMNIST_STUDIO_MODE"
 MODES = ("local", "shared")
@@ -97,6 +98,7 @@ class Policy:
     mode: str = "local"
     admins: frozenset[str] = frozenset()  # user ids (emails), lower case
     limits: Limits = field(default_factory=Limits)
+    machine_bytes: int | None = field(default_factory=machine_memory)  # no run may need more, in any mode
 
     @classmethod
     def from_settings(cls, mode: str, studio: Mapping | None = None) -> Policy:
@@ -153,17 +155,19 @@ class Policy:
 
     def check_config(self, config: TrainConfig) -> None:
         """Raise LimitError when a valid config is over a limit: a setting first, then its
-        estimated memory (computed on the meta device; nothing is allocated)."""
+        estimated memory (computed on the meta device; nothing is allocated). Local mode
+        has no limits, but no run may need more memory than the machine has: the first
+        allocation would bring the whole server down."""
         for name, message in self.setting_problems(config).items():
             raise LimitError(message, field=name)
-        if self.shared:
-            estimate = estimate_memory(config)
-            budget = self.limits.memory_per_run_gb * GB
-            if estimate.total > budget:
-                raise LimitError(
-                    f"this run needs {estimate.describe()} of memory and the limit is {self.limits.memory_per_run_gb:g} GB "
-                    "per run: lower the batch size or the width, or pick a smaller model"
-                )
+        estimate = estimate_memory(config)
+        fix = "lower the batch size or the width, or pick a smaller model"
+        if self.shared and estimate.total > self.limits.memory_per_run_gb * GB:
+            raise LimitError(f"this run needs {estimate.describe()} of memory and the limit is "
+                             f"{self.limits.memory_per_run_gb:g} GB per run: {fix}")
+        if self.machine_bytes and estimate.total > self.machine_bytes:
+            raise LimitError(f"this run needs {estimate.describe()} of memory and this machine has "
+                             f"{self.machine_bytes / GB:.0f} GB in all: {fix}")
 
     def check_queue(self, visitor: Visitor, visitor_active: int, total_active: int) -> None:
         """Raise LimitError when a new run would go over the queue limits; `*_active` count

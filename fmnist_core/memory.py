@@ -55,6 +55,18 @@ class MemoryEstimate:
         return format_bytes(self.total)
 
 
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (Linux's /proc/meminfo; None elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def format_bytes(n: float) -> str:
     return f"~{n / GB:.1f} GB" if n >= GB else f"~{n / 1e6:.0f} MB"
 

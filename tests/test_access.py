@@ -156,7 +156,17 @@ def test_memory_over_the_budget_is_refused_with_the_estimate():
             TrainConfig(model="vgg11", width=256, batch_size=8192))
     assert str(error.value) == ("this run needs ~76.6 GB of memory and the limit is 2 GB per run: "
                                 "lower the batch size or the width, or pick a smaller model")
-    Policy().check_config(TrainConfig(model="vgg11", width=256, batch_size=8192))  # local mode: as today
+
+
+
+def test_local_mode_refuses_only_a_run_bigger_than_the_machine():
+    huge = TrainConfig(model="vgg11", width=256, batch_size=8192)
+    with pytest.raises(LimitError) as error:
+        Policy(machine_bytes=16 * 10**9).check_config(huge)
+    assert str(error.value) == ("this run needs ~76.6 GB of memory and this machine has 16 GB in all: "
+                                "lower the batch size or the width, or pick a smaller model")
+    Policy(machine_bytes=128 * 10**9).check_config(huge)  # no other limit in local mode
+    Policy(machine_bytes=16 * 10**9).check_config(TrainConfig(model="vgg11", width=256, batch_size=512))
 
 
 # ---- the run manager enforces it --------------------------------------------------------------
