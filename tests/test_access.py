@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from fmnist_core.access import LimitError, Limits, NotAllowed, Policy, studio_mode
 from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
-from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory
+from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, machine_memory
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from tests.conftest import ROOT
@@ -349,3 +349,21 @@ def test_sidebar_says_who_you_are(shared_app):
     admin = shared_app(studio={"admins": ["ann@example.org"]}, user={"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}, page=None)
     assert admin.sidebar.caption[0].value == "Signed in as **Ann** · admin"
     assert [b.label for b in admin.sidebar.button] == ["Log out"]
+
+
+@pytest.mark.skipif((machine_memory() or 0) < 1e9 or (machine_memory() or 0) > 70e9,
+                    reason="the largest form (~76.6 GB) fits this machine's memory")
+def test_local_page_refuses_a_run_bigger_than_the_machine(shared_app, monkeypatch, tmp_path):
+    """The issue's form (vgg11, width 256, batch 8192) on `make run`: one message, nothing started."""
+    monkeypatch.setenv("FMNIST_STUDIO_MODE", "local")
+    at = shared_app()
+    at.selectbox(key="f_model").set_value("vgg11").run()
+    at.number_input(key="f_width").set_value(256).run()
+    at.number_input(key="f_batch_size").set_value(8192).run()
+    assert not at.button(key="start").disabled and not at.caption[-1].value.startswith("Shared server")
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"This run needs ~76.6 GB of memory and this machine has {machine_memory() / 1e9:.0f} GB in all: "
+        "lower the batch size or the width, or pick a smaller model. Nothing was started."]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
