@@ -104,9 +104,11 @@ class Policy:
     def from_settings(cls, mode: str, studio: Mapping | None = None) -> Policy:
         """The policy for `mode` from a [studio] section: `admins = ["a@b.c"]` and a
         [studio.limits] table (see Limits)."""
+        if mode not in MODES:
+            raise UserError(f"unknown mode {mode!r}; use 'local' or 'shared'")
         studio = dict(studio or {})
         admins = studio.pop("admins", [])
-        if isinstance(admins, str) or not all(isinstance(a, str) for a in admins):
+        if not isinstance(admins, (list, tuple)) or not all(isinstance(a, str) for a in admins):
             raise UserError('[studio] admins must be a list of e-mail addresses, e.g. admins = ["ann@example.org"]')
         limits = Limits.from_dict(studio.pop("limits", {}))
         if studio:

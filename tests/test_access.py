@@ -45,6 +45,7 @@ def test_limits_have_defaults_and_the_file_overrides_them():
     ({"limits": {"max_batch_size": 10_000}}, "max_batch_size = 10000: use a whole number from 1 to 8192"),
     ({"limits": {"max_width": 2}}, "max_width = 2: use a whole number from 4 to 256"),
     ({"admins": "ann@example.org"}, "admins must be a list of e-mail addresses"),
+    ({"admins": 5}, "admins must be a list of e-mail addresses"),
     ({"admin": ["ann@example.org"]}, "[studio] has no setting 'admin'"),
 ])
 def test_a_wrong_settings_file_is_one_clear_error(studio, words):
