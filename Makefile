@@ -4,11 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# `make run` is for the person at this machine; `make share` serves every interface.
+ADDRESS ?= 127.0.0.1
 
-.PHONY: run test lint setup setup-test data e2e bench clean
+.PHONY: run share test lint setup setup-test data e2e bench clean
 
 run: setup
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
+
+# A team or a class: every interface, runs with owners, limits, no error details
+# (README, "Sharing the Studio").
+share: setup
+	FMNIST_STUDIO_MODE=shared $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) \
+		--server.address 0.0.0.0 --client.showErrorDetails none
 
 test: setup-test lint
 	$(BIN)/python -m pytest

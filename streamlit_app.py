@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.visitor import check_setup, identity_sidebar
+
 st.set_page_config(page_title="Fashion-MNIST Studio", page_icon=":material/checkroom:", layout="wide")
 
 navigation = st.navigation(
@@ -12,4 +14,6 @@ navigation = st.navigation(
         st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
     ]
 )
+check_setup()  # a wrong FMNIST_STUDIO_MODE or [studio] section: one message, no page
+identity_sidebar()
 navigation.run()

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .access import Policy, Visitor
 from .checkpoint import WEIGHTS_NAME, atomic_write_json, save_checkpoint
 from .config import TrainConfig
 from .engine import fit
@@ -101,6 +102,7 @@ class LiveRun:
 
     id: str
     config: TrainConfig
+    owner: str = ""  # access.Visitor.id
     status: str = "queued"
     message: str = ""
     history: list[dict] = field(default_factory=list)
@@ -143,8 +145,9 @@ class RunManager:
     """Owns one worker thread that trains queued runs in order, so two runs never fight
     over the CPU cores. One per process (the app keeps it in st.cache_resource)."""
 
-    def __init__(self, store: RunStore | None = None, data_loader=None):
+    def __init__(self, store: RunStore | None = None, data_loader=None, policy: Policy | None = None):
         self.store = store or RunStore()
+        self.policy = policy or Policy()  # local mode unless told: everyone may do everything
         self._data_loader = data_loader
         self._live: dict[str, LiveRun] = {}
         self._queue: deque[str] = deque()
@@ -153,12 +156,19 @@ class RunManager:
         self._closing = False
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    def submit(self, config: TrainConfig, name: str = "") -> str:
-        """Validate, create the run folder and queue it; returns the run id."""
+    def submit(self, config: TrainConfig, name: str = "", visitor: Visitor | None = None) -> str:
+        """Validate, check the policy's limits, create the run folder (owned by `visitor`,
+        default the local user) and queue it; returns the run id. A refusal is one
+        UserError and creates nothing."""
         config.validate()
-        run_id = self.store.create(config, name).name
+        visitor = visitor or self.policy.local_visitor()
+        self.policy.check_config(config)  # before the lock: the memory estimate builds the model on meta
         with self._lock:
-            self._live[run_id] = LiveRun(run_id, config)
+            active = [live for live in self._live.values() if live.status in ACTIVE]
+            # Checked and queued under one lock, so two quick clicks cannot both pass the limit.
+            self.policy.check_queue(visitor, sum(live.owner == visitor.id for live in active), len(active))
+            run_id = self.store.create(config, name, owner=visitor.id).name
+            self._live[run_id] = LiveRun(run_id, config, owner=visitor.id)
             self._queue.append(run_id)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="fmnist-trainer", daemon=True)
@@ -166,8 +176,15 @@ class RunManager:
             self._lock.notify_all()
         return run_id
 
-    def stop(self, run_id: str) -> None:
-        """Stop a running run (it keeps its finished epochs) or cancel a queued one."""
+    def owner_of(self, run_id: str) -> str:
+        with self._lock:
+            live = self._live.get(run_id)
+        return live.owner if live else self.store.read(run_id).owner
+
+    def stop(self, run_id: str, visitor: Visitor | None = None) -> None:
+        """Stop a running run (it keeps its finished epochs) or cancel a queued one.
+        Only its owner or an admin may (NotAllowed otherwise)."""
+        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "stop")
         with self._lock:
             live = self._live.get(run_id)
             if live is None:
@@ -213,8 +230,13 @@ class RunManager:
                     record.status = live[record.id].status
         return records
 
-    def delete(self, run_id: str) -> None:
+    def rename(self, run_id: str, name: str, visitor: Visitor | None = None) -> None:
+        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "rename")
+        self.store.rename(run_id, name)
+
+    def delete(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Move a run to the store's trash (RunStore.restore brings it back)."""
+        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "delete")
         if run_id in self.active_ids():
             raise UserError("stop this run before deleting it")
         self.store.trash(run_id)

@@ -1,7 +1,7 @@
 """The run store: run folders on disk, read back as typed records.
 
 A run is a folder `<root>/<id>/`:
-    run.json        id, display name, creation time
+    run.json        id, display name, creation time, owner (who may stop, rename or delete it)
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     batch_losses.jsonl  {"total_steps": N}, then {"step", "loss"} lines: the per-batch loss
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import paths
+from .access import LOCAL_OWNER
 from .checkpoint import WEIGHTS_NAME, atomic_write_json
 from .config import SETTINGS, ConfigError, TrainConfig
 from .errors import UserError
@@ -73,6 +74,7 @@ class RunRecord:
     result: dict | None
     status: str
     problems: list[str] = field(default_factory=list)  # damaged files, shown as warnings
+    owner: str = ""  # access.Visitor.id of who started it; "" for runs from before owners
 
     @property
     def weights(self) -> Path | None:
@@ -140,16 +142,16 @@ class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else paths.runs_dir()
 
-    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None) -> Path:
-        """A new run folder (named `run_id`, or timestamp-model-random); an existing
-        folder is only reused when empty."""
+    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER) -> Path:
+        """A new run folder (named `run_id`, or timestamp-model-random) owned by `owner`;
+        an existing folder is only reused when empty."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
         path.mkdir(parents=True, exist_ok=True)
         if any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
-        atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")})
+        atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner})
         atomic_write_json(path / "config.json", config.to_dict())
         return path
 
@@ -181,7 +183,9 @@ class RunStore:
         else:
             owner = _read_json(path / "owner.json", [], {})
             status = "running" if _alive_elsewhere(owner.get("pid")) else "interrupted"
-        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems)
+        owner = info.get("owner")
+        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems,
+                         owner=owner if isinstance(owner, str) else "")
 
     def list(self) -> list[RunRecord]:
         return [self.read(run_id) for run_id in self.ids()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, config_problems
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
@@ -14,6 +14,7 @@ from ui.form import config_summary, form_from_query, query_from_form, setting_wi
 from ui.state import model_card, run_manager
 from ui.tables import csv_text, runs_frame, runs_table
 from ui.text import heading_html, literal, plain, truncate
+from ui.visitor import act, current_visitor, limit_problems, limits_caption, why_locked
 
 REFRESH_SECONDS = 1.0
 FIELDS = list(SETTINGS)  # every setting is on the form (ui.form builds each widget from its declaration)
@@ -72,7 +73,7 @@ for f in list(st.session_state["url_problems"]):  # a field the user has edited 
     if form_values[f] != st.session_state["form_saved"][f]:
         del st.session_state["url_problems"][f]
 st.session_state["form_saved"] = form_values
-problems = config_problems(form_values)  # checked before drawing, so each field shows its own
+problems = config_problems(form_values) or limit_problems(form_values)  # checked before drawing, so each field shows its own
 if query_from_form(form_values) != st.query_params.to_dict():  # the address bar holds the form: refresh-proof, shareable
     st.query_params.from_dict(query_from_form(form_values))
 
@@ -129,17 +130,21 @@ with form_col:
     if st.button("Start training", type="primary", width="stretch", key="start", disabled=bool(problems),
                  help="Fix the fields marked in red first." if problems else None):
         try:
-            run_id = manager.submit(TrainConfig.from_dict(form_values), name=form_values["name"])
-        except ConfigError as e:
+            run_id = manager.submit(TrainConfig.from_dict(form_values), name=form_values["name"], visitor=current_visitor())
+        except UserError as e:  # a bad field (ConfigError) or a shared-mode limit (access.LimitError)
             st.session_state["form_error"] = e
         else:
             st.session_state.pop("form_error", None)
             st.session_state["selected_run"] = run_id
             st.toast(f"Run {run_id} queued")
+    if caption := limits_caption(form_values, manager):
+        st.caption(caption)
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
-        label = SETTINGS[error.field].label if error.field in SETTINGS else error.field
-        st.error(f"**{label}**: {plain(error.message)}. Nothing was started.")
+        field_name = getattr(error, "field", None)
+        label = f"**{SETTINGS[field_name].label}**: " if field_name in SETTINGS else ""
+        message = plain(getattr(error, "message", str(error)))
+        st.error(f"{label}{message if label else message[:1].upper() + message[1:]}. Nothing was started.")
 
 # ---- the selected run, live ---------------------------------------------------------------
 records = manager.list_runs()
@@ -172,8 +177,9 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if status in ACTIVE and not run.live:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
-    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
-        manager.stop(run_id)
+    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
+                                             disabled=bool(locked := why_locked(manager.owner_of(run_id))), help=locked):
+        act(manager.stop, run_id)
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":
@@ -226,26 +232,20 @@ def pick_run() -> None:
 def delete_controls(run_id: str) -> None:
     """Rename, and delete after a confirmation: a deleted run goes to the trash (Undo below)."""
     record = by_id[run_id]
+    locked = why_locked(record.owner)  # shared mode: only the owner or an admin
     with st.expander("Rename or delete the selected run"):
-        new_name = st.text_input("New name", value=record.name, key=f"rename-{run_id}")
+        new_name = st.text_input("New name", value=record.name, key=f"rename-{run_id}", disabled=bool(locked))
         a, b = st.columns(2)
-        if a.button("Rename", key="rename"):
-            try:
-                manager.store.rename(run_id, new_name)
-                st.rerun()
-            except UserError as e:
-                st.error(plain(str(e)))
-        if b.button("Delete run", key="delete", disabled=run_id in active_ids, help="Stop it first if it is training."):
+        if a.button("Rename", key="rename", disabled=bool(locked), help=locked) and act(manager.rename, run_id, new_name):
+            st.rerun()
+        if b.button("Delete run", key="delete", disabled=run_id in active_ids or bool(locked),
+                    help=locked or "Stop it first if it is training."):
             st.session_state["confirm_delete"] = run_id
         if st.session_state.get("confirm_delete") == run_id:
             st.warning(f"Delete {literal(truncate(record.name, HEADING_CHARS))}? It goes to the trash, where you can restore it.")
             yes, no = st.columns(2)
             if yes.button("Yes, delete", key="confirm_delete_yes", type="primary"):
-                try:
-                    manager.delete(run_id)
-                except UserError as e:
-                    st.error(plain(str(e)))
-                else:
+                if act(manager.delete, run_id):
                     st.session_state["undo_delete"] = (run_id, record.name)
                 st.session_state.pop("confirm_delete", None)
                 st.rerun()
@@ -277,7 +277,8 @@ def trash_box() -> None:
         for record in trashed:
             a, b = st.columns([4, 1])
             a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {len(record.history)} epochs · {record.id}")
-            if b.button("Restore", key=f"restore-{record.id}", width="stretch"):
+            locked = why_locked(record.owner)
+            if b.button("Restore", key=f"restore-{record.id}", width="stretch", disabled=bool(locked), help=locked):
                 try:
                     manager.store.restore(record.id)
                 except UserError as e:
@@ -286,6 +287,9 @@ def trash_box() -> None:
                     st.session_state["selected_run"] = record.id
                     st.session_state.pop("undo_delete", None)
                     st.rerun()
+        if not current_visitor().is_admin:
+            st.caption("Only an admin can empty the trash.")
+            return
         sure = st.checkbox("Delete the runs in the trash for good (weights and history)", key="empty_trash_sure")
         if st.button("Empty trash", key="empty_trash", disabled=not sure):
             manager.store.empty_trash()
