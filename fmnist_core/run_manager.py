@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
 from .models import count_parameters
-from .run_store import ACTIVE, RunRecord, RunStore, RunView, result_from
+from .run_store import ACTIVE, RunRecord, RunStore, RunView, owner_record, result_from
 
 MAX_BATCH_POINTS = 2000  # per-batch losses kept in memory for the live chart
 
@@ -35,7 +35,7 @@ class RunWriter:
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
-        atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
+        atomic_write_json(self.path / "owner.json", owner_record())
 
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)

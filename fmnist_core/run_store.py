@@ -14,7 +14,9 @@ Training a run into its folder is `run_manager.train_run`; this module never tra
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -23,9 +25,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import paths
-from .checkpoint import WEIGHTS_NAME, atomic_write_json
-from .config import TrainConfig
+from .checkpoint import WEIGHTS_NAME, CheckpointError, atomic_write_json, read_metadata
+from .config import MAX_NAME_LENGTH, TrainConfig
 from .errors import UserError
+from .run_files import (
+    HISTORY_LINE,
+    OWNER,
+    RESULT,
+    RUN_INFO,
+    FileProblem,
+    check_shape,
+    is_regular_file,
+    read_config_file,
+    read_history_file,
+    read_json_file,
+)
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
@@ -70,7 +86,7 @@ class RunRecord:
     @property
     def weights(self) -> Path | None:
         path = self.path / WEIGHTS_NAME
-        return path if path.is_file() else None
+        return path if is_regular_file(path) and not os.path.islink(self.path) else None
 
     def summary(self) -> dict:
         """One flat row for tables: the config's key settings and the run's figures."""
@@ -90,18 +106,33 @@ class RunRecord:
         }
 
 
-def _alive_elsewhere(pid) -> bool:
-    """Is `pid` a live process other than this one? (A run trained by the CLI while the
-    app is open is running, not interrupted; this process's own runs are tracked live.)"""
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/PID/stat field 22), or
+    None when there is no such process. A pid alone can be reused by an unrelated process
+    after a crash; pid and start time together name one process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22; fields[0] is field 3
+
+
+def owner_record() -> dict:
+    """What owner.json records about the process training a run."""
+    return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def _owner_alive(owner: dict | None) -> bool:
+    """Is the process that wrote owner.json still running (this one included)? A live pid
+    whose start time differs is another process that reused the number."""
+    if not owner:
         return False
-    except PermissionError:
-        return True
-    return True
+    started = process_start_time(owner["pid"])
+    if started is None:
+        return False
+    return owner.get("started") is None or owner["started"] == started
 
 
 def _mean(values):
@@ -109,14 +140,32 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
-def _read_json(path: Path, problems: list[str], default):
+def _read(problems: list[str], reader, *args, default=None):
+    """Run one run_files reader: a FileProblem becomes a line in `problems`, never an exception."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        value = reader(*args)
+    except FileProblem as e:
+        problems.append(str(e))
         return default
-    except (OSError, ValueError) as e:
-        problems.append(f"{path.name} is damaged ({e})")
-        return default
+    return default if value is None else value
+
+
+def _checkpoint_epoch(path: Path, problems: list[str]) -> tuple[int | None, dict]:
+    """The epoch (and its metrics) that the run's weights file says it holds."""
+    if not is_regular_file(path):
+        return None, {}
+    try:
+        metrics = _checkpoint_metrics(str(path), os.stat(path).st_mtime_ns)
+    except CheckpointError as e:
+        problems.append(f"{path.name}: {str(e).replace(str(path), 'the file')}")
+        return None, {}
+    epoch = metrics.get("epoch")
+    return (epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None), metrics
+
+
+@functools.lru_cache(maxsize=256)
+def _checkpoint_metrics(path: str, mtime_ns: int) -> dict:
+    return read_metadata(path)["metrics"]  # the header only; cached per file version
 
 
 class RunStore:
@@ -139,33 +188,49 @@ class RunStore:
         return path
 
     def ids(self) -> list[str]:
+        """Run folders, newest first. Symlinks are skipped (a link could point anywhere,
+        and rename or delete would act there); hidden folders belong to the store."""
         if not self.root.is_dir():
             return []
-        return sorted((p.name for p in self.root.iterdir() if (p / "config.json").is_file()), reverse=True)
+        found = []
+        for entry in os.scandir(self.root):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                log.warning("run store %s: %s is a symbolic link, not a run folder; ignored", self.root, entry.name)
+                continue
+            if entry.is_dir(follow_symlinks=False) and any(os.path.lexists(Path(entry.path) / name) for name in ("config.json", "run.json")):
+                found.append(entry.name)
+        return sorted(found, reverse=True)
 
     def read(self, run_id: str) -> RunRecord:
+        """The run as stored. Never raises on a bad file: each one is a line in `problems`
+        and the run is shown with what could be read."""
         path = self.root / run_id
         problems: list[str] = []
-        info = _read_json(path / "run.json", problems, {})
-        config = _read_json(path / "config.json", problems, {})
-        result = _read_json(path / "result.json", problems, None)
-        history = []
-        try:
-            for line in (path / "history.jsonl").read_text().splitlines():
-                try:
-                    history.append(json.loads(line))
-                except ValueError:
-                    # A line cut off by a crash mid-write: keep the epochs before it.
-                    problems.append("history.jsonl has a damaged line (kept the epochs before it)")
-                    break
-        except FileNotFoundError:
-            pass
-        if isinstance(result, dict):
-            status = result.get("status", "failed")
+        if os.path.islink(path):
+            return RunRecord(run_id, path, run_id, "", {}, [], None, "interrupted", ["the run folder is a symbolic link; ignored"])
+        info = _read(problems, read_json_file, path / "run.json", RUN_INFO, default={})
+        config, config_problems = _read(problems, read_config_file, path / "config.json", default=({}, []))
+        problems += config_problems
+        result = _read(problems, read_json_file, path / "result.json", RESULT)
+        history, history_problems = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
+        problems += history_problems
+        owner = _read(problems, read_json_file, path / "owner.json", OWNER)
+        owner_alive = _owner_alive(owner)
+        if result is not None:
+            status = result["status"]
         else:
-            owner = _read_json(path / "owner.json", [], {})
-            status = "running" if _alive_elsewhere(owner.get("pid")) else "interrupted"
-        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems)
+            status = "running" if owner_alive and owner["pid"] != os.getpid() else "interrupted"
+        weights = path / WEIGHTS_NAME
+        if os.path.lexists(weights) and not is_regular_file(weights):
+            problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
+        elif not owner_alive:  # nobody is writing this run: safe to tidy what a kill left behind
+            _remove_temp_files(path)
+            if not history_problems:
+                history = _reconcile_history(path, history, problems)
+        name = info.get("name") or run_id
+        return RunRecord(run_id, path, name, info.get("created", ""), config or {}, history, result, status, problems)
 
     def list(self) -> list[RunRecord]:
         return [self.read(run_id) for run_id in self.ids()]
@@ -174,9 +239,14 @@ class RunStore:
         name = name.strip()
         if not name:
             raise UserError("a run name cannot be empty")
-        path = self.root / run_id / "run.json"
-        info = _read_json(path, [], {"id": run_id})
-        atomic_write_json(path, {**info, "name": name[:100]})
+        folder = self.root / run_id
+        if os.path.islink(folder) or not folder.is_dir():
+            raise UserError(f"run {run_id} is not a run folder of this store; nothing was renamed")
+        path = folder / "run.json"
+        info = _read([], read_json_file, path, RUN_INFO, default={"id": run_id})
+        # atomic_write_json renames a new file over run.json: a symlink there is replaced,
+        # never written through.
+        atomic_write_json(path, {**info, "name": name[:MAX_NAME_LENGTH]})
 
     def view(self, run_id: str) -> RunView:
         """The stored run as a RunView (no progress or per-batch losses on disk)."""
@@ -198,3 +268,50 @@ def result_from(fit_status: str, message: str, history: list[dict], seconds: flo
         "test_loss": last.get("test_loss"), "train_loss_sum": last.get("train_loss_sum"),
         "best_test_accuracy": best_test_accuracy(history),
     }
+
+
+def _remove_temp_files(folder: Path) -> None:
+    """Delete the temp files of a save that was killed before its rename
+    (`.model.safetensors.*.tmp`, `.result.json.*.tmp`): they are never read, only take space."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError as e:
+                log.warning("could not remove %s: %s", entry.path, e)
+
+
+def _reconcile_history(folder: Path, history: list[dict], problems: list[str]) -> list[dict]:
+    """Make history.jsonl agree with the weights. Each epoch saves the weights, then appends
+    its history line; a kill between the two leaves the weights one epoch ahead, and their
+    metadata holds that epoch's line, which is appended here."""
+    epoch, metrics = _checkpoint_epoch(folder / WEIGHTS_NAME, problems)
+    if epoch is None or epoch == len(history):
+        return history
+    if epoch == len(history) + 1:
+        try:
+            line = check_shape("the checkpoint's metrics", metrics, HISTORY_LINE)
+        except FileProblem:
+            line = None
+        if line is not None and _append_line(folder / "history.jsonl", line):
+            return [*history, line]
+    problems.append(f"{WEIGHTS_NAME} holds epoch {epoch} but history.jsonl has {len(history)} epoch(s)")
+    return history
+
+
+def _append_line(path: Path, record: dict) -> bool:
+    """Append one JSON line (never through a symlink); False when it cannot be written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError as e:
+        log.warning("could not repair %s: %s", path, e)
+        return False

@@ -22,7 +22,12 @@ st.caption("Draw an item or upload a photo. The image is turned into what the mo
 
 # ---- which model(s) -------------------------------------------------------------------------
 entries = list_checkpoints(run_manager().store)
-models = {entry.label: cached_model(str(entry.path)) for entry in entries}
+models = {}
+for entry in entries:
+    try:
+        models[entry.label] = cached_model(str(entry.path))
+    except CheckpointError as e:  # e.g. NaN weights: only loading finds them; skip, don't fail the page
+        st.warning(f"Skipped {entry.label}: {str(e).replace(str(entry.path), 'its checkpoint')}")
 with st.expander("Use a checkpoint file (.safetensors)"):
     upload = st.file_uploader("Checkpoint", type=["safetensors"], key="ckpt_upload",
                               help="A model.safetensors saved by Fashion-MNIST Studio. Never unpickled: safe to load.")
