@@ -37,7 +37,10 @@ def cmd_train(args) -> int:
     load_fashion_mnist()  # fail before creating anything if the data is missing
     out = Path(args.out) if args.out else None
     store = RunStore(out.parent) if out is not None else RunStore()
-    run_id = store.create(config, run_id=out.name if out is not None else None).name
+    try:
+        run_id = store.create(config, run_id=out.name if out is not None else None).name
+    except UserError as e:
+        raise UserError(f"--out: {e}" if out is not None else str(e)) from e
     result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)])
     checkpoint = store.root / run_id
     if result["status"] != "finished":

@@ -176,15 +176,23 @@ class RunStore:
 
     def create(self, config: TrainConfig, name: str = "", run_id: str | None = None) -> Path:
         """A new run folder (named `run_id`, or timestamp-model-random); an existing
-        folder is only reused when empty."""
+        folder is only reused when empty. Any failure (a file in the way, a name too long,
+        a read-only or full disk) is one UserError and leaves nothing behind."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        if any(path.iterdir()):
+        created = make_folder(path)
+        if not created and any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
-        atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")})
-        atomic_write_json(path / "config.json", config.to_dict())
+        try:
+            atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")})
+            atomic_write_json(path / "config.json", config.to_dict())
+        except OSError as e:
+            for written in ("run.json", "config.json"):
+                (path / written).unlink(missing_ok=True)
+            for folder in reversed(created):
+                folder.rmdir()
+            raise UserError(f"cannot write the run folder {path}: {e.strerror or e}") from e
         return path
 
     def ids(self) -> list[str]:
@@ -315,3 +323,32 @@ def _append_line(path: Path, record: dict) -> bool:
     except OSError as e:
         log.warning("could not repair %s: %s", path, e)
         return False
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create `path` and its missing parents; returns the folders created, outermost first.
+    Checked before anything is made, so a bad path (under a file, a name longer than the
+    file system allows, a read-only place) creates nothing and is one clear UserError."""
+    path = Path(os.path.abspath(path))
+    missing = []
+    ancestor = path
+    while not os.path.lexists(ancestor):
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        where = "is" if ancestor == path else f"is under {ancestor}, which is"
+        raise UserError(f"{path} {where} a file, not a folder; pick a new folder")
+    limit = os.pathconf(ancestor, "PC_NAME_MAX")
+    for folder in missing:
+        if len(os.fsencode(folder.name)) > limit:
+            raise UserError(f"the folder name '{folder.name[:20]}...' is {len(folder.name)} characters long; this file system allows {limit}")
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+    except OSError as e:
+        for folder in reversed(created):
+            folder.rmdir()
+        raise UserError(f"cannot create {path}: {e.strerror or e}") from e
+    return created
