@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,15 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide runs from other users
 
 
+def crash_point(name: str, epoch: int | None = None) -> None:
+    """Fault injection for the kill -9 tests (tests/test_resume.py): FMNIST_CRASH_AT=NAME or
+    NAME@EPOCH sends SIGKILL to this process just before the rename that completes the save
+    of file NAME, as a power cut would: no cleanup, no exception handler runs."""
+    wanted = os.environ.get("FMNIST_CRASH_AT")
+    if wanted and wanted in (name, f"{name}@{epoch}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + rename: readers never see half a file."""
     path = Path(path)
@@ -62,6 +72,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        crash_point(path.name)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -91,6 +102,7 @@ def save_checkpoint(model: nn.Module, path: Path, config: dict | None = None, me
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
+        crash_point(path.name, (metrics or {}).get("epoch"))
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:

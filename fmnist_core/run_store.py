@@ -5,7 +5,10 @@ A run is a folder `<root>/<id>/`:
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     model.safetensors  the weights after the last finished epoch
-    owner.json      the pid of the process training it
+    owner.json      the pid and start time of the process training it
+    queued.json     present while the run waits in a queue (the queue is on disk: a
+                    restarted RunManager queues these runs again)
+    resume.safetensors  what resuming after the last finished epoch needs (resume.py)
     result.json     written once, when the run ends (finished/stopped/diverged/failed/cancelled)
 A folder without result.json whose owner process is gone was cut off by a crash or
 restart: it reads back as "interrupted", with the epochs it completed.
@@ -44,6 +47,7 @@ from .run_files import (
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+QUEUED_NAME = "queued.json"
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
 
 
@@ -228,12 +232,18 @@ class RunStore:
         owner_alive = _owner_alive(owner)
         if result is not None:
             status = result["status"]
+        elif is_regular_file(path / QUEUED_NAME):
+            status = "queued"
+        elif owner_alive and owner["pid"] != os.getpid():
+            status = "running"
         else:
-            status = "running" if owner_alive and owner["pid"] != os.getpid() else "interrupted"
+            status = "interrupted"
         weights = path / WEIGHTS_NAME
         if os.path.lexists(weights) and not is_regular_file(weights):
             problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
-        elif not owner_alive:  # nobody is writing this run: safe to tidy what a kill left behind
+        elif owner is not None and not owner_alive and status != "queued":
+            # The process that trained it is gone and nobody has claimed it since: what a
+            # kill left behind can be tidied without racing a writer.
             _remove_temp_files(path)
             if not history_problems:
                 history = _reconcile_history(path, history, problems)
@@ -266,6 +276,14 @@ class RunStore:
 
     def write_result(self, run_id: str, result: dict) -> None:
         atomic_write_json(self.root / run_id / "result.json", result)
+
+    def mark_queued(self, run_id: str, queued: bool = True) -> None:
+        """Record on disk that the run waits in a queue (or no longer does)."""
+        marker = self.root / run_id / QUEUED_NAME
+        if queued:
+            atomic_write_json(marker, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
+        else:
+            marker.unlink(missing_ok=True)
 
 
 def result_from(fit_status: str, message: str, history: list[dict], seconds: float, params: int | None) -> dict:
