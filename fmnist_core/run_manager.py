@@ -180,6 +180,10 @@ class RunManager:
         self._resume[run_id] = state
         self._enqueue(LiveRun(run_id, config, history=list(state.history)))
 
+    def can_resume(self, run_id: str) -> bool:
+        """Whether the run saved a resume state (for a page's Resume button)."""
+        return can_resume(self.store, run_id)
+
     def _enqueue(self, live: LiveRun) -> None:
         with self._lock:
             self._live[live.id] = live

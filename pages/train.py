@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, config_problems
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
+from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
+from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
 from ui.charts import batch_loss_chart, epoch_chart
 from ui.form import setting_widget, widget_key
@@ -81,7 +83,7 @@ with form_col:
                  help="Fix the fields marked in red first." if problems else None):
         try:
             run_id = manager.submit(TrainConfig.from_dict(form_values), name=form_values["name"])
-        except ConfigError as e:
+        except UserError as e:  # a field (ConfigError), or a store that cannot take the run (disk full)
             st.session_state["form_error"] = e
         else:
             st.session_state.pop("form_error", None)
@@ -89,8 +91,9 @@ with form_col:
             st.toast(f"Run {run_id} queued")
     if "form_error" in st.session_state:
         error = st.session_state["form_error"]
-        label = SETTINGS[error.field].label if error.field in SETTINGS else error.field
-        st.error(f"**{label}**: {error.message}. Nothing was started.")
+        field = getattr(error, "field", None)
+        label = SETTINGS[field].label if field in SETTINGS else field or "Run folder"
+        st.error(f"**{label}**: {getattr(error, 'message', error)}. Nothing was started.")
 
 # ---- the selected run, live ---------------------------------------------------------------
 records = manager.list_runs()
@@ -120,6 +123,13 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch"):
         manager.stop(run_id)
+    elif status in RESUMABLE and manager.can_resume(run_id) and cols[1].button(
+            "Resume", key=f"resume-{run_id}", width="stretch", help="Continue from its last finished epoch."):
+        try:
+            manager.resume(run_id)
+            st.rerun()
+        except UserError as e:
+            st.error(str(e))
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":

@@ -252,3 +252,67 @@ def test_a_full_disk_refuses_a_new_run_and_leaves_nothing(small_disk, tiny_data)
         manager.submit(TrainConfig(model="cnn_a", epochs=1))
     assert list((small_disk / "runs").iterdir()) == []
     assert manager.active_ids() == set()
+
+
+# ---- the Train page -------------------------------------------------------------------------
+
+def open_train_page(monkeypatch, runs: Path, data: Path | None = None):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(runs))
+    if data is not None:
+        monkeypatch.setenv("FMNIST_DATA_DIR", str(data))
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_train_page_resumes_an_interrupted_run(tmp_path, tiny_dir, tiny_data, reference, monkeypatch):
+    import streamlit as st
+
+    store = RunStore(tmp_path / "runs")
+    config = TrainConfig(**CONFIG)
+    store.create(config, run_id="cut")
+    stop = threading.Event()
+    train_run(store, "cut", config, callbacks=[StopAfterFirstEpoch(stop)], stop=stop, data=tiny_data)
+    (store.root / "cut" / "result.json").unlink()
+    (store.root / "cut" / "owner.json").write_text(json.dumps({"pid": 999_999_999}))  # its process is gone
+    try:
+        at = open_train_page(monkeypatch, store.root, tiny_dir)
+        at.button(key="resume-cut").click().run()
+        assert not at.exception, at.exception
+        deadline = time.time() + 120
+        while RunStore(store.root).read("cut").status != "finished":
+            assert time.time() < deadline, "the resumed run did not finish"
+            time.sleep(0.5)
+        at.run()
+        assert any("finished" in m.value for m in at.markdown)
+        assert_same_as_reference(store.root / "cut", reference)
+    finally:
+        st.cache_resource.clear()
+
+
+def test_the_train_page_says_when_the_disk_is_full(small_disk, monkeypatch):
+    import streamlit as st
+
+    runs = small_disk / "runs"
+    runs.mkdir()
+    with open(small_disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    try:
+        at = open_train_page(monkeypatch, runs)
+        at.button(key="start").click().run()
+        assert not at.exception, at.exception
+        assert any("No space left on device" in e.value and "Nothing was started" in e.value for e in at.error), [e.value for e in at.error]
+        assert list(runs.iterdir()) == []
+    finally:
+        st.cache_resource.clear()
