@@ -87,7 +87,7 @@ def save_resume(path: Path, state: ResumeState) -> None:
                 scalars.setdefault(str(index), {})[key] = value
     tensors["rng.generator"] = state.generator
     tensors["rng.torch"] = state.torch_rng
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     metadata = {
         "format": FORMAT, "epoch": str(state.epoch), "history": json.dumps(state.history),
         "param_groups": json.dumps(state.optimizer["param_groups"]), "optimizer_scalars": json.dumps(scalars),
