@@ -30,8 +30,8 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
-    from .run_manager import prepare_resume, train_run
-    from .run_store import RunStore
+    from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
+    from .run_store import RunStore, result_from
 
     resume = None
     if args.resume:
@@ -51,7 +51,16 @@ def cmd_train(args) -> int:
             run_id = store.create(config, run_id=out.name if out is not None else None).name
         except UserError as e:
             raise UserError(f"--out: {e}" if out is not None else str(e)) from e
-    result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)], resume=resume)
+    try:
+        result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)], resume=resume)
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        try:  # the run ends as failed, not interrupted, if there is room for its result
+            store.write_result(run_id, result_from("failed", DISK_FULL, store.read(run_id).history, 0.0, None))
+        except OSError:
+            pass
+        raise UserError(f"{DISK_FULL} (run folder {store.root / run_id})") from e
     checkpoint = store.root / run_id
     if result["status"] != "finished":
         print(f"{result['status']}: {result['message']}", file=sys.stderr)

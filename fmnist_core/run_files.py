@@ -89,8 +89,8 @@ def _or_none(check):
     return lambda value: value is None or check(value)
 
 
-# {key: (required, check)} per file. Keys not listed are kept when they are plain scalars,
-# so a newer version's extra fields (an owner, a sweep id) survive an older reader.
+# {key: (required, check)} per file. Keys not listed are kept as they are: the module that
+# writes them (an owner, a sweep id) checks them where it reads them.
 RUN_INFO = {"id": (False, _is_text), "name": (False, _is_text), "created": (False, _is_text)}
 RESULT = {
     "status": (True, lambda v: v in RESULT_STATUSES), "message": (False, _is_text),
@@ -108,10 +108,6 @@ HISTORY_LINE = {
 OWNER = {"pid": (True, lambda v: _is_count(v) and v > 0), "started": (False, _or_none(_is_count))}
 
 
-def _scalar(value) -> bool:
-    return value is None or isinstance(value, (str, bool)) or _is_number(value)
-
-
 def check_shape(name: str, value, schema: dict) -> dict:
     """`value` as a dict that satisfies `schema`, or FileProblem naming the first bad key."""
     if not isinstance(value, dict):
@@ -122,7 +118,7 @@ def check_shape(name: str, value, schema: dict) -> dict:
                 raise FileProblem(f"{name} has no '{key}'")
         elif not check(value[key]):
             raise FileProblem(f"{name} has an invalid '{key}' ({_short(value[key])})")
-    return {k: v for k, v in value.items() if k in schema or _scalar(v)}
+    return dict(value)
 
 
 def _short(value) -> str:

@@ -302,10 +302,17 @@ class RunManager:
             print(f"could not write the result of run {run_id}: {e}", file=sys.stderr)
 
 
+def disk_full(error: BaseException) -> bool:
+    # safetensors reports a full disk as its own error, with the OS's words in the text
+    return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left on device" in str(error).lower()
+
+
+DISK_FULL = "disk full: no space left to save the run; free some space, then resume it from its last finished epoch"
+
+
 def _failure_message(error: Exception) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "out of memory: try a smaller batch size or a smaller model"
-    # safetensors reports a full disk as its own error, with the OS's words in the text
-    if (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left on device" in str(error).lower():
-        return "disk full: no space left to save the run; free some space, then resume it from its last finished epoch"
+    if disk_full(error):
+        return DISK_FULL
     return f"{type(error).__name__}: {error}"

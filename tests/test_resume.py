@@ -316,3 +316,16 @@ def test_the_train_page_says_when_the_disk_is_full(small_disk, monkeypatch):
         assert list(runs.iterdir()) == []
     finally:
         st.cache_resource.clear()
+
+
+def test_the_cli_on_a_full_disk_is_one_line_and_a_failed_run(small_disk, tiny_dir):
+    env = {**os.environ, "FMNIST_DATA_DIR": str(tiny_dir)}
+    out = small_disk / "runs" / "big"
+    result = subprocess.run([sys.executable, "-m", "fmnist_core", "train", "--model", "mlp4", "--batch-size", "256", "--epochs", "1",
+                             "--threads", "1", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and lines[-1].startswith("error: disk full"), result.stderr
+    assert "Traceback" not in result.stderr
+    record = RunStore(out.parent).read("big")
+    assert record.status == "failed" and record.result["message"].startswith("disk full")
+    assert not list(out.glob(".*.tmp"))
