@@ -133,10 +133,25 @@ def _owner_alive(owner: dict | None) -> bool:
     whose start time differs is another process that reused the number."""
     if not owner:
         return False
+    if not HAVE_PROC:  # no /proc (macOS): the pid is all there is to go by
+        return _pid_alive(owner["pid"])
     started = process_start_time(owner["pid"])
     if started is None:
         return False
     return owner.get("started") is None or owner["started"] == started
+
+
+HAVE_PROC = os.path.exists("/proc/self/stat")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _mean(values):
