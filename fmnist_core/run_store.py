@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from .run_files import (
 )
 
 log = logging.getLogger(__name__)
+_TIDY_LOCK = threading.Lock()
 
 ACTIVE = ("queued", "running")
 QUEUED_NAME = "queued.json"
@@ -259,9 +261,11 @@ class RunStore:
         elif owner is not None and not owner_alive and status != "queued":
             # The process that trained it is gone and nobody has claimed it since: what a
             # kill left behind can be tidied without racing a writer.
-            _remove_temp_files(path)
-            if not history_problems:
-                history = _reconcile_history(path, history, problems)
+            with _TIDY_LOCK:  # two sessions reading the run at once must not both append
+                _remove_temp_files(path)
+                if not history_problems:
+                    history, _ = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
+                    history = _reconcile_history(path, history, problems)
         name = info.get("name") or run_id
         return RunRecord(run_id, path, name, info.get("created", ""), config or {}, history, result, status, problems)
 
@@ -322,6 +326,8 @@ def _remove_temp_files(folder: Path) -> None:
         if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
             try:
                 os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
             except OSError as e:
                 log.warning("could not remove %s: %s", entry.path, e)
 

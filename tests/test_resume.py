@@ -329,3 +329,23 @@ def test_the_cli_on_a_full_disk_is_one_line_and_a_failed_run(small_disk, tiny_di
     record = RunStore(out.parent).read("big")
     assert record.status == "failed" and record.result["message"].startswith("disk full")
     assert not list(out.glob(".*.tmp"))
+
+
+def test_sessions_reading_a_killed_run_at_once_repair_it_once(tmp_path, tiny_dir):
+    root = tmp_path / "runs"
+    code = TRAIN_IN_A_CHILD.replace("{CONFIG}", repr(CONFIG))
+    subprocess.run([sys.executable, "-c", code, str(root), str(tiny_dir)], cwd=ROOT, env={**os.environ, "FMNIST_CRASH_AT": "history.jsonl@2"},
+                   capture_output=True, timeout=300)
+    store = RunStore(root)
+    barrier = threading.Barrier(8)
+
+    def read():
+        barrier.wait()
+        return len(store.read("r").history)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len((root / "r" / "history.jsonl").read_text().splitlines()) == 2
