@@ -68,6 +68,8 @@ def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), s
     outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
     store.write_result(run_id, result)
+    if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
+        (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)
     return result
 
 

@@ -54,6 +54,7 @@ def assert_same_as_reference(folder: Path, reference: Path) -> None:
     record = RunStore(folder.parent).read(folder.name)
     assert record.status == "finished" and record.problems == []
     assert len(record.history) == 2
+    assert not (folder / "resume.safetensors").exists()  # nothing left to resume: its space is freed
     assert numbers(record.history) == numbers(RunStore(reference.parent).read(reference.name).history)
     ours, theirs = weights(folder), weights(reference)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
