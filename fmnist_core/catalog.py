@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from . import paths
-from .checkpoint import WEIGHTS_NAME, CheckpointError, read_metadata
+from .checkpoint import WEIGHTS_NAME, CheckpointError, inspect_checkpoint
 from .config import ConfigError, TrainConfig
 from .recipes import RECIPES
 from .run_store import RunRecord, RunStore
@@ -53,11 +54,15 @@ def file_hash(path: Path) -> str:
 
 def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
     try:
-        meta = read_metadata(path)
+        # The full check short of loading (bounds, header vs a meta-device model): a crafted
+        # file is skipped here, never built, so it cannot take the model picker down.
+        meta = inspect_checkpoint(path)
         digest = file_hash(path)
     except (CheckpointError, OSError):
         return None  # damaged files are listed by the Compare page, not offered here
     accuracy = meta["metrics"].get("test_accuracy")
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+        accuracy = None
     shown = f"{accuracy:.2f}%" if accuracy is not None else "?"
     return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy, name, digest)
 

@@ -32,15 +32,37 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
-    from .run_manager import train_run
-    from .run_store import RunStore
+    from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
+    from .run_store import RunStore, result_from
 
-    config = _config_from_args(args)
-    load_fashion_mnist()  # fail before creating anything if the data is missing
-    out = Path(args.out) if args.out else None
-    store = RunStore(out.parent) if out is not None else RunStore()
-    run_id = store.create(config, run_id=out.name if out is not None else None).name
-    result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)])
+    resume = None
+    if args.resume:
+        given = [flag_of(k) for k, v in vars(args).items() if v is not None and (k in SETTINGS or k in ("recipe", "out"))]
+        if given:
+            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+        load_fashion_mnist()
+        folder = Path(args.resume).absolute()
+        store, run_id = RunStore(folder.parent), folder.name
+        config, resume = prepare_resume(store, run_id)
+    else:
+        config = _config_from_args(args)
+        load_fashion_mnist()  # fail before creating anything if the data is missing
+        out = Path(args.out) if args.out else None
+        store = RunStore(out.parent) if out is not None else RunStore()
+        try:
+            run_id = store.create(config, run_id=out.name if out is not None else None).name
+        except UserError as e:
+            raise UserError(f"--out: {e}" if out is not None else str(e)) from e
+    try:
+        result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)], resume=resume)
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        try:  # the run ends as failed, not interrupted, if there is room for its result
+            store.write_result(run_id, result_from("failed", DISK_FULL, store.read(run_id).history, 0.0, None))
+        except OSError:
+            pass
+        raise UserError(f"{DISK_FULL} (run folder {store.root / run_id})") from e
     checkpoint = store.root / run_id
     if result["status"] != "finished":
         print(f"{result['status']}: {result['message']}", file=sys.stderr)
@@ -266,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
     add_setting_flags(p)
     p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
+    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted, stopped or failed run from its last finished epoch")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_train)
 

@@ -3,6 +3,7 @@
 Callbacks are plain objects; fit calls whichever of these methods they define:
     on_run_start(event) on_batch_end(event) on_epoch_end(event) on_run_end(event)
     on_checkpoint(model, event)   after each completed epoch, with the weights to keep
+    on_resume_point(state)        then, with what resuming after that epoch needs (resume.ResumeState)
 Events are dicts of plain numbers and strings (never tensors), safe to hand to another
 thread or to json.dumps.
 """
@@ -20,6 +21,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import FashionMNIST, augment, load_fashion_mnist, normalize, split_train_validation, tiles_per_image, to_patches
 from .models import count_parameters, create_model
+from .resume import ResumeState, capture, restore
 from .scoring import evaluate
 from .weight_init import init_weights
 
@@ -91,6 +93,9 @@ class _Emitter:
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
 
+    def wants(self, hook: str) -> bool:
+        return any(hasattr(callback, hook) for callback in self.callbacks)
+
     def __call__(self, hook: str, *args) -> None:
         for callback in self.callbacks:
             method = getattr(callback, hook, None)
@@ -155,8 +160,11 @@ def _no_clock(phase: str) -> None:
     pass
 
 
-def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), stop: threading.Event | None = None) -> FitResult:
-    """Train `config` on Fashion-MNIST; see the module docstring for the callbacks."""
+def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), stop: threading.Event | None = None,
+        resume: ResumeState | None = None) -> FitResult:
+    """Train `config` on Fashion-MNIST; see the module docstring for the callbacks.
+    `resume`: continue after its epoch, with its weights, optimizer, scheduler, EMA and
+    random state, exactly as if the run had never stopped."""
     config.validate()
     emit = _Emitter(callbacks)
     stop = stop or threading.Event()
@@ -179,17 +187,21 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     ema = _ema_model(model, config.ema) if config.ema else None
     generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    if resume is not None:
+        restore(resume, model, optimizer, scheduler, ema, generator)
+        history = list(resume.history)
+    elapsed_before = history[-1]["elapsed_s"] if history and "elapsed_s" in history[-1] else 0.0
 
     emit("on_run_start", {
         "model": config.model, "params": count_parameters(model), "epochs": config.epochs,
         "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x),
         "device": str(device), "threads": torch.get_num_threads(),
     })
-    history: list[dict] = []
-    run_start = time.perf_counter()
+    run_start = time.perf_counter() - elapsed_before
     status, message = "finished", ""
     total_steps = config.epochs * steps
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
         last_emit = [0.0]
         images_seen = [0]
@@ -240,6 +252,8 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         history.append(record)
         emit("on_checkpoint", scored, record)
+        if emit.wants("on_resume_point"):
+            emit("on_resume_point", capture(epoch, history, model, optimizer, scheduler, ema, generator))
         emit("on_epoch_end", record)
 
     seconds = time.perf_counter() - run_start

@@ -2,14 +2,17 @@
 
 The app keeps one in st.cache_resource; the CLI trains a single run with `train_run`.
 Pages read runs through `RunManager.view`, a RunView whether the run is live here or
-only on disk.
+only on disk. The queue is on disk too (queued.json in each waiting run's folder), so a
+new manager, after a restart, queues those runs again. One server per run store.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import os
+import sys
 import threading
 import time
 import traceback
@@ -19,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import Policy, Visitor
-from .checkpoint import WEIGHTS_NAME, atomic_write_json, save_checkpoint
+from .checkpoint import WEIGHTS_NAME, atomic_write_bytes, atomic_write_json, crash_point, save_checkpoint
 from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
 from .models import count_parameters
-from .run_store import ACTIVE, BATCH_LOSSES_NAME, RunRecord, RunStore, RunView, result_from
+from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
+from .run_files import FileProblem, is_regular_file, read_config_file
+from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, result_from
 
 MAX_BATCH_POINTS = 2000  # per-batch losses kept per run, in memory and in batch_losses.jsonl
 
@@ -60,7 +65,8 @@ class RunWriter:
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
-        atomic_write_json(self.path / "owner.json", {"pid": os.getpid()})
+        atomic_write_json(self.path / "owner.json", owner_record())
+        (self.path / QUEUED_NAME).unlink(missing_ok=True)
         total = event["epochs"] * event["batches_per_epoch"]
         self.batch_losses = BatchLossSampler(total)
         self._append(BATCH_LOSSES_NAME, {"total_steps": total})  # the chart's x-axis, known before any point
@@ -76,24 +82,68 @@ class RunWriter:
         with open(self.path / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    # Each epoch writes the weights, then the resume state, then the history line. A kill
+    # between them leaves the weights ahead of history.jsonl; the store appends the
+    # missing line from the weights' metadata when it next reads the run (run_store).
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
 
+    def on_resume_point(self, state: ResumeState) -> None:
+        save_resume(self.path / RESUME_NAME, state)
+
     def on_epoch_end(self, record: dict) -> None:
-        # Written after the weights, so a history line always has its checkpoint.
+        crash_point("history.jsonl", record["epoch"])
         with open(self.path / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
 
-def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None) -> dict:
-    """Train an already-created run folder and write its result; returns the result."""
+def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None,
+              resume: ResumeState | None = None) -> dict:
+    """Train an already-created run folder (or continue it from `resume`, see
+    prepare_resume) and write its result; returns the result."""
     writer = RunWriter(store.root / run_id, config)
-    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop)
+    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
     store.write_result(run_id, result)
+    if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
+        (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)
     return result
+
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def can_resume(store: RunStore, run_id: str) -> bool:
+    """Whether the run ended early and saved a resume state (cheap: for a button)."""
+    return is_regular_file(store.root / run_id / RESUME_NAME)
+
+
+def prepare_resume(store: RunStore, run_id: str) -> tuple[TrainConfig, ResumeState]:
+    """Check that a run can continue and set its folder back to its last resume point:
+    history.jsonl holds exactly the epochs the resume state has, result.json goes.
+    Returns (config, state) for train_run; UserError, changing nothing, when it cannot."""
+    record = store.read(run_id)
+    if record.status not in RESUMABLE:
+        raise UserError(f"run {run_id} is {record.status}; only an interrupted, stopped or failed run can be resumed")
+    folder = store.root / run_id
+    try:
+        values, problems = read_config_file(folder / "config.json")
+    except FileProblem as e:
+        raise UserError(f"cannot resume run {run_id}: {e}") from e
+    if values is None or problems:
+        raise UserError(f"cannot resume run {run_id}: its config.json is missing or damaged ({'; '.join(problems)})")
+    config = TrainConfig.from_dict(values).validate()
+    state = load_resume(folder / RESUME_NAME)
+    if state.epoch > config.epochs:
+        raise UserError(f"cannot resume run {run_id}: its resume state is from epoch {state.epoch} of {config.epochs}")
+    # This process owns the run from here: nobody tidies its folder while it is rewritten.
+    atomic_write_json(folder / "owner.json", owner_record())
+    history = "".join(json.dumps(line) + "\n" for line in state.history)
+    atomic_write_bytes(folder / "history.jsonl", history.encode())
+    (folder / "result.json").unlink(missing_ok=True)
+    return config, state
 
 
 @dataclass
@@ -150,11 +200,13 @@ class RunManager:
         self.policy = policy or Policy()  # local mode unless told: everyone may do everything
         self._data_loader = data_loader
         self._live: dict[str, LiveRun] = {}
+        self._resume: dict[str, ResumeState] = {}
         self._queue: deque[str] = deque()
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closing = False
         atexit.register(_close_at_exit, weakref.ref(self))
+        self._requeue_from_disk()
 
     def submit(self, config: TrainConfig, name: str = "", visitor: Visitor | None = None) -> str:
         """Validate, check the policy's limits, create the run folder (owned by `visitor`,
@@ -168,13 +220,56 @@ class RunManager:
             # Checked and queued under one lock, so two quick clicks cannot both pass the limit.
             self.policy.check_queue(visitor, sum(live.owner == visitor.id for live in active), len(active))
             run_id = self.store.create(config, name, owner=visitor.id).name
-            self._live[run_id] = LiveRun(run_id, config, owner=visitor.id)
-            self._queue.append(run_id)
+            try:
+                self.store.mark_queued(run_id)
+            except OSError as e:  # a disk that filled up since create: leave nothing behind
+                self.store.delete(run_id)
+                raise UserError(f"cannot queue the run: {e.strerror or e}") from e
+            self._enqueue(LiveRun(run_id, config, owner=visitor.id))
+        return run_id
+
+    def resume(self, run_id: str, visitor: Visitor | None = None) -> None:
+        """Queue an interrupted (or stopped, or failed) run to continue from its last
+        finished epoch; UserError, changing nothing, when it cannot. Only its owner or an
+        admin may."""
+        owner = self.owner_of(run_id)
+        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "resume")
+        with self._lock:
+            if run_id in self._live and self._live[run_id].status in ACTIVE:
+                raise UserError(f"run {run_id} is already {self._live[run_id].status}")
+        config, state = prepare_resume(self.store, run_id)
+        self.store.mark_queued(run_id)
+        self._resume[run_id] = state
+        self._enqueue(LiveRun(run_id, config, owner=owner, history=list(state.history)))
+
+    def can_resume(self, run_id: str) -> bool:
+        """Whether the run saved a resume state (for a page's Resume button)."""
+        return can_resume(self.store, run_id)
+
+    def _enqueue(self, live: LiveRun) -> None:
+        with self._lock:
+            self._live[live.id] = live
+            self._queue.append(live.id)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="fmnist-trainer", daemon=True)
                 self._worker.start()
             self._lock.notify_all()
-        return run_id
+
+    def _requeue_from_disk(self) -> None:
+        """Queue again, oldest first, the runs a previous process left waiting."""
+        for record in sorted(self.store.list(), key=lambda r: (r.created, r.id)):
+            if record.status != "queued":
+                continue
+            try:
+                config = TrainConfig.from_dict(record.config).validate()
+                state = load_resume(record.path / RESUME_NAME) if can_resume(self.store, record.id) and record.history else None
+            except UserError as e:
+                self.store.mark_queued(record.id, False)
+                self._write_result(record.id, result_from("failed", f"could not be queued again after a restart: {e}", record.history, 0.0, None))
+                continue
+            if state is not None:
+                self._resume[record.id] = state
+            self._enqueue(LiveRun(record.id, config, owner=record.owner, history=list(state.history) if state else []))
 
     def owner_of(self, run_id: str) -> str:
         with self._lock:
@@ -191,8 +286,10 @@ class RunManager:
                 return
             if run_id in self._queue:
                 self._queue.remove(run_id)
+                self._resume.pop(run_id, None)
                 self._finish(live, "cancelled", "cancelled before it started")
-                self.store.write_result(run_id, result_from("cancelled", live.message, [], 0.0, None))
+                self._write_result(run_id, result_from("cancelled", live.message, live.history, 0.0, None))
+                self.store.mark_queued(run_id, False)
             else:
                 live.stop.set()
 
@@ -286,7 +383,9 @@ class RunManager:
     def _train(self, live: LiveRun) -> None:
         try:
             data = self._data_loader() if self._data_loader else None
-            result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data)
+            with self._lock:
+                resume = self._resume.pop(live.id, None)
+            result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data, resume=resume)
             if self._closing and result["status"] == "stopped":  # by close(), not by a user
                 (self.store.root / live.id / "result.json").unlink(missing_ok=True)
                 result = {"status": "interrupted", "message": "the server stopped while it trained"}
@@ -295,9 +394,25 @@ class RunManager:
             message = _failure_message(e)
             with live.lock:
                 history = list(live.history)
-            self.store.write_result(live.id, result_from("failed", message, history, 0.0, None))
+            # Should the disk be full, result.json may not be written either; the run still
+            # ends here, so it never reads as running (Stop and Delete work).
+            self._write_result(live.id, result_from("failed", message, history, 0.0, None))
             self._finish(live, "failed", message)
             traceback.print_exc()
+
+    def _write_result(self, run_id: str, result: dict) -> None:
+        try:
+            self.store.write_result(run_id, result)
+        except OSError as e:  # a full or read-only disk: the live status above still says it ended
+            print(f"could not write the result of run {run_id}: {e}", file=sys.stderr)
+
+
+def disk_full(error: BaseException) -> bool:
+    # safetensors reports a full disk as its own error, with the OS's words in the text
+    return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left on device" in str(error).lower()
+
+
+DISK_FULL = "disk full: no space left to save the run; free some space, then resume it from its last finished epoch"
 
 
 def _close_at_exit(manager_ref: weakref.ref) -> None:
@@ -309,4 +424,6 @@ def _close_at_exit(manager_ref: weakref.ref) -> None:
 def _failure_message(error: Exception) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "out of memory: try a smaller batch size or a smaller model"
+    if disk_full(error):
+        return DISK_FULL
     return f"{type(error).__name__}: {error}"

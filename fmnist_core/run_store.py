@@ -7,7 +7,10 @@ A run is a folder `<root>/<id>/`:
     batch_losses.jsonl  {"total_steps": N}, then {"step", "loss"} lines: the per-batch loss
                     chart, downsampled to at most ~2000 points
     model.safetensors  the weights after the last finished epoch
-    owner.json      the pid of the process training it
+    owner.json      the pid and start time of the process training it
+    queued.json     present while the run waits in a queue (the queue is on disk: a
+                    restarted RunManager queues these runs again)
+    resume.safetensors  what resuming after the last finished epoch needs (resume.py)
     result.json     written once, when the run ends (finished/stopped/diverged/failed/cancelled)
 A folder without result.json whose owner process is gone was cut off by a crash or
 restart: it reads back as "interrupted", with the epochs it completed.
@@ -18,21 +21,40 @@ Training a run into its folder is `run_manager.train_run`; this module never tra
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import paths
 from .access import LOCAL_OWNER
-from .checkpoint import WEIGHTS_NAME, atomic_write_json
+from .checkpoint import WEIGHTS_NAME, CheckpointError, atomic_write_json, read_metadata
 from .config import SETTINGS, ConfigError, TrainConfig
 from .errors import UserError
+from .run_files import (
+    HISTORY_LINE,
+    OWNER,
+    RESULT,
+    RUN_INFO,
+    FileProblem,
+    check_shape,
+    is_regular_file,
+    read_config_file,
+    read_history_file,
+    read_json_file,
+)
+
+log = logging.getLogger(__name__)
+_TIDY_LOCK = threading.Lock()
 
 ACTIVE = ("queued", "running")
+QUEUED_NAME = "queued.json"
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
 BATCH_LOSSES_NAME = "batch_losses.jsonl"
 TRASH_DIR = ".trash"  # under the store's root; the leading dot keeps it apart from run ids
@@ -79,7 +101,7 @@ class RunRecord:
     @property
     def weights(self) -> Path | None:
         path = self.path / WEIGHTS_NAME
-        return path if path.is_file() else None
+        return path if is_regular_file(path) and not os.path.islink(self.path) else None
 
     def summary(self) -> dict:
         """One flat row for tables: the config's key settings and the run's figures, each
@@ -107,17 +129,47 @@ def _int_or_none(value) -> int | None:
     return int(value)
 
 
-def _alive_elsewhere(pid) -> bool:
-    """Is `pid` a live process other than this one? (A run trained by the CLI while the
-    app is open is running, not interrupted; this process's own runs are tracked live.)"""
-    if not isinstance(pid, int) or pid == os.getpid():
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/PID/stat field 22), or
+    None when there is no such process. A pid alone can be reused by an unrelated process
+    after a crash; pid and start time together name one process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22; fields[0] is field 3
+
+
+def owner_record() -> dict:
+    """What owner.json records about the process training a run."""
+    return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def _owner_alive(owner: dict | None) -> bool:
+    """Is the process that wrote owner.json still running (this one included)? A live pid
+    whose start time differs is another process that reused the number."""
+    if not owner:
         return False
+    if not HAVE_PROC:  # no /proc (macOS): the pid is all there is to go by
+        return _pid_alive(owner["pid"])
+    started = process_start_time(owner["pid"])
+    if started is None:
+        return False
+    return owner.get("started") is None or owner["started"] == started
+
+
+HAVE_PROC = os.path.exists("/proc/self/stat")
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # someone else's process
     return True
 
 
@@ -126,14 +178,32 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
-def _read_json(path: Path, problems: list[str], default):
+def _read(problems: list[str], reader, *args, default=None):
+    """Run one run_files reader: a FileProblem becomes a line in `problems`, never an exception."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        value = reader(*args)
+    except FileProblem as e:
+        problems.append(str(e))
         return default
-    except (OSError, ValueError) as e:
-        problems.append(f"{path.name} is damaged ({e})")
-        return default
+    return default if value is None else value
+
+
+def _checkpoint_epoch(path: Path, problems: list[str]) -> tuple[int | None, dict]:
+    """The epoch (and its metrics) that the run's weights file says it holds."""
+    if not is_regular_file(path):
+        return None, {}
+    try:
+        metrics = _checkpoint_metrics(str(path), os.stat(path).st_mtime_ns)
+    except CheckpointError as e:
+        problems.append(f"{path.name}: {str(e).replace(str(path), 'the file')}")
+        return None, {}
+    epoch = metrics.get("epoch")
+    return (epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None), metrics
+
+
+@functools.lru_cache(maxsize=256)
+def _checkpoint_metrics(path: str, mtime_ns: int) -> dict:
+    return read_metadata(path)["metrics"]  # the header only; cached per file version
 
 
 class RunStore:
@@ -144,48 +214,78 @@ class RunStore:
 
     def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER) -> Path:
         """A new run folder (named `run_id`, or timestamp-model-random) owned by `owner`;
-        an existing folder is only reused when empty."""
+        an existing folder is only reused when empty. Any failure (a file in the way, a name
+        too long, a read-only or full disk) is one UserError and leaves nothing behind."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        if any(path.iterdir()):
+        created = make_folder(path)
+        if not created and any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
-        atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner})
-        atomic_write_json(path / "config.json", config.to_dict())
+        try:
+            atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner})
+            atomic_write_json(path / "config.json", config.to_dict())
+        except OSError as e:
+            for written in ("run.json", "config.json"):
+                (path / written).unlink(missing_ok=True)
+            for folder in reversed(created):
+                folder.rmdir()
+            raise UserError(f"cannot write the run folder {path}: {e.strerror or e}") from e
         return path
 
     def ids(self) -> list[str]:
+        """Run folders, newest first. Symlinks are skipped (a link could point anywhere,
+        and rename or delete would act there); hidden folders belong to the store."""
         if not self.root.is_dir():
             return []
-        return sorted((p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()),
-                      reverse=True)
+        found = []
+        for entry in os.scandir(self.root):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                log.warning("run store %s: %s is a symbolic link, not a run folder; ignored", self.root, entry.name)
+                continue
+            if entry.is_dir(follow_symlinks=False) and any(os.path.lexists(Path(entry.path) / name) for name in ("config.json", "run.json")):
+                found.append(entry.name)
+        return sorted(found, reverse=True)
 
     def read(self, run_id: str) -> RunRecord:
+        """The run as stored. Never raises on a bad file: each one is a line in `problems`
+        and the run is shown with what could be read."""
         path = self.root / run_id
         problems: list[str] = []
-        info = _read_json(path / "run.json", problems, {})
-        config = _read_json(path / "config.json", problems, {})
-        result = _read_json(path / "result.json", problems, None)
-        history = []
-        try:
-            for line in (path / "history.jsonl").read_text().splitlines():
-                try:
-                    history.append(json.loads(line))
-                except ValueError:
-                    # A line cut off by a crash mid-write: keep the epochs before it.
-                    problems.append("history.jsonl has a damaged line (kept the epochs before it)")
-                    break
-        except FileNotFoundError:
-            pass
-        if isinstance(result, dict):
-            status = result.get("status", "failed")
+        if os.path.islink(path):
+            return RunRecord(run_id, path, run_id, "", {}, [], None, "interrupted", ["the run folder is a symbolic link; ignored"])
+        info = _read(problems, read_json_file, path / "run.json", RUN_INFO, default={})
+        config, config_problems = _read(problems, read_config_file, path / "config.json", default=({}, []))
+        problems += config_problems
+        result = _read(problems, read_json_file, path / "result.json", RESULT)
+        history, history_problems = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
+        problems += history_problems
+        owner = _read(problems, read_json_file, path / "owner.json", OWNER)
+        owner_alive = _owner_alive(owner)
+        if result is not None:
+            status = result["status"]
+        elif is_regular_file(path / QUEUED_NAME):
+            status = "queued"
+        elif owner_alive and owner["pid"] != os.getpid():
+            status = "running"
         else:
-            owner = _read_json(path / "owner.json", [], {})
-            status = "running" if _alive_elsewhere(owner.get("pid")) else "interrupted"
-        owner = info.get("owner")
-        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems,
-                         owner=owner if isinstance(owner, str) else "")
+            status = "interrupted"
+        weights = path / WEIGHTS_NAME
+        if os.path.lexists(weights) and not is_regular_file(weights):
+            problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
+        elif owner is not None and not owner_alive and status != "queued":
+            # The process that trained it is gone and nobody has claimed it since: what a
+            # kill left behind can be tidied without racing a writer.
+            with _TIDY_LOCK:  # two sessions reading the run at once must not both append
+                _remove_temp_files(path)
+                if not history_problems:
+                    history, _ = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
+                    history = _reconcile_history(path, history, problems)
+        name = info.get("name") or run_id
+        return RunRecord(run_id, path, name, info.get("created", ""), config or {}, history, result, status, problems,
+                         owner=info.get("owner") or "")
 
     def list(self) -> list[RunRecord]:
         return [self.read(run_id) for run_id in self.ids()]
@@ -199,8 +299,13 @@ class RunStore:
             SETTINGS["name"].check("name", name)  # the one length cap: config.MAX_NAME_LENGTH
         except ConfigError as e:
             raise UserError(f"this name {e.message}") from None
-        path = self.root / run_id / "run.json"
-        info = _read_json(path, [], {"id": run_id})
+        folder = self.root / run_id
+        if os.path.islink(folder) or not folder.is_dir():
+            raise UserError(f"run {run_id} is not a run folder of this store; nothing was renamed")
+        path = folder / "run.json"
+        info = _read([], read_json_file, path, RUN_INFO, default={"id": run_id})
+        # atomic_write_json renames a new file over run.json: a symlink there is replaced,
+        # never written through.
         atomic_write_json(path, {**info, "name": name})
 
     def view(self, run_id: str) -> RunView:
@@ -257,6 +362,14 @@ class RunStore:
     def write_result(self, run_id: str, result: dict) -> None:
         atomic_write_json(self.root / run_id / "result.json", result)
 
+    def mark_queued(self, run_id: str, queued: bool = True) -> None:
+        """Record on disk that the run waits in a queue (or no longer does)."""
+        marker = self.root / run_id / QUEUED_NAME
+        if queued:
+            atomic_write_json(marker, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
+        else:
+            marker.unlink(missing_ok=True)
+
 
 def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:
     """(step, loss) points and the run's total steps from batch_losses.jsonl; lines that are
@@ -288,3 +401,81 @@ def result_from(fit_status: str, message: str, history: list[dict], seconds: flo
         "test_loss": last.get("test_loss"), "train_loss_sum": last.get("train_loss_sum"),
         "best_test_accuracy": best_test_accuracy(history),
     }
+
+
+def _remove_temp_files(folder: Path) -> None:
+    """Delete the temp files of a save that was killed before its rename
+    (`.model.safetensors.*.tmp`, `.result.json.*.tmp`): they are never read, only take space."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not remove %s: %s", entry.path, e)
+
+
+def _reconcile_history(folder: Path, history: list[dict], problems: list[str]) -> list[dict]:
+    """Make history.jsonl agree with the weights. Each epoch saves the weights, then appends
+    its history line; a kill between the two leaves the weights one epoch ahead, and their
+    metadata holds that epoch's line, which is appended here."""
+    epoch, metrics = _checkpoint_epoch(folder / WEIGHTS_NAME, problems)
+    if epoch is None or epoch == len(history):
+        return history
+    if epoch == len(history) + 1:
+        try:
+            line = check_shape("the checkpoint's metrics", metrics, HISTORY_LINE)
+        except FileProblem:
+            line = None
+        if line is not None and _append_line(folder / "history.jsonl", line):
+            return [*history, line]
+    problems.append(f"{WEIGHTS_NAME} holds epoch {epoch} but history.jsonl has {len(history)} epoch(s)")
+    return history
+
+
+def _append_line(path: Path, record: dict) -> bool:
+    """Append one JSON line (never through a symlink); False when it cannot be written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError as e:
+        log.warning("could not repair %s: %s", path, e)
+        return False
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create `path` and its missing parents; returns the folders created, outermost first.
+    Checked before anything is made, so a bad path (under a file, a name longer than the
+    file system allows, a read-only place) creates nothing and is one clear UserError."""
+    path = Path(os.path.abspath(path))
+    missing = []
+    ancestor = path
+    while not os.path.lexists(ancestor):
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        where = "is" if ancestor == path else f"is under {ancestor}, which is"
+        raise UserError(f"{path} {where} a file, not a folder; pick a new folder")
+    limit = os.pathconf(ancestor, "PC_NAME_MAX")
+    for folder in missing:
+        if len(os.fsencode(folder.name)) > limit:
+            raise UserError(f"the folder name '{folder.name[:20]}...' is {len(folder.name)} characters long; this file system allows {limit}")
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+    except OSError as e:
+        for folder in reversed(created):
+            folder.rmdir()
+        raise UserError(f"cannot create {path}: {e.strerror or e}") from e
+    return created

@@ -41,7 +41,12 @@ st.caption("Draw an item or upload a photo. The image is turned into what the mo
 # ---- which model(s) -------------------------------------------------------------------------
 entries = list_checkpoints(run_manager().store)  # identical files listed once
 names = unique_names([entry.name for entry in entries])
-choices = {entry.label: Choice(name, entry.test_accuracy, cached_model(str(entry.path)), entry.path) for entry, name in zip(entries, names)}
+choices = {}
+for entry, name in zip(entries, names):
+    try:
+        choices[entry.label] = Choice(name, entry.test_accuracy, cached_model(str(entry.path)), entry.path)
+    except CheckpointError as e:  # e.g. NaN weights: only loading finds them; skip, don't fail the page
+        st.warning(f"Skipped {plain(entry.label)}: {plain(str(e).replace(str(entry.path), 'its checkpoint'))}")
 with st.expander("Use a checkpoint file (.safetensors)"):
     upload = st.file_uploader("Checkpoint", type=["safetensors"], key="ckpt_upload",
                               help="A model.safetensors saved by Fashion-MNIST Studio. Never unpickled: safe to load.")

@@ -8,6 +8,7 @@ from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
+from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
 from ui.charts import batch_loss_chart, epoch_chart
 from ui.form import config_summary, form_from_query, query_from_form, setting_widget, widget_key
@@ -175,11 +176,16 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
         st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
     cols = st.columns([2, 1])
     cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
+    locked = why_locked(manager.owner_of(run_id))  # shared mode: only the owner or an admin
     if status in ACTIVE and not run.live:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
-                                             disabled=bool(locked := why_locked(manager.owner_of(run_id))), help=locked):
+                                             disabled=bool(locked), help=locked):
         act(manager.stop, run_id)
+    elif status in RESUMABLE and manager.can_resume(run_id) and cols[1].button(
+            "Resume", key=f"resume-{run_id}", width="stretch", disabled=bool(locked), help=locked or "Continue from its last finished epoch."):
+        if act(manager.resume, run_id):
+            st.rerun()
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":

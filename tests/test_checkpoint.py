@@ -66,3 +66,103 @@ def test_uploaded_bytes(tmp_path):
         load_checkpoint_bytes(b"garbage", "mine.safetensors")
     with pytest.raises(CheckpointError, match="MB"):
         load_checkpoint_bytes(b"0" * (51 * 1024 * 1024), "huge.safetensors")
+
+
+# ---- crafted checkpoints: metadata is checked before anything is allocated ----------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from fmnist_core.checkpoint import FORMAT, inspect_checkpoint  # noqa: E402
+from fmnist_core.data import CLASSES  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+
+def craft(path, model: str, model_args: dict | str, tensors: dict) -> "Path":  # noqa: F821
+    """A checkpoint whose metadata says what the attacker likes, over whatever tensors."""
+    args = model_args if isinstance(model_args, str) else json.dumps(model_args)
+    metadata = {"format": FORMAT, "model": model, "model_args": args, "params": "0",
+                "classes": json.dumps(list(CLASSES)), "config": "{}", "metrics": "{}"}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def small_state(model="fast_cnn", **args):
+    return create_model(model, **args).state_dict()
+
+
+MEMORY_PROBE = """
+import resource, sys
+import torch
+from fmnist_core.checkpoint import CheckpointError, load_checkpoint
+torch.set_num_threads(1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_checkpoint(sys.argv[1])
+    print("loaded")
+except CheckpointError as e:
+    print("refused:", e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("model, args, words", [
+    ("resnet_fm", {"width": 1000}, "width: 1000 is out of range"),  # the issue's 142 KB file that cost 2.5 GB
+    ("vgg11", {"width": 256}, "do not match model 'vgg11'"),  # within bounds: 590 MB of weights the file lacks
+])
+def test_a_small_file_that_names_a_huge_model_fails_fast_in_bounded_memory(tmp_path, model, args, words):
+    path = craft(tmp_path / "model.safetensors", model, args, small_state(width=16))
+    assert path.stat().st_size < 150_000
+    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    lines = probe.stdout.strip().splitlines()
+    assert lines[0].startswith("refused:") and words in lines[0], probe.stdout + probe.stderr
+    assert int(lines[-1]) < 300, f"peak memory grew by {lines[-1]} MB"
+
+
+@pytest.mark.parametrize("model, args, words", [
+    ("resnet_fm", {"width": 100000}, "width: 100000 is out of range; use 4 to 256"),
+    ("cnn_c", {"image_size": 0}, "image_size 0 is not one this app trains on (28, 7, 14)"),
+    ("cnn_c", {"dropout": 7}, "dropout: 7 is out of range"),
+    ("cnn_c", {"width": 16}, "model 'cnn_c' takes no argument 'width'"),
+    ("cnn_c", {"__class__": 1}, "takes no argument '__class__'"),
+    ("cnn_b", {"softmax_output": "yes"}, "is not on or off"),
+    ("fast_cnn", {"width": None}, "argument 'width' is empty"),
+    ("nope", {}, "unknown model 'nope'"),
+    ("cnn_c", "[]", "'model_args' is list, not dict"),
+    ("cnn_c", "{bad json", "damaged metadata"),
+])
+def test_constructor_arguments_are_held_to_the_configs_bounds(tmp_path, model, args, words):
+    path = craft(tmp_path / "model.safetensors", model, args, small_state("cnn_c"))
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    assert words in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_int8_weights_are_refused(tmp_path):
+    state = small_state("cnn_c")
+    state["classifier.0.weight"] = state["classifier.0.weight"].to(torch.int8)
+    path = craft(tmp_path / "int8.safetensors", "cnn_c", {}, state)
+    with pytest.raises(CheckpointError, match=r"classifier.0.weight is I8 where the model needs F32"):
+        load_checkpoint(path)
+
+
+def test_missing_extra_and_reshaped_tensors_are_refused(tmp_path):
+    state = small_state("cnn_c")
+    missing = {k: v for k, v in state.items() if k != "features.0.bias"}
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) missing, first features.0.bias"):
+        inspect_checkpoint(craft(tmp_path / "a.safetensors", "cnn_c", {}, missing))
+    extra = {**state, "evil": torch.zeros(3)}
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) the model does not have, first evil"):
+        inspect_checkpoint(craft(tmp_path / "b.safetensors", "cnn_c", {}, extra))
+    reshaped = {**state, "features.0.bias": torch.zeros(33)}
+    with pytest.raises(CheckpointError, match=r"features.0.bias has shape \[33\] where the model needs \[32\]"):
+        inspect_checkpoint(craft(tmp_path / "c.safetensors", "cnn_c", {}, reshaped))
+
+
+def test_a_patch_model_checkpoint_still_loads(tmp_path):
+    model = create_model("mlp4", image_size=14, dropout=0.1)
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert loaded.metadata["model_args"] == {"image_size": 14, "dropout": 0.1}
+    assert loaded.model(torch.zeros(2, 1, 14, 14)).shape == (2, 10)

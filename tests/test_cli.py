@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -147,3 +148,36 @@ def test_bench_quick_prints_its_four_tables():
     profile = {row["recipe"]: row for row in data["step_profile"]}
     assert set(profile) == {"fast", "report_cnn_c"} and profile["fast"]["batch_size"] == 64
     assert all(profile["fast"][phase] > 0 for phase in ("data", "forward", "backward", "step"))
+
+
+def _mounted_read_only(folder) -> bool:
+    folder.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file", "read-only mount", "sysfs", "300-character name"])
+def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path, case):
+    """Tests run as root, for whom permission bits do not stop a write: the unwritable
+    places are a read-only tmpfs (where mounting is allowed) and /sys, which refuses mkdir."""
+    (tmp_path / "file.txt").write_text("keep")
+    out, words = {
+        "existing file": (tmp_path / "file.txt", "is a file, not a folder"),
+        "under a file": (tmp_path / "file.txt" / "a" / "run", "is under"),
+        "read-only mount": (tmp_path / "ro" / "a" / "run", "Read-only file system"),
+        "sysfs": (Path("/sys/fmnist-studio-test/run"), "cannot create"),
+        "300-character name": (tmp_path / "a" / ("x" * 300) / "run", "is 300 characters long"),
+    }[case]
+    if case == "read-only mount" and not _mounted_read_only(tmp_path / "ro"):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    try:
+        result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(out), timeout=120)
+    finally:
+        if case == "read-only mount":
+            subprocess.run(["umount", str(tmp_path / "ro")])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: --out: ") and words in lines[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing created
+    assert (tmp_path / "file.txt").read_text() == "keep"
+    assert not Path("/sys/fmnist-studio-test").exists()
