@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,9 +71,10 @@ def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = N
         prediction = results[0][1]
         line = f"**{prediction.label}** · {prediction.probability:.1%}"
     else:
-        labels = [prediction.label for _, prediction in results]
-        top = max(set(labels), key=labels.count)
-        line = f"**{top}** · {labels.count(top)} of {len(labels)} models"
+        # Most models' answer; a tie goes to the answer met first, i.e. the most accurate model's
+        # (shipped models come first, best first).
+        top, votes = Counter(prediction.label for _, prediction in results).most_common(1)[0]
+        line = f"**{top}** · {votes} of {len(results)} models"
     if truth is not None:
         line += " ✓" if all(p.label == truth for _, p in results) else f" (true: {truth})"
     return line
@@ -91,19 +93,18 @@ def show_result(image, heading: str = "", truth: str | None = None, prepared: bo
         return None
     results = predict_all(model_input)
     line = verdict_line(results, truth)
-    if verdict is not None:
+    if verdict is not None:  # the answer is shown there: not twice
         verdict.markdown(line)
+        line = ""
+    left, right = st.columns([1, 3])
+    left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
+    if heading or line:
+        right.markdown(f"{heading}{line}")
     if len(results) == 1:
         prediction = results[0][1]
-        left, right = st.columns([1, 3])
-        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
-        right.markdown(f"{heading}{line}")
         right.altair_chart(probability_chart(list(CLASSES), prediction.probabilities, height=220), width="stretch")
         right.caption(f"model call: {prediction.milliseconds:.2f} ms")
-    else:
-        left, right = st.columns([1, 3])
-        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
-        right.markdown(f"{heading}{line}")
+    else:  # a row per model, then their probabilities as one heatmap: readable from 2 models to 30
         answers = [ModelAnswer(choice.name, choice.test_accuracy, prediction.probabilities) for choice, prediction in results]
         st.table(answers_frame(answers, list(CLASSES)))
         st.altair_chart(probability_heatmap(answers, list(CLASSES)), width="stretch")
