@@ -15,6 +15,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
 from ui.charts import confusion_chart, runs_overlay_chart
+from ui.every_model import unique_names
 from ui.state import dataset, run_analysis, run_manager
 
 OVERLAID_BY_DEFAULT = 3  # the best finished entries with a history
@@ -76,7 +77,7 @@ default = [e.key for e in best_first(entries) if e.history and e.key in visible]
 selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
                           key="compare_runs", format_func=entry_label)
 if selected:
-    names = {key: f"{by_key[key].name} · {key.split(':', 1)[1][-4:]}" for key in selected}
+    names = dict(zip(selected, unique_names([by_key[key].name for key in selected])))  # chart series need distinct names
     histories = {names[key]: by_key[key].history for key in selected}
     if len(selected) > 1:
         st.info("Config: " + describe_differences(config_differences({names[key]: by_key[key].config for key in selected})))
