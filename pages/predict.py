@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -29,7 +31,7 @@ UPLOAD_LIMIT_BYTES = st.get_option("server.maxUploadSize") * 2**20
 class Choice:
     name: str  # short, unique on the page
     test_accuracy: float | None
-    model: nn.Module
+    load: Callable[[], nn.Module]  # loaded when first used: with 30 checkpoints, one model is the usual case
 
 
 st.title("Predict")
@@ -39,7 +41,7 @@ st.caption("Draw an item or upload a photo. The image is turned into what the mo
 # ---- which model(s) -------------------------------------------------------------------------
 entries = list_checkpoints(run_manager().store)  # identical files listed once
 names = unique_names([entry.name for entry in entries])
-choices = {entry.label: Choice(name, entry.test_accuracy, cached_model(str(entry.path))) for entry, name in zip(entries, names)}
+choices = {entry.label: Choice(name, entry.test_accuracy, partial(cached_model, str(entry.path))) for entry, name in zip(entries, names)}
 with st.expander("Use a checkpoint file (.safetensors)"):
     upload = st.file_uploader("Checkpoint", type=["safetensors"], key="ckpt_upload",
                               help="A model.safetensors saved by Fashion-MNIST Studio. Never unpickled: safe to load.")
@@ -47,7 +49,7 @@ with st.expander("Use a checkpoint file (.safetensors)"):
         try:
             loaded = load_checkpoint_bytes(upload.getvalue(), upload.name)
             accuracy = loaded.metadata["metrics"].get("test_accuracy")
-            choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, loaded.model), **choices}
+            choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, lambda: loaded.model), **choices}
             st.success(f"Loaded {plain(upload.name)}: {loaded.name}, {loaded.metadata['params']:,} parameters.")
         except CheckpointError as e:
             st.error(f"Cannot use this checkpoint: {e}")
@@ -62,7 +64,7 @@ active = list(choices.values()) if compare_all else [choices[chosen]]
 
 
 def predict_all(model_input: np.ndarray) -> list[tuple[Choice, Prediction]]:
-    return [(choice, predict_images(choice.model, [model_input])[0]) for choice in active]
+    return [(choice, predict_images(choice.load(), [model_input])[0]) for choice in active]
 
 
 def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = None) -> str:
