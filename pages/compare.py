@@ -17,6 +17,7 @@ from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_ro
 from ui.charts import confusion_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.state import dataset, run_analysis, run_manager
+from ui.text import plain
 
 OVERLAID_BY_DEFAULT = 3  # the best finished entries with a history
 
@@ -27,7 +28,7 @@ records = run_manager().list_runs()
 entries = list_comparable(records)
 for entry in entries:
     for problem in entry.problems:
-        st.warning(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read.")
+        st.warning(plain(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read."))  # folder names are user text
 if not entries:
     st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()

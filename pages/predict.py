@@ -17,8 +17,9 @@ from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
 from fmnist_core.inference import ImageError, Prediction, open_image, predict_images, to_model_input
 from ui.charts import probability_chart
-from ui.every_model import ModelAnswer, answers_frame, plain, probability_heatmap, unique_names
+from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.state import cached_model, dataset, run_manager
+from ui.text import plain
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
@@ -52,7 +53,7 @@ with st.expander("Use a checkpoint file (.safetensors)"):
             choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, lambda: loaded.model), **choices}
             st.success(f"Loaded {plain(upload.name)}: {loaded.name}, {loaded.metadata['params']:,} parameters.")
         except CheckpointError as e:
-            st.error(f"Cannot use this checkpoint: {e}")
+            st.error(f"Cannot use this checkpoint: {plain(str(e))}")  # the message holds the file name
 if not choices:
     st.warning("No trained model yet. Train one on the Train page (or run `make run`, which ships pretrained ones).")
     st.stop()
