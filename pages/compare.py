@@ -148,8 +148,10 @@ if openable:
     chosen = by_key[focus]
     if chosen.weights is not None:
         show_mistakes(chosen)
-    else:
+    elif chosen.source == "table1":
         show_figures_only(chosen)
+    else:
+        st.info(f"No weights saved yet (status: {chosen.status}): a run saves them after its first epoch.")
 else:
     st.caption("No model matches the filters above.")
 
