@@ -14,10 +14,11 @@ from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
 from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
+from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
 from ui.state import dataset, run_analysis, run_manager
 from ui.tables import csv_text, is_cancelled_unstarted, rows_frame, runs_table
-from ui.text import literal
+from ui.text import literal, plain
 
 TABLE_COLUMNS = ["name", "source", "status", "model", "lr", "batch_size", "params", "test_accuracy", "best_test_accuracy"]
 
@@ -30,7 +31,7 @@ records = run_manager().list_runs()
 entries = list_comparable(records)
 for entry in entries:
     for problem in entry.problems:
-        st.warning(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read.")
+        st.warning(plain(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read."))  # folder names are user text
 if not entries:
     st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()
@@ -68,7 +69,7 @@ default = [e.key for e in best_first(entries) if e.history and e.key in visible]
 selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
                           key="compare_runs", format_func=entry_label)
 if selected:
-    names = {key: f"{by_key[key].name} · {key.split(':', 1)[1][-4:]}" for key in selected}
+    names = dict(zip(selected, unique_names([by_key[key].name for key in selected])))  # chart series need distinct names
     histories = {names[key]: by_key[key].history for key in selected}
     if len(selected) > 1:
         st.info("Config: " + describe_differences(config_differences({names[key]: by_key[key].config for key in selected})))
@@ -142,8 +143,10 @@ if openable:
     if chosen.weights is not None:
         model_card_download(chosen.weights, chosen.name)
         show_mistakes(chosen)
-    else:
+    elif chosen.source == "table1":
         show_figures_only(chosen)
+    else:
+        st.info(f"No weights saved yet (status: {chosen.status}): a run saves them after its first epoch.")
 else:
     st.caption("No model matches the filters above.")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,10 @@ from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
 from fmnist_core.inference import ImageError, Prediction, open_image, predict_images, to_model_input
 from ui.charts import probability_chart
-from ui.every_model import ModelAnswer, answers_frame, plain, probability_heatmap, unique_names
+from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel
 from ui.state import cached_model, dataset, run_manager
+from ui.text import plain
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
@@ -30,7 +34,7 @@ UPLOAD_LIMIT_BYTES = st.get_option("server.maxUploadSize") * 2**20
 class Choice:
     name: str  # short, unique on the page
     test_accuracy: float | None
-    model: nn.Module
+    load: Callable[[], nn.Module]  # loaded when first used: with 30 checkpoints, one model is the usual case
     path: Path | None = None  # the checkpoint file; None for an uploaded one (nothing to export)
 
 
@@ -44,9 +48,11 @@ names = unique_names([entry.name for entry in entries])
 choices = {}
 for entry, name in zip(entries, names):
     try:
-        choices[entry.label] = Choice(name, entry.test_accuracy, cached_model(str(entry.path)), entry.path)
-    except CheckpointError as e:  # e.g. NaN weights: only loading finds them; skip, don't fail the page
+        cached_model(str(entry.path))  # loaded (once per file version) to find what only loading finds
+    except CheckpointError as e:  # e.g. NaN weights: skip that file, don't fail the page
         st.warning(f"Skipped {plain(entry.label)}: {plain(str(e).replace(str(entry.path), 'its checkpoint'))}")
+        continue
+    choices[entry.label] = Choice(name, entry.test_accuracy, partial(cached_model, str(entry.path)), entry.path)
 with st.expander("Use a checkpoint file (.safetensors)"):
     upload = st.file_uploader("Checkpoint", type=["safetensors"], key="ckpt_upload",
                               help="A model.safetensors saved by Fashion-MNIST Studio. Never unpickled: safe to load.")
@@ -54,10 +60,10 @@ with st.expander("Use a checkpoint file (.safetensors)"):
         try:
             loaded = load_checkpoint_bytes(upload.getvalue(), upload.name)
             accuracy = loaded.metadata["metrics"].get("test_accuracy")
-            choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, loaded.model), **choices}
+            choices = {f"{upload.name} · {loaded.name} (uploaded)": Choice(f"{upload.name} (uploaded)", accuracy, lambda: loaded.model), **choices}
             st.success(f"Loaded {plain(upload.name)}: {loaded.name}, {loaded.metadata['params']:,} parameters.")
         except CheckpointError as e:
-            st.error(f"Cannot use this checkpoint: {e}")
+            st.error(f"Cannot use this checkpoint: {plain(str(e))}")  # the message holds the file name
 if not choices:
     st.warning("No trained model yet. Train one on the Train page (or run `make run`, which ships pretrained ones).")
     st.stop()
@@ -66,11 +72,11 @@ pick, every = st.columns([3, 1], vertical_alignment="bottom")
 chosen = pick.selectbox("Model", list(choices), key="model_choice")
 compare_all = every.toggle("Every model", key="compare_all", help="Run the same input through every available model: a row per model.")
 active = list(choices.values()) if compare_all else [choices[chosen]]
-explain_controls(choices[chosen].model, choices[chosen].path, chosen)
+explain_controls(choices[chosen].load(), choices[chosen].path, chosen)
 
 
 def predict_all(model_input: np.ndarray) -> list[tuple[Choice, Prediction]]:
-    return [(choice, predict_images(choice.model, [model_input])[0]) for choice in active]
+    return [(choice, predict_images(choice.load(), [model_input])[0]) for choice in active]
 
 
 def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = None) -> str:
@@ -79,9 +85,10 @@ def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = N
         prediction = results[0][1]
         line = f"**{prediction.label}** · {prediction.probability:.1%}"
     else:
-        labels = [prediction.label for _, prediction in results]
-        top = max(set(labels), key=labels.count)
-        line = f"**{top}** · {labels.count(top)} of {len(labels)} models"
+        # Most models' answer; a tie goes to the answer met first, i.e. the most accurate model's
+        # (shipped models come first, best first).
+        top, votes = Counter(prediction.label for _, prediction in results).most_common(1)[0]
+        line = f"**{top}** · {votes} of {len(results)} models"
     if truth is not None:
         line += " ✓" if all(p.label == truth for _, p in results) else f" (true: {truth})"
     return line
@@ -100,21 +107,20 @@ def show_result(image, heading: str = "", truth: str | None = None, prepared: bo
         return None
     results = predict_all(model_input)
     line = verdict_line(results, truth)
-    if verdict is not None:
+    if verdict is not None:  # the answer is shown there: not twice
         verdict.markdown(line)
+        line = ""
+    left, right = st.columns([1, 3])
+    left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
+    if heading or line:
+        right.markdown(f"{heading}{line}")
     if len(results) == 1:
         prediction = results[0][1]
-        left, right = st.columns([1, 3])
-        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
-        right.markdown(f"{heading}{line}")
         right.altair_chart(probability_chart(list(CLASSES), prediction.probabilities, height=220), width="stretch")
         right.caption(f"model call: {prediction.milliseconds:.2f} ms")
         with left:
-            explain_panel(results[0][0].model, model_input)
-    else:
-        left, right = st.columns([1, 3])
-        left.image(model_input, caption="what the model sees (28x28)", width=112, clamp=True)
-        right.markdown(f"{heading}{line}")
+            explain_panel(results[0][0].load(), model_input)
+    else:  # a row per model, then their probabilities as one heatmap: readable from 2 models to 30
         answers = [ModelAnswer(choice.name, choice.test_accuracy, prediction.probabilities) for choice, prediction in results]
         st.table(answers_frame(answers, list(CLASSES)))
         st.altair_chart(probability_heatmap(answers, list(CLASSES)), width="stretch")

@@ -185,3 +185,11 @@ def test_read_table1_csv(tmp_path):
     assert found["report_cnn_c"]["epochs_done"] == 20 and found["report_cnn_c"]["train_loss_sum"] == pytest.approx(393.03, abs=0.01)
     (tmp_path / "table1.csv").write_bytes(b"\xff\xfe not a csv")
     assert read_table1_csv(tmp_path / "table1.csv") == {} and read_table1_csv(tmp_path / "missing.csv") == {}
+
+
+def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
+    run_id = RunStore(tmp_path / "runs").create(TrainConfig(model="cnn_a", name="cut short")).name  # no epoch, no weights
+    at = open_compare()
+    at.selectbox(key="focus_run").set_value(f"run:{run_id}").run()
+    assert not at.exception
+    assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)

@@ -255,3 +255,25 @@ def test_predict_gives_probabilities_for_each_image():
     model_input, single = classify(model, np.pad(np.full((10, 10), 255, np.uint8), 9))
     assert model_input.shape == (28, 28) and model_input.max() == 255
     assert single.label in CLASSES
+
+
+SIZES = [(1, 1), (1, 700), (700, 1), (3, 10_000), (10_000, 3), (28, 28), (2_100, 1_000)]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "I", "F"])
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_any_size_and_mode_gives_a_model_input_or_one_clear_refusal(size, mode):
+    """Every shape (1 px, a 1 px line, 10000:3 strips) and mode either becomes a 28x28
+    input or is refused as blank: never another exception."""
+    rng = np.random.default_rng(size[0] * 31 + size[1])
+    array = rng.integers(0, 255, (size[1], size[0]), dtype=np.uint8)
+    image = Image.fromarray(array).convert(mode) if mode != "I;16" else Image.fromarray(array.astype(np.uint16) * 257)
+    fmt = "TIFF" if mode in ("I", "F", "I;16") else "PNG"
+    opened = open_image(png_bytes(image, fmt))
+    assert opened.mode in ("L", "LA", "RGB", "RGBA") and max(opened.size) < 2 * WORKING_SIDE
+    try:
+        x = to_model_input(opened)
+    except ImageError as e:
+        assert "blank" in str(e)
+    else:
+        assert x.shape == (28, 28) and x.dtype == np.uint8

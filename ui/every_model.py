@@ -3,7 +3,6 @@ that stay readable from 1 model to 30, at desktop width and on a phone."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import altair as alt
@@ -76,11 +75,3 @@ def unique_names(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     return out
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
-
-
-def plain(text: str) -> str:
-    """User text (a file or run name) for st.markdown, shown as typed: no links, images or formatting."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
