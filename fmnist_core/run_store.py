@@ -1,7 +1,7 @@
 """The run store: run folders on disk, read back as typed records.
 
 A run is a folder `<root>/<id>/`:
-    run.json        id, display name, creation time
+    run.json        id, display name, creation time, and the sweep it belongs to, if any
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     model.safetensors  the weights after the last finished epoch
@@ -66,6 +66,7 @@ class RunRecord:
     result: dict | None
     status: str
     problems: list[str] = field(default_factory=list)  # damaged files, shown as warnings
+    sweep: str | None = None  # the id of the sweep this run is a trial of
 
     @property
     def weights(self) -> Path | None:
@@ -77,7 +78,7 @@ class RunRecord:
         last = self.history[-1] if self.history else {}
         result = self.result or {}
         return {
-            "id": self.id, "name": self.name, "status": self.status, "created": self.created,
+            "id": self.id, "name": self.name, "status": self.status, "created": self.created, "sweep": self.sweep,
             "model": self.config.get("model"), "optimizer": self.config.get("optimizer"),
             "lr": self.config.get("lr"), "batch_size": self.config.get("batch_size"),
             "epochs": f"{len(self.history)}/{self.config.get('epochs')}",
@@ -125,16 +126,17 @@ class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else paths.runs_dir()
 
-    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None) -> Path:
+    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, sweep: str | None = None) -> Path:
         """A new run folder (named `run_id`, or timestamp-model-random); an existing
-        folder is only reused when empty."""
+        folder is only reused when empty. `sweep` tags the run as a trial of that sweep."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
         path.mkdir(parents=True, exist_ok=True)
         if any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
-        atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")})
+        info = {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds")}
+        atomic_write_json(path / "run.json", {**info, "sweep": sweep} if sweep else info)
         atomic_write_json(path / "config.json", config.to_dict())
         return path
 
@@ -165,7 +167,8 @@ class RunStore:
         else:
             owner = _read_json(path / "owner.json", [], {})
             status = "running" if _alive_elsewhere(owner.get("pid")) else "interrupted"
-        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems)
+        sweep = info.get("sweep") if isinstance(info.get("sweep"), str) else None
+        return RunRecord(run_id, path, info.get("name", run_id), info.get("created", ""), config, history, result, status, problems, sweep)
 
     def list(self) -> list[RunRecord]:
         return [self.read(run_id) for run_id in self.ids()]
