@@ -10,6 +10,7 @@ navigation = st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
+        st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
     ]
 )
 navigation.run()

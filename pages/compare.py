@@ -56,7 +56,9 @@ st.download_button("Download this table (CSV)", shown.to_csv(index=False), "runs
 
 # ---- selected runs overlaid -----------------------------------------------------------------
 with_history = [rid for rid in shown["id"] if by_id[rid].history]
-default = with_history[:2]
+# ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
+asked = [rid for rid in st.query_params.get("runs", "").split(",") if rid in with_history]
+default = asked or with_history[:2]
 selected = st.multiselect("Runs to compare", with_history, default=default, key="compare_runs",
                           format_func=lambda rid: f"{by_id[rid].name} ({by_id[rid].config.get('model')})")
 if selected:
