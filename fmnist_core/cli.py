@@ -116,7 +116,10 @@ def cmd_data(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
-    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results), tables_only=args.tables_only)
+    if args.parallel is not None and not 1 <= args.parallel <= 64:
+        raise UserError(f"--parallel: {args.parallel} is out of range; use 1 to 64 rows at a time")
+    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results), tables_only=args.tables_only,
+                         parallel=args.parallel)
 
 
 def cmd_bench(args) -> int:
@@ -244,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", choices=("table1", "optimizers", "init"), default="table1")
     p.add_argument("--results", default="results")
     p.add_argument("--tables-only", dest="tables_only", action="store_true", help="rewrite the tables from the run store, train nothing")
+    p.add_argument("--parallel", type=int, help="run the rows as a Ray Tune sweep, N at a time with one thread each (see `sweep`)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")

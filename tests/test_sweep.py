@@ -308,3 +308,21 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
     at.switch_page("pages/compare.py").run()
     assert at.multiselect(key="compare_runs").value == [ids[2], ids[0]]
     assert not at.exception
+
+
+def test_reproduce_a_study_in_parallel_as_a_sweep(tiny_dir, tmp_path):
+    """`reproduce --study optimizers --parallel 2`: the study's rows run as one sweep (a grid
+    over the rows' configs), and the table is written from their runs as before."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "fmnist_core", "reproduce", "--study", "optimizers", "--epochs", "1", "--parallel", "2",
+                           "--results", str(results)], cwd=ROOT, env=sweep_env(tiny_dir, runs), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(runs)
+    trials = store.list()
+    assert sorted(r.name for r in trials) == ["optimizers: Adam (lr 0.001)", "optimizers: RMSprop (lr 0.001)", "optimizers: SGD (lr 0.01, momentum 0.9)"]
+    assert all(r.status == "finished" and r.sweep and r.config["threads"] == 1 and r.config["batch_size"] == 32 for r in trials)
+    assert {r.config["optimizer"] for r in trials} == {"sgd", "adam", "rmsprop"}
+    table = (results / "study_optimizers.md").read_text()
+    assert table.count("| finished |") == 3, table
+    record = SweepStore(store).read(trials[0].sweep)
+    assert record.status == "finished" and record.options["rows"] == 3 and record.options["max_concurrent"] == 2
