@@ -211,8 +211,13 @@ def ray_auth_env() -> None:
         Config.initialize("")
 
 
+PARENT_ENV = "FMNIST_SWEEP_PARENT_PID"  # set by the app: a sweep it started ends when the app does
+
+
 class _StopFlag:
-    """Set by Ctrl-C, SIGTERM or the Sweep page's stop file; polled by Tune's Stopper."""
+    """Set by Ctrl-C, SIGTERM, the Sweep page's stop file, or the death of the app that
+    launched this driver (FMNIST_SWEEP_PARENT_PID; then this process is reparented);
+    polled by Tune's Stopper."""
 
     event = threading.Event()
     stop_file: Path | None = None
@@ -220,6 +225,9 @@ class _StopFlag:
     @classmethod
     def is_set(cls) -> bool:
         if not cls.event.is_set() and cls.stop_file is not None and cls.stop_file.exists():
+            cls.event.set()
+        parent = os.environ.get(PARENT_ENV, "")
+        if not cls.event.is_set() and parent.isdigit() and os.getppid() != int(parent):
             cls.event.set()
         return cls.event.is_set()
 
@@ -348,13 +356,11 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     name = spec.name or sweep_id
     _StopFlag.event.clear()
     _StopFlag.stop_file = sweeps.stop_path(sweep_id)
-    previous_handlers = _install_signal_handlers()
     started = time.perf_counter()
-    try:
-        ray_start_s = _start_ray(address)  # before the record: a cluster that refuses us changes nothing
-    except BaseException:
-        _restore(previous_handlers)
-        raise
+    ray_start_s = _start_ray(address)  # before the record: a cluster that refuses us changes nothing
+    # After ray.init, which installs a SIGTERM handler that exits at once: ours stops the
+    # trials first, so their runs are settled and Ray is shut down in order.
+    previous_handlers = _install_signal_handlers()
     record = {
         "id": sweep_id, "name": name, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pid": os.getpid(), "host": this_host(), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir(),

@@ -326,3 +326,31 @@ def test_reproduce_a_study_in_parallel_as_a_sweep(tiny_dir, tmp_path):
     assert table.count("| finished |") == 3, table
     record = SweepStore(store).read(trials[0].sweep)
     assert record.status == "finished" and record.options["rows"] == 3 and record.options["max_concurrent"] == 2
+
+
+def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
+    """The app (here a bare process using the page's launcher) is killed with SIGKILL while
+    its sweep trains: the driver notices, stops its trials, settles their runs and takes
+    Ray down, so no process is left and no run shows as running."""
+    runs = tmp_path / "runs"
+    code = ("import time; from fmnist_core.run_store import RunStore; from ui.sweeps import SweepLauncher; "
+            f"SweepLauncher(RunStore({str(runs)!r})).launch('sweep-orphan-test', "
+            "['--model', 'cnn_a', '--batch-size', '256', '--epochs', '200', '--grid', 'lr=0.01,0.02']); time.sleep(600)")
+    app_process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=sweep_env(tiny_dir, runs))
+    store, sweeps = RunStore(runs), SweepStore(RunStore(runs))
+    try:
+        deadline = time.time() + 120
+        while not (len(store.ids()) == 2 and all(len(r.history) >= 1 for r in store.list())):
+            assert time.time() < deadline, "the trials did not start in time"
+            time.sleep(0.5)
+    finally:
+        app_process.kill()
+        app_process.wait()
+    driver = sweeps.raw("sweep-orphan-test")["pid"]
+    deadline = time.time() + 60
+    while Path(f"/proc/{driver}").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{driver}").exists(), "the sweep driver outlived the app"
+    assert sweeps.read("sweep-orphan-test").status == "stopped"
+    assert all(r.status == "stopped" and r.history for r in store.list())
+    assert wait_gone(sweeps.raw("sweep-orphan-test")["ray_session"]) == []

@@ -26,6 +26,7 @@ import streamlit as st
 from fmnist_core import paths
 from fmnist_core.config import DEFAULTS, SETTINGS
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
+from fmnist_core.sweep import PARENT_ENV
 from fmnist_core.sweep_store import SweepStore
 
 HOW = {
@@ -97,7 +98,9 @@ class SweepLauncher:
     def launch(self, sweep_id: str, args: list[str]) -> None:
         self.sweeps.root.mkdir(parents=True, exist_ok=True)
         log = open(self.sweeps.log_path(sweep_id), "ab")
-        env = {**os.environ, "FMNIST_RUNS_DIR": str(self.store.root)}
+        # The driver stops its trials when this server goes away (however it ends), so a
+        # stopped server leaves no sweep or Ray process behind.
+        env = {**os.environ, "FMNIST_RUNS_DIR": str(self.store.root), PARENT_ENV: str(os.getpid())}
         process = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", *args, "--id", sweep_id],
                                    cwd=paths.home(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
