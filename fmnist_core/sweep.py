@@ -502,7 +502,9 @@ def _tuner(spec: SweepSpec, store: RunStore, sweeps: SweepStore, sweep_id: str, 
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=1 if spec.rows is not None else spec.num_samples,
                                     scheduler=scheduler, search_alg=search_alg,
-                                    max_concurrent_trials=spec.max_concurrent),
+                                    max_concurrent_trials=spec.max_concurrent,
+                                    # a finished trial's worker (torch imported, data in memory) takes the next trial
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=str(sweeps.storage_path(sweep_id).resolve()), stop=_stopper(), verbose=0,
             callbacks=[_bookkeeper(sweeps, sweep_id, spec.planned_trials(), echo)],
