@@ -12,6 +12,7 @@ navigation = st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
+        st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
     ]
 )
 check_setup()  # a wrong FMNIST_STUDIO_MODE or [studio] section: one message, no page

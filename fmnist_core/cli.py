@@ -138,7 +138,10 @@ def cmd_data(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
-    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results), tables_only=args.tables_only)
+    if args.parallel is not None and not 1 <= args.parallel <= 64:
+        raise UserError(f"--parallel: {args.parallel} is out of range; use 1 to 64 rows at a time")
+    return run_reproduce(epochs=args.epochs, only=args.only, study=args.study, out_dir=Path(args.results), tables_only=args.tables_only,
+                         parallel=args.parallel)
 
 
 def cmd_bench(args) -> int:
@@ -244,6 +247,56 @@ def add_explain_export_commands(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+# ---- sweep: many runs at once on Ray Tune (fmnist_core.sweep) -------------------------------
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import SweepSpec, run_sweep
+    from .sweep_space import parse_space
+
+    base = _config_from_args(args)
+    spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
+                     early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
+                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset)
+    echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    summary_row = run_sweep(spec, address=args.address, sweep_id=args.id, echo=echo)
+    if args.json:
+        print(json.dumps(summary_row))
+    else:
+        best = summary_row["best"]
+        counts = ", ".join(f"{n} {s}" for s, n in summary_row["statuses"].items())
+        print(f"{summary_row['sweep']}: {summary_row['status']}, {summary_row['trials']} trial(s) ({counts}) in {summary_row['seconds']:.0f} s")
+        if best:
+            print(f"best: {best['run']}, test accuracy {best['test_accuracy']:.2f}% with {best['config']}")
+    return 0 if summary_row["status"] in ("finished", "stopped") else 1
+
+
+def _add_sweep_command(sub) -> None:
+    from .recipes import RECIPES
+    from .sweep import DEFAULT_SAMPLED_TRIALS, EARLY_STOPS, SEARCHES
+
+    p = sub.add_parser("sweep", help="many runs at once on Ray Tune: a grid or random/Optuna search over the train settings",
+                       description="The train flags set the base config of every trial; --grid and --sample vary settings.")
+    p.add_argument("--recipe", choices=list(RECIPES), help="base config from a named recipe; other flags override it")
+    add_setting_flags(p)
+    p.add_argument("--grid", action="append", metavar="NAME=V1,V2", help="try every value (all combinations with other --grid)")
+    p.add_argument("--sample", action="append", metavar="NAME=DIST",
+                   help="draw per trial: loguniform:LOW:HIGH, uniform:LOW:HIGH, randint:LOW:HIGH (inclusive) or choice:A,B")
+    p.add_argument("--trials", type=int, help=f"random draws of the space (default {DEFAULT_SAMPLED_TRIALS} with --sample; "
+                                              "with --grid, each draw runs every combination)")
+    p.add_argument("--search", choices=SEARCHES, default="random", help="random draws, or Optuna's TPE (model-based; --sample only)")
+    p.add_argument("--early-stop", dest="early_stop", choices=EARLY_STOPS, default="none", help="asha: stop poor trials early (off by default)")
+    p.add_argument("--grace-period", dest="grace_period", type=int, default=1, help="epochs every trial runs before ASHA may stop it")
+    p.add_argument("--max-concurrent", dest="max_concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
+    p.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=int, default=1, help="CPUs Ray reserves per trial = its torch threads (default 1)")
+    p.add_argument("--address", help="HOST:PORT of a Ray cluster's head (default: $RAY_ADDRESS, else a local Ray in this process)")
+    # --name (a train flag) names the sweep; each trial is named after it and its values
+    p.add_argument("--id", help=argparse.SUPPRESS)  # the Sweep page picks the id so it can show the sweep at once
+    p.add_argument("--subset", type=int, help="train and test on the first N images only: for quick tries and tests")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_sweep)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig setting, made from its declaration (config.SETTINGS).
     Values are range-checked by TrainConfig.validate(), so the CLI, the form and a sweep
@@ -314,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", choices=("table1", "optimizers", "init"), default="table1")
     p.add_argument("--results", default="results")
     p.add_argument("--tables-only", dest="tables_only", action="store_true", help="rewrite the tables from the run store, train nothing")
+    p.add_argument("--parallel", type=int, help="run the rows as a Ray Tune sweep, N at a time with one thread each (see `sweep`)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")
@@ -324,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     add_explain_export_commands(sub)
+    _add_sweep_command(sub)
     return parser
 
 

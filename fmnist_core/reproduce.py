@@ -92,11 +92,16 @@ def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[
 
 
 def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path, store: RunStore | None = None,
-                  callbacks=(), tables_only: bool = False) -> int:
+                  callbacks=(), tables_only: bool = False, parallel: int | None = None) -> int:
     """Train the planned rows (unless tables_only), then write the table from the run
-    store: each row shows the newest run of its recipe, so rows can be rerun one by one."""
+    store: each row shows the newest run of its recipe, so rows can be rerun one by one.
+    `parallel`: run the rows as one Ray Tune sweep (a grid over the rows' configs), that
+    many at a time with one thread each, instead of one after the other."""
     plan = [] if tables_only else planned_runs(study, epochs, only)
     store = store or RunStore()
+    if plan and parallel:
+        _run_as_sweep(plan, study, parallel, store)
+        plan = []
     data = load_fashion_mnist() if plan else None
     for key, config in plan:
         print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {config.epochs} epochs")
@@ -116,3 +121,12 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
     print("\n" + markdown)
     print(f"wrote {out_dir / (stem + '.md')} and {out_dir / (stem + '.csv')}")
     return 0
+
+
+def _run_as_sweep(plan: list[tuple[str, TrainConfig]], study: str, parallel: int, store: RunStore) -> None:
+    from .sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(base=plan[0][1], rows=[config for _, config in plan], max_concurrent=parallel, cpus_per_trial=1,
+                     name=f"reproduce {study}")
+    summary = run_sweep(spec, store=store)
+    print(f"\n{summary['sweep']}: {summary['trials']} row(s) in {summary['seconds']:.0f} s, {parallel} at a time")

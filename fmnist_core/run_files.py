@@ -91,7 +91,7 @@ def _or_none(check):
 
 # {key: (required, check)} per file. Keys not listed are kept as they are: the module that
 # writes them (an owner, a sweep id) checks them where it reads them.
-RUN_INFO = {"id": (False, _is_text), "name": (False, _is_text), "created": (False, _is_text), "owner": (False, _is_text)}
+RUN_INFO = {"id": (False, _is_text), "name": (False, _is_text), "created": (False, _is_text), "owner": (False, _is_text), "sweep": (False, _or_none(_is_text))}
 RESULT = {
     "status": (True, lambda v: v in RESULT_STATUSES), "message": (False, _is_text),
     "epochs_done": (False, _is_count), "seconds": (False, _is_number), "params": (False, _or_none(_is_number)),  # a float (35044.0) in files from before typed summaries

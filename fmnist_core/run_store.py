@@ -1,7 +1,8 @@
 """The run store: run folders on disk, read back as typed records.
 
 A run is a folder `<root>/<id>/`:
-    run.json        id, display name, creation time, owner (who may stop, rename or delete it)
+    run.json        id, display name, creation time, owner (who may stop, rename or delete it),
+                    and the sweep it is a trial of, if any
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     batch_losses.jsonl  {"total_steps": N}, then {"step", "loss"} lines: the per-batch loss
@@ -97,6 +98,7 @@ class RunRecord:
     status: str
     problems: list[str] = field(default_factory=list)  # damaged files, shown as warnings
     owner: str = ""  # access.Visitor.id of who started it; "" for runs from before owners
+    sweep: str | None = None  # the id of the sweep this run is a trial of
 
     @property
     def weights(self) -> Path | None:
@@ -109,7 +111,7 @@ class RunRecord:
         last = self.history[-1] if self.history else {}
         result = self.result or {}
         return {
-            "id": self.id, "name": self.name, "status": self.status, "created": self.created,
+            "id": self.id, "name": self.name, "status": self.status, "created": self.created, "sweep": self.sweep,
             "model": self.config.get("model"), "optimizer": self.config.get("optimizer"),
             "lr": self.config.get("lr"), "batch_size": self.config.get("batch_size"),
             "epochs_done": len(self.history), "epochs_planned": _int_or_none(self.config.get("epochs")),
@@ -212,10 +214,12 @@ class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else paths.runs_dir()
 
-    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER) -> Path:
-        """A new run folder (named `run_id`, or timestamp-model-random) owned by `owner`;
-        an existing folder is only reused when empty. Any failure (a file in the way, a name
-        too long, a read-only or full disk) is one UserError and leaves nothing behind."""
+    def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER,
+               sweep: str | None = None) -> Path:
+        """A new run folder (named `run_id`, or timestamp-model-random) owned by `owner`, a
+        trial of `sweep` if given; an existing folder is only reused when empty. Any failure (a
+        file in the way, a name too long, a read-only or full disk) is one UserError and leaves
+        nothing behind."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
@@ -223,7 +227,8 @@ class RunStore:
         if not created and any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
         try:
-            atomic_write_json(path / "run.json", {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner})
+            info = {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner}
+            atomic_write_json(path / "run.json", {**info, "sweep": sweep} if sweep else info)
             atomic_write_json(path / "config.json", config.to_dict())
         except OSError as e:
             for written in ("run.json", "config.json"):
@@ -285,7 +290,7 @@ class RunStore:
                     history = _reconcile_history(path, history, problems)
         name = info.get("name") or run_id
         return RunRecord(run_id, path, name, info.get("created", ""), config or {}, history, result, status, problems,
-                         owner=info.get("owner") or "")
+                         owner=info.get("owner") or "", sweep=info.get("sweep"))
 
     def list(self) -> list[RunRecord]:
         return [self.read(run_id) for run_id in self.ids()]

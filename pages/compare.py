@@ -65,7 +65,9 @@ st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "te
 # ---- selected entries overlaid ---------------------------------------------------------------
 visible = set(shown["id"])
 with_history = [e.key for e in entries if e.history and e.key in visible]
-default = [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
+# ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
+asked = [f"run:{rid}" for rid in st.query_params.get("runs", "").split(",") if f"run:{rid}" in with_history]
+default = asked or [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
 selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
                           key="compare_runs", format_func=entry_label)
 if selected:

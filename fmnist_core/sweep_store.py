@@ -1,0 +1,148 @@
+"""Sweep records: one small JSON file per sweep beside the runs, `<runs>/.sweeps/<id>.json`.
+
+A record holds what the sweep was asked to do (search space, base config, trials,
+search, early stopping) and what it became (status, its trials' run ids, the best
+run). Its trials are ordinary runs in the same store, tagged with the sweep id in their
+run.json. The driver process writes the record; the Sweep page only reads it (and asks
+a sweep to stop by creating `<id>.stop`). This module does not import Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .checkpoint import atomic_write_json
+from .errors import UserError
+from .run_store import RunRecord, RunStore
+
+SWEEPS_FOLDER = ".sweeps"
+SWEEP_ACTIVE = ("starting", "running", "stopping")
+SWEEP_ENDED = ("finished", "stopped", "failed", "interrupted")
+
+
+def new_sweep_id(name: str = "") -> str:
+    stamp = datetime.now(UTC)
+    return f"sweep-{stamp:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def _alive(pid, host) -> bool | None:
+    """Is the driver alive? None when it runs on another machine (we cannot tell)."""
+    if host and host != this_host():
+        return None
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class SweepRecord:
+    id: str
+    name: str
+    status: str
+    created: str
+    space: list[dict]
+    base: dict
+    options: dict  # trials, search, early_stop, max_concurrent, cpus_per_trial, address, subset
+    trial_runs: list[str] = field(default_factory=list)
+    message: str = ""
+    seconds: float | None = None
+    best_run: str | None = None
+    ray_start_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def varied(self) -> list[str]:
+        return [d["name"] for d in self.space]
+
+
+class SweepStore:
+    """Reads and writes sweep records under `<runs root>/.sweeps/`."""
+
+    def __init__(self, runs: RunStore):
+        self.runs = runs
+        self.root = runs.root / SWEEPS_FOLDER
+
+    def path(self, sweep_id: str) -> Path:
+        if not sweep_id or "/" in sweep_id or sweep_id.startswith("."):
+            raise UserError(f"'{sweep_id}' is not a sweep id")
+        return self.root / f"{sweep_id}.json"
+
+    def stop_path(self, sweep_id: str) -> Path:
+        return self.root / f"{sweep_id}.stop"
+
+    def log_path(self, sweep_id: str) -> Path:
+        return self.root / f"{sweep_id}.log"
+
+    def storage_path(self, sweep_id: str) -> Path:
+        """Where Ray Tune keeps its own experiment state for this sweep."""
+        return self.root / f"{sweep_id}.tune"
+
+    def write(self, sweep_id: str, values: dict) -> None:
+        atomic_write_json(self.path(sweep_id), values)
+
+    def update(self, sweep_id: str, **changes) -> dict:
+        values = self.raw(sweep_id)
+        values.update(changes)
+        self.write(sweep_id, values)
+        return values
+
+    def raw(self, sweep_id: str) -> dict:
+        return json.loads(self.path(sweep_id).read_text())
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted((p.stem for p in self.root.glob("*.json")), reverse=True)
+
+    def read(self, sweep_id: str) -> SweepRecord:
+        problems: list[str] = []
+        try:
+            values = self.raw(sweep_id)
+            if not isinstance(values, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            values = {}
+            problems.append(f"{sweep_id}.json is damaged ({e})")
+        status = values.get("status", "failed")
+        if status in SWEEP_ACTIVE and _alive(values.get("pid"), values.get("host")) is False:
+            status = "interrupted"  # its driver is gone: a crash, a kill -9 or a reboot
+        trials = [t for t in values.get("trial_runs", []) if isinstance(t, str)]
+        return SweepRecord(
+            id=sweep_id, name=str(values.get("name") or sweep_id), status=status, created=str(values.get("created", "")),
+            space=list(values.get("space", [])), base=dict(values.get("base", {})), options=dict(values.get("options", {})),
+            trial_runs=trials, message=str(values.get("message", "")), seconds=values.get("seconds"),
+            best_run=values.get("best_run"), ray_start_s=values.get("ray_start_s"), problems=problems,
+        )
+
+    def list(self) -> list[SweepRecord]:
+        return [self.read(i) for i in self.ids()]
+
+    def trials(self, record: SweepRecord) -> list[RunRecord]:
+        """The sweep's runs: those the record lists, and any run tagged with it (a trial
+        that started after the record's last write)."""
+        tagged = [r for r in self.runs.list() if r.sweep == record.id]
+        known = {r.id for r in tagged}
+        listed = [self.runs.read(rid) for rid in record.trial_runs if rid not in known and (self.runs.root / rid).is_dir()]
+        return sorted(tagged + listed, key=lambda r: r.id)
+
+    def request_stop(self, sweep_id: str) -> None:
+        """Ask the sweep's driver to stop every trial (it polls for this file)."""
+        self.path(sweep_id)  # validates the id
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stop_path(sweep_id).touch()

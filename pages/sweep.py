@@ -1,0 +1,166 @@
+"""Sweep: vary hyperparameters over many runs at once on Ray Tune, watch the trials, keep the best."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
+from fmnist_core.errors import UserError
+from fmnist_core.models import list_models
+from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
+from fmnist_core.sweep import EARLY_STOPS, SweepSpec
+from fmnist_core.sweep_space import parse_space, sweepable_settings
+from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
+from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
+
+REFRESH_SECONDS = 2.0
+
+launcher = sweep_launcher()
+st.title("Sweep")
+st.caption("Many runs at once on Ray Tune: every trial is an ordinary run (on Train and Compare too), tagged with its sweep.")
+form_col, sweep_col = st.columns([1, 2], gap="large")
+
+# ---- the form: base config, what varies, how many trials --------------------------------------
+with form_col:
+    preset = st.selectbox("Base", ["custom", *RECIPES], key="sw_preset",
+                          format_func=lambda p: "a model with default settings" if p == "custom" else f"{p} – {DESCRIPTIONS.get(p, 'the report recipe')}",
+                          help="Every trial starts from this config; the settings you vary below replace its values.")
+    model = st.selectbox("Model", list_models(), key="sw_model", disabled=preset != "custom",
+                         index=list_models().index(DEFAULTS["model"]))
+    base_epochs = RECIPES[preset].get("epochs", DEFAULTS["epochs"]) if preset != "custom" else DEFAULTS["epochs"]
+    epochs = st.number_input("Epochs per trial", value=int(base_epochs), step=1, key=f"sw_epochs_{preset}",
+                             help=SETTINGS["epochs"].help + f" Allowed: {SETTINGS['epochs'].describe_range()}.")
+    varied = st.multiselect("Vary", sweepable_settings(), default=["lr"], key="sw_vary", format_func=lambda n: SETTINGS[n].label,
+                            help="Tick the hyperparameters that differ between trials.")
+    flags: list[str] = []
+    for name in varied:
+        how_col, values_col = st.columns([1, 1.3])
+        how = how_col.selectbox(SETTINGS[name].label, ways_to_vary(name), key=f"sw_how_{name}", format_func=HOW.get)
+        label = "LOW:HIGH" if how in ("loguniform", "uniform", "randint") else "values, comma-separated"
+        text = values_col.text_input(label, value=default_values(name, how), key=f"sw_values_{name}_{how}",
+                                     help=f"{SETTINGS[name].help} Allowed: {SETTINGS[name].describe_range()}.")
+        flags += space_flag(name, how, text)
+    sampled = "--sample" in flags
+    left, right = st.columns(2)
+    trials = left.number_input("Trials", value=4, step=1, key="sw_trials", disabled=not sampled,
+                               help="Random draws of the sampled settings (with a grid too, each draw runs every combination).")
+    search = right.selectbox("Search", ["random", "optuna"], key="sw_search", disabled=not sampled,
+                             format_func=lambda s: "random" if s == "random" else "Optuna (model-based)",
+                             help="Optuna's TPE picks each next trial from the results so far; it needs sampled settings only.")
+    concurrency = left.number_input("Trials at once", value=os.cpu_count() or 1, step=1, key="sw_concurrency",
+                                    help="Each trial trains with one thread on one CPU.")
+    early = right.selectbox("Early stopping", EARLY_STOPS, key="sw_early", format_func=lambda e: "off" if e == "none" else "ASHA",
+                            help="ASHA stops trials whose test accuracy trails the others' after the same number of epochs.")
+    with st.expander("Quick try"):
+        subset = st.number_input("Train and test on the first N images (0 = all)", value=0, step=1000, key="sw_subset",
+                                 help="For a first look in seconds; accuracies on a subset are not comparable with full runs.")
+    name = st.text_input("Sweep name", key="sw_name", placeholder="optional", max_chars=100)
+
+    args = ["--recipe", preset] if preset != "custom" else ["--model", model]
+    args += ["--epochs", str(int(epochs)), *flags, "--max-concurrent", str(int(concurrency)), "--early-stop", early]
+    if sampled:
+        args += ["--trials", str(int(trials)), "--search", search]
+    if subset:
+        args += ["--subset", str(int(subset))]
+    if name.strip():
+        args += ["--name", name.strip()]
+    try:  # the CLI's own checks, so the page refuses exactly what `sweep` refuses
+        base = recipe_config(preset, epochs=int(epochs)) if preset != "custom" else TrainConfig(model=model, epochs=int(epochs))
+        space = parse_space([f for k, f in zip(flags[::2], flags[1::2]) if k == "--grid"], [f for k, f in zip(flags[::2], flags[1::2]) if k == "--sample"])
+        spec = SweepSpec(base=base, space=space, trials=int(trials) if sampled else None, search=search if sampled else "random",
+                         early_stop=early, max_concurrent=int(concurrency), subset=int(subset) or None, name=name.strip()).check()
+        problem = None
+    except UserError as e:
+        problem = str(e)
+    if problem:
+        st.error(problem, icon=":material/error:")
+    else:
+        st.caption(f"{spec.planned_trials()} trial(s), {int(concurrency)} at a time.")
+    if st.button("Launch sweep", type="primary", width="stretch", key="launch", disabled=problem is not None,
+                 help="Fix the message above first." if problem else None):
+        sweep_id = new_sweep_id()
+        launcher.launch(sweep_id, args)
+        st.session_state["sweep_picker"] = sweep_id
+        st.toast(f"Sweep {sweep_id} launched")
+
+# ---- the sweeps, live ------------------------------------------------------------------------------
+BADGES = {"starting": ":material/hourglass_top: starting Ray", "running": ":green[:material/play_circle:] running",
+          "stopping": ":material/stop_circle: stopping", "finished": ":green[:material/check_circle:] finished",
+          "stopped": ":material/stop_circle: stopped", "failed": ":red[:material/error:] failed",
+          "interrupted": ":orange[:material/warning:] interrupted"}
+
+
+def sweep_status(sweep_id: str, records: dict) -> str:
+    record = records.get(sweep_id)
+    if record is None:  # launched here, its driver has not written the record yet
+        return "starting" if launcher.running(sweep_id) else "failed"
+    return record.status
+
+
+def live_sweep(sweep_id: str, status_shown: str) -> None:
+    """Status, trials table, chart and buttons; polled while the sweep runs. It reads the run
+    store only: the page never waits on Ray."""
+    records = {r.id: r for r in launcher.sweeps.list()}
+    status = sweep_status(sweep_id, records)
+    if status != status_shown:
+        st.rerun()  # started or ended: redraw the page once (and stop polling when it ended)
+    record = records.get(sweep_id)
+    top = st.columns([3, 1])
+    top[0].markdown(f"**Status:** {BADGES.get(status, status)}")
+    if status in SWEEP_ACTIVE and top[1].button("Stop", key=f"stop-{sweep_id}", width="stretch",
+                                                help="Stop every trial; their finished epochs are kept."):
+        launcher.stop(sweep_id)
+        st.toast("Stopping every trial…")
+    if record is None:
+        if status == "failed":
+            st.error(f"The sweep did not start: {launcher.last_log_line(sweep_id) or 'see its log in the run store'}")
+        else:
+            st.caption("Starting Ray (a few seconds)…")
+        return
+    for problem in record.problems:
+        st.warning(problem)
+    if record.message and status not in ("finished", "running"):
+        st.info(record.message)
+    options = record.options
+    st.caption(f"`{record.id}` · {options.get('trials')} trial(s) · search {options.get('search')} · early stopping "
+               f"{'ASHA' if options.get('early_stop') == 'asha' else 'off'} · Ray: {options.get('address')}"
+               + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
+    trials = launcher.sweeps.trials(record)
+    frame = trial_rows(trials, record.varied)
+    st.dataframe(frame, hide_index=True, width="stretch", key=f"trials-{sweep_id}",
+                 column_config={"best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
+                                "seconds": st.column_config.NumberColumn("seconds", format="%.0f")})
+    log_scaled = {d["name"] for d in record.space if d.get("kind") == "loguniform"}
+    chart = hyperparameter_chart(frame, record.varied, log_scaled)
+    if chart is not None:
+        st.altair_chart(chart)
+    scored = frame.dropna(subset=["best_test_accuracy"]).sort_values("best_test_accuracy", ascending=False)
+    if scored.empty:
+        return
+    best = next(t for t in trials if t.id == scored["run"].iloc[0])
+    values = ", ".join(f"{n} = {best.config.get(n)}" for n in record.varied)
+    st.success(f"Best so far: **{scored['best_test_accuracy'].iloc[0]:.2f}%** test accuracy with {values}")
+    a, b = st.columns(2)
+    a.link_button("Train this config", train_link(best.config), icon=":material/model_training:", width="stretch",
+                  help="Opens the Train page with the best trial's settings filled in.")
+    chosen = b.multiselect("Trials to compare", list(scored["run"]), default=list(scored["run"][:3]), key=f"cmp-{sweep_id}")
+    if chosen:
+        b.link_button("Compare these", compare_link(chosen), icon=":material/compare_arrows:", width="stretch")
+
+
+with sweep_col:
+    records = {r.id: r for r in launcher.sweeps.list()}
+    ids = sorted(set(records) | set(launcher.launched_ids()), reverse=True)
+    if st.session_state.get("sweep_picker") not in ids:
+        st.session_state["sweep_picker"] = ids[0] if ids else None
+    if not ids:
+        st.info("No sweeps yet. Choose what varies on the left and press **Launch sweep**; or run "
+                "`python -m fmnist_core sweep --grid lr=0.01,0.05,0.1` and it shows up here.")
+    else:
+        st.selectbox("Sweep", ids, key="sweep_picker",
+                     format_func=lambda i: f"{records[i].name} · {sweep_status(i, records)} · {i}" if i in records else f"{i} · {sweep_status(i, records)}")
+        shown = st.session_state["sweep_picker"]
+        status = sweep_status(shown, records)
+        st.fragment(live_sweep, run_every=REFRESH_SECONDS if status in SWEEP_ACTIVE else None)(shown, status)

@@ -1,0 +1,356 @@
+"""Sweeps on Ray Tune: the space's refusals, then real sweeps on a local Ray and on a
+Ray cluster started here, each trial an ordinary run in the store (tiny data, 1 thread)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fmnist_core.cli import main
+from fmnist_core.run_store import RunStore
+from fmnist_core.sweep_store import SweepStore
+from tests.conftest import ROOT
+from tests.e2e.conftest import free_port
+from tests.test_app import app  # noqa: F401 - the AppTest fixture
+
+TINY = ["--batch-size", "256", "--epochs", "1", "--cpus-per-trial", "1"]
+
+
+def sweep_env(tiny_dir: Path, runs: Path, **extra) -> dict:
+    return {**os.environ, "FMNIST_DATA_DIR": str(tiny_dir), "FMNIST_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT), **extra}
+
+
+def run_sweep_cli(args: list[str], env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python -m fmnist_core sweep ...` as a user runs it, from the checkout."""
+    return subprocess.run([sys.executable, "-m", "fmnist_core", "sweep", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ray_processes(session_dir: str | None) -> list[str]:
+    """Command lines of live processes that belong to a Ray session (gcs, raylet, workers)."""
+    if not session_dir:
+        return []
+    name = Path(session_dir).name
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if name in cmdline:
+                found.append(cmdline[:200])
+    return found
+
+
+def wait_gone(session_dir: str | None, seconds: float = 20.0) -> list[str]:
+    deadline = time.time() + seconds
+    while (left := ray_processes(session_dir)) and time.time() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+# ---- refusals: one line, exit 2, nothing created, Ray never started ------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    ([], "search space is empty"),
+    (["--grid", "lr=0.01,20"], "--grid lr: 20 is out of range"),
+    (["--grid", "learning_rate=0.1"], "unknown hyperparameter 'learning_rate'"),
+    (["--grid", "threads=1,2"], "'threads' cannot vary within a sweep"),
+    (["--sample", "lr=loguniform:0:0.3"], "--sample lr: 0 is out of range"),
+    (["--sample", "lr=normal:0:1"], "unknown distribution 'normal'"),
+    (["--sample", "batch_size=uniform:32:64"], "use batch_size=randint"),
+    (["--sample", "batch_size=randint:64:32"], "LOW (64) must be below HIGH (32)"),
+    (["--grid", "nesterov=true,false", "--optimizer", "adam"], "Nesterov momentum needs optimizer 'sgd'"),
+    (["--grid", "lr=0.1", "--sample", "lr=uniform:0.1:0.2"], "'lr' is varied twice"),
+    (["--search", "optuna", "--grid", "lr=0.1,0.2"], "give them as --sample lr=choice"),
+    (["--grid", "lr=0.1,0.2", "--cpus-per-trial", "0"], "--cpus-per-trial: 0 is out of range"),
+    (["--grid", "lr=0.1,0.2", "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
+    (["--grid", "lr=0.1,0.2", "--address", "nonsense"], "give the head node as HOST:PORT"),
+])
+def test_bad_input_is_refused_in_one_line_before_anything_starts(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
+    started = time.perf_counter()
+    assert main(["sweep", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert time.perf_counter() - started < 10  # an unreachable address fails fast, not after Ray's retries
+    assert not (tmp_path / "runs").exists()
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
+# ---- a real sweep on a local Ray started by the driver ---------------------------------------------
+
+def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
+    """4 trials, one of which diverges: 4 runs with histories, checkpoints and results, the
+    sweep record, the best trial reported, and no Ray process left behind."""
+    runs = tmp_path / "runs"
+    done = run_sweep_cli(["--model", "mlp4", "--batch-size", "16", "--epochs", "1", "--momentum", "0.9",
+                          "--grid", "lr=0.01,0.05,0.1,10", "--name", "four", "--json"], sweep_env(tiny_dir, runs))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 4 and summary["status"] == "finished"
+    assert summary["statuses"] == {"diverged": 1, "finished": 3}
+
+    store = RunStore(runs)
+    trials = [store.read(rid) for rid in store.ids()]
+    assert len(trials) == 4 and {t.sweep for t in trials} == {summary["sweep"]}
+    by_lr = {t.config["lr"]: t for t in trials}
+    assert by_lr[10.0].status == "diverged" and "too high" in by_lr[10.0].result["message"]
+    for lr in (0.01, 0.05, 0.1):
+        run = by_lr[lr]
+        assert run.status == "finished" and len(run.history) == 1 and run.weights is not None
+        assert run.config["threads"] == 1 and run.name.startswith("four: lr=")
+    best = max((by_lr[lr] for lr in (0.01, 0.05, 0.1)), key=lambda r: r.history[0]["test_accuracy"])
+    assert summary["best"]["run"] == best.id and summary["best"]["config"] == {"lr": best.config["lr"]}
+    assert summary["best"]["test_accuracy"] == pytest.approx(best.history[0]["test_accuracy"])
+    assert summary["best"]["test_accuracy"] > 30  # learnt something on the 10 tiny classes
+
+    sweeps = SweepStore(store)
+    record = sweeps.read(summary["sweep"])
+    assert record.status == "finished" and record.name == "four" and record.best_run == best.id
+    assert sorted(record.trial_runs) == sorted(t.id for t in trials) and record.varied == ["lr"]
+    assert record.space[0]["values"] == [0.01, 0.05, 0.1, 10.0]
+    assert wait_gone(sweeps.raw(summary["sweep"])["ray_session"]) == []
+
+
+def test_asha_stops_the_clearly_bad_trial_and_keeps_its_epoch(tiny_dir, tmp_path):
+    """One trial at a useful learning rate, one that cannot learn in time: ASHA stops the
+    second after its grace epoch; the run keeps that epoch and says why it stopped."""
+    runs = tmp_path / "runs"
+    done = run_sweep_cli(["--model", "cnn_a", "--batch-size", "256", "--epochs", "4", "--grid", "lr=0.05,0.0000001",
+                          "--early-stop", "asha", "--grace-period", "1", "--max-concurrent", "1", "--json"],
+                         sweep_env(tiny_dir, runs))
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(runs)
+    by_lr = {r.config["lr"]: r for r in store.list()}
+    good, bad = by_lr[0.05], by_lr[1e-7]
+    assert good.status == "finished" and len(good.history) == 4
+    assert bad.status == "stopped" and "ASHA" in bad.result["message"]
+    assert len(bad.history) < 4 and bad.weights is not None
+    assert bad.history[0]["test_accuracy"] < good.history[0]["test_accuracy"]
+
+
+def test_a_dead_worker_and_ctrl_c_leave_honest_runs_and_no_processes(tiny_dir, tmp_path):
+    """Kill one trial's worker process (as the OOM killer would), then press Ctrl-C: the
+    killed trial is failed, the other stopped, both with their finished epochs, the sweep
+    is stopped, nothing is shown as running and no Ray process is left."""
+    runs = tmp_path / "runs"
+    driver = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", "--model", "cnn_a", "--batch-size", "256",
+                               "--epochs", "200", "--grid", "lr=0.01,0.02", "--max-concurrent", "2"],
+                              cwd=ROOT, env=sweep_env(tiny_dir, runs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = RunStore(runs)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            trials = store.list()
+            if len(trials) == 2 and all(len(t.history) >= 2 for t in trials):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the two trials did not train two epochs each in time")
+        victim, survivor = trials
+        assert victim.status == "running" and survivor.status == "running"
+        os.kill(json.loads((victim.path / "owner.json").read_text())["pid"], signal.SIGKILL)
+        time.sleep(3)
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output[-3000:]
+    victim, survivor = store.read(victim.id), store.read(survivor.id)
+    assert victim.status == "failed" and "worker" in victim.result["message"] and len(victim.history) >= 2
+    assert survivor.status == "stopped" and "stopped with the sweep" in survivor.result["message"] and len(survivor.history) >= 2
+    sweeps = SweepStore(store)
+    sweep_id = sweeps.ids()[0]
+    assert sweeps.read(sweep_id).status == "stopped"
+    assert wait_gone(sweeps.raw(sweep_id)["ray_session"]) == []
+
+
+# ---- a real Ray cluster on this machine -------------------------------------------------------------
+
+def test_sweep_on_a_ray_cluster_started_here(tiny_dir, tmp_path):
+    """`ray start --head` with token authentication (Ray >= 2.59 turns it on), then
+    `sweep --address` with only the token in the environment: the driver authenticates,
+    the trials write into the store given to the sweep, and the cluster is stopped."""
+    port = free_port()
+    token = secrets.token_hex(16)
+    temp_dir = Path("/tmp") / f"ray-{secrets.token_hex(3)}"  # short: Ray's socket paths have a length limit
+    ray_bin = Path(sys.executable).with_name("ray")
+    head_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard", "false",
+                             "--temp-dir", str(temp_dir), "--block", "--disable-usage-stats"],
+                            cwd=ROOT, env={**head_env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        runs = tmp_path / "runs"
+        env = sweep_env(tiny_dir, runs, RAY_AUTH_TOKEN=token)
+        env.pop("RAY_AUTH_MODE", None)
+        deadline = time.time() + 60
+        while True:  # the head listens a few seconds after start
+            done = run_sweep_cli([*TINY, "--model", "cnn_a", "--grid", "lr=0.01,0.05", "--address", f"127.0.0.1:{port}", "--json"], env)
+            if done.returncode != 2 or "no Ray cluster answers" not in done.stderr or time.time() > deadline:
+                break
+            time.sleep(1)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        store = RunStore(runs)
+
+        # The wrong token: one line, exit 2, nothing written.
+        refused = run_sweep_cli([*TINY, "--grid", "lr=0.01,0.05", "--address", f"127.0.0.1:{port}"],
+                                sweep_env(tiny_dir, tmp_path / "other", RAY_AUTH_TOKEN="not-the-token"))
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error: --address"), refused.stderr[-2000:]
+        assert "token" in refused.stderr.strip().splitlines()[-1] and not (tmp_path / "other").exists()
+
+        assert summary["trials"] == 2 and len(store.ids()) == 2
+        assert all(r.status == "finished" and len(r.history) == 1 and r.weights is not None for r in store.list())
+        record = SweepStore(store).read(summary["sweep"])
+        assert record.options["address"] == f"127.0.0.1:{port}" and record.status == "finished"
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM (not `ray stop`: that is machine-wide)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+    assert wait_gone(str(temp_dir)) == []
+
+
+def test_optuna_search_samples_the_space(tiny_dir, tmp_path):
+    """The model-based searcher (Optuna's TPE through Ray Tune) draws values inside the range."""
+    runs = tmp_path / "runs"
+    done = run_sweep_cli([*TINY, "--model", "cnn_a", "--sample", "lr=loguniform:0.005:0.2", "--sample", "optimizer=choice:sgd,adam",
+                          "--search", "optuna", "--trials", "2", "--json"], sweep_env(tiny_dir, runs))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    trials = RunStore(runs).list()
+    assert summary["trials"] == 2 and all(r.status == "finished" for r in trials)
+    assert all(0.005 <= r.config["lr"] <= 0.2 and r.config["optimizer"] in ("sgd", "adam") for r in trials)
+    assert set(summary["best"]["config"]) == {"lr", "optimizer"}
+    assert SweepStore(RunStore(runs)).read(summary["sweep"]).options["search"] == "optuna"
+
+
+# ---- the Sweep page (AppTest) ---------------------------------------------------------------------
+
+def fake_finished_sweep(runs: Path) -> tuple[str, list[str]]:
+    """A finished sweep as the driver leaves it on disk: a record and three tagged runs."""
+    from fmnist_core.checkpoint import atomic_write_json
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.run_store import result_from
+
+    store, sweep_id = RunStore(runs), "sweep-20260101-000000-abcd"
+    ids = []
+    for k, (lr, accuracy) in enumerate([(0.01, 71.0), (0.05, 84.5), (0.1, 80.25)], start=1):
+        run_id = f"{sweep_id}-t{k:02d}"
+        store.create(TrainConfig(model="cnn_a", lr=lr, epochs=1, optimizer="adam", name=f"s: lr={lr}"), run_id=run_id, sweep=sweep_id)
+        history = [{"epoch": 1, "train_loss": 1.0, "train_loss_sum": 3.0, "train_accuracy": accuracy - 5, "test_loss": 0.9,
+                    "test_accuracy": accuracy, "seconds": 2.0, "images_per_s": 300.0, "lr": lr, "elapsed_s": 2.0}]
+        (runs / run_id / "history.jsonl").write_text(json.dumps(history[0]) + "\n")
+        store.write_result(run_id, result_from("finished", "", history, 2.0, 2174))
+        ids.append(run_id)
+    atomic_write_json(runs / ".sweeps" / f"{sweep_id}.json", {
+        "id": sweep_id, "name": "page sweep", "status": "finished", "created": "2026-01-01T00:00:00", "pid": 1, "host": "elsewhere",
+        "space": [{"name": "lr", "kind": "grid", "values": [0.01, 0.05, 0.1], "low": None, "high": None}],
+        "base": TrainConfig(model="cnn_a", optimizer="adam", epochs=1).to_dict(),
+        "options": {"trials": 3, "search": "random", "early_stop": "none", "address": "local"}, "trial_runs": ids, "seconds": 9.0})
+    return sweep_id, ids
+
+
+def test_sweep_page_refuses_what_the_cli_refuses(app, tmp_path):  # noqa: F811
+    at = app("sweep")
+    offered = at.multiselect(key="sw_vary").options  # labels; only settings a sweep may vary
+    assert "Threads" not in offered and "Device" not in offered and "Learning rate" in offered
+    assert not at.button(key="launch").disabled  # the defaults are a valid sweep
+    at.text_input(key="sw_values_lr_grid").set_value("0.01, 20").run()
+    assert at.button(key="launch").disabled
+    assert any("--grid lr: 20 is out of range" in e.value for e in at.error), [e.value for e in at.error]
+    at.selectbox(key="sw_how_lr").set_value("loguniform").run()
+    at.text_input(key="sw_values_lr_loguniform").set_value("0:0.3").run()
+    assert at.button(key="launch").disabled and any("lr: 0 is out of range" in e.value for e in at.error)
+    at.multiselect(key="sw_vary").set_value([]).run()
+    assert at.button(key="launch").disabled and any("search space is empty" in e.value for e in at.error)
+    at.multiselect(key="sw_vary").set_value(["nesterov"]).run()
+    at.selectbox(key="sw_preset").set_value("report_cnn_c").run()  # nesterov=true with SGD is fine ...
+    assert not at.button(key="launch").disabled, [e.value for e in at.error]
+    assert not at.exception
+    assert not (tmp_path / "runs").exists()  # nothing launched, nothing written
+
+
+def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):  # noqa: F811
+    sweep_id, ids = fake_finished_sweep(tmp_path / "runs")
+    at = app("sweep")
+    assert at.selectbox(key="sweep_picker").value == sweep_id
+    table = next(f.value for f in at.dataframe if "best_test_accuracy" in f.value.columns)
+    assert table["run"].tolist() == ids and table["status"].tolist() == ["finished"] * 3
+    assert table["lr"].tolist() == [0.01, 0.05, 0.1] and table["epoch"].tolist() == ["1/1"] * 3
+    assert any("84.50%" in s.value and "lr = 0.05" in s.value for s in at.success)
+    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    assert links["Train this config"] == "train?lr=0.05&epochs=1&optimizer=adam&model=cnn_a" or (
+        "lr=0.05" in links["Train this config"] and "model=cnn_a" in links["Train this config"] and "optimizer=adam" in links["Train this config"])
+    assert links["Compare these"] == f"compare?runs={ids[1]}%2C{ids[2]}%2C{ids[0]}"  # best first
+    assert not at.exception
+
+
+def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
+    _, ids = fake_finished_sweep(tmp_path / "runs")
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.query_params["runs"] = f"{ids[2]},{ids[0]}"
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    assert at.multiselect(key="compare_runs").value == [ids[2], ids[0]]
+    assert not at.exception
+
+
+def test_reproduce_a_study_in_parallel_as_a_sweep(tiny_dir, tmp_path):
+    """`reproduce --study optimizers --parallel 2`: the study's rows run as one sweep (a grid
+    over the rows' configs), and the table is written from their runs as before."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "fmnist_core", "reproduce", "--study", "optimizers", "--epochs", "1", "--parallel", "2",
+                           "--results", str(results)], cwd=ROOT, env=sweep_env(tiny_dir, runs), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(runs)
+    trials = store.list()
+    assert sorted(r.name for r in trials) == ["optimizers: Adam (lr 0.001)", "optimizers: RMSprop (lr 0.001)", "optimizers: SGD (lr 0.01, momentum 0.9)"]
+    assert all(r.status == "finished" and r.sweep and r.config["threads"] == 1 and r.config["batch_size"] == 32 for r in trials)
+    assert {r.config["optimizer"] for r in trials} == {"sgd", "adam", "rmsprop"}
+    table = (results / "study_optimizers.md").read_text()
+    assert table.count("| finished |") == 3, table
+    record = SweepStore(store).read(trials[0].sweep)
+    assert record.status == "finished" and record.options["rows"] == 3 and record.options["max_concurrent"] == 2
+
+
+def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
+    """The app (here a bare process using the page's launcher) is killed with SIGKILL while
+    its sweep trains: the driver notices, stops its trials, settles their runs and takes
+    Ray down, so no process is left and no run shows as running."""
+    runs = tmp_path / "runs"
+    code = ("import time; from fmnist_core.run_store import RunStore; from ui.sweeps import SweepLauncher; "
+            f"SweepLauncher(RunStore({str(runs)!r})).launch('sweep-orphan-test', "
+            "['--model', 'cnn_a', '--batch-size', '256', '--epochs', '200', '--grid', 'lr=0.01,0.02']); time.sleep(600)")
+    app_process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=sweep_env(tiny_dir, runs))
+    store, sweeps = RunStore(runs), SweepStore(RunStore(runs))
+    try:
+        deadline = time.time() + 120
+        while not (len(store.ids()) == 2 and all(len(r.history) >= 1 for r in store.list())):
+            assert time.time() < deadline, "the trials did not start in time"
+            time.sleep(0.5)
+    finally:
+        app_process.kill()
+        app_process.wait()
+    driver = sweeps.raw("sweep-orphan-test")["pid"]
+    deadline = time.time() + 60
+    while Path(f"/proc/{driver}").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{driver}").exists(), "the sweep driver outlived the app"
+    assert sweeps.read("sweep-orphan-test").status == "stopped"
+    assert all(r.status == "stopped" and r.history for r in store.list())
+    assert wait_gone(sweeps.raw("sweep-orphan-test")["ray_session"]) == []

@@ -1,0 +1,196 @@
+"""The Sweep page's helpers: turn the form into `sweep` CLI arguments, launch the driver as
+a subprocess, and turn the run store's trials into a table and a chart.
+
+Why a subprocess (`python -m fmnist_core sweep ...`) and not a thread of the server: Ray
+starts its own processes and installs signal handlers, which only work in a main thread;
+in a child process Ray's memory, its start-up cost and its failures stay out of the
+web server, the page never waits on Ray (it reads the run store), and Stop is a signal
+the driver already handles like Ctrl-C. The child is in the server's process group, so
+stopping the server with Ctrl-C stops its sweeps too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from fmnist_core import paths
+from fmnist_core.config import DEFAULTS, SETTINGS
+from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
+from fmnist_core.sweep import PARENT_ENV
+from fmnist_core.sweep_store import SweepStore
+
+HOW = {
+    "grid": "each value (grid)",
+    "choice": "sample from values",
+    "loguniform": "sample, log scale",
+    "uniform": "sample, linear",
+    "randint": "sample whole numbers",
+}
+
+
+def ways_to_vary(name: str) -> list[str]:
+    """The distributions that fit a setting's kind (config.SETTINGS decides)."""
+    kind = SETTINGS[name].kind
+    if kind == "float":
+        return ["grid", "loguniform", "uniform", "choice"]
+    if kind == "int":
+        return ["grid", "randint", "choice"]
+    return ["grid", "choice"]
+
+
+def default_values(name: str, how: str) -> str:
+    """What the values field starts with: something valid to edit."""
+    declared = SETTINGS[name]
+    if how in ("loguniform", "uniform", "randint"):
+        low = declared.low if not declared.low_open else (DEFAULTS[name] or 1) / 10
+        if how == "loguniform" and name == "lr":
+            return "0.0001:0.3"
+        high = declared.high if declared.kind == "int" and declared.high <= 64 else (DEFAULTS[name] or 1) * 10
+        return f"{low:g}:{min(high, declared.high):g}"
+    if declared.kind in ("choice", "bool"):
+        values = declared.allowed() if declared.kind == "choice" else (True, False)
+        return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values[:4])
+    if name == "lr":
+        return "0.01, 0.05, 0.1"
+    default = DEFAULTS[name]
+    return "" if default is None else str(default)
+
+
+def space_flag(name: str, how: str, text: str) -> tuple[str, str]:
+    """('--grid', 'lr=0.01,0.05') or ('--sample', 'lr=loguniform:1e-4:0.3') from a form row."""
+    compact = ",".join(part.strip() for part in text.replace(";", ",").split(",") if part.strip())
+    if how == "grid":
+        return "--grid", f"{name}={compact}"
+    if how == "choice":
+        return "--sample", f"{name}=choice:{compact}"
+    return "--sample", f"{name}={how}:{text.replace(' ', '')}"
+
+
+@dataclass
+class Launched:
+    """A sweep driver started by this server."""
+
+    sweep_id: str
+    process: subprocess.Popen
+    args: list[str] = field(default_factory=list)
+
+
+class SweepLauncher:
+    """Process-wide (st.cache_resource): the drivers this server started, so any session
+    can stop them and the server reaps them."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.sweeps = SweepStore(store)
+        self._launched: dict[str, Launched] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, sweep_id: str, args: list[str]) -> None:
+        self.sweeps.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.sweeps.log_path(sweep_id), "ab")
+        # The driver stops its trials when this server goes away (however it ends), so a
+        # stopped server leaves no sweep or Ray process behind.
+        env = {**os.environ, "FMNIST_RUNS_DIR": str(self.store.root), PARENT_ENV: str(os.getpid())}
+        process = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", *args, "--id", sweep_id],
+                                   cwd=paths.home(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        with self._lock:
+            self._launched[sweep_id] = Launched(sweep_id, process, args)
+
+    def running(self, sweep_id: str) -> bool:
+        with self._lock:
+            launched = self._launched.get(sweep_id)
+        return launched is not None and launched.process.poll() is None  # poll() also reaps it
+
+    def exit_code(self, sweep_id: str) -> int | None:
+        with self._lock:
+            launched = self._launched.get(sweep_id)
+        return None if launched is None else launched.process.poll()
+
+    def launched_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._launched)
+
+    def stop(self, sweep_id: str) -> None:
+        """Stop every trial of a sweep; finished epochs stay. The stop file reaches a driver
+        started anywhere (the CLI, another machine sharing the store); a driver this server
+        started also gets SIGTERM, which it handles like Ctrl-C."""
+        self.sweeps.request_stop(sweep_id)
+        with self._lock:
+            launched = self._launched.get(sweep_id)
+        if launched is not None and launched.process.poll() is None:
+            launched.process.send_signal(signal.SIGTERM)
+
+    def last_log_line(self, sweep_id: str) -> str:
+        try:
+            lines = self.sweeps.log_path(sweep_id).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+
+@st.cache_resource
+def sweep_launcher() -> SweepLauncher:
+    """One per server process: the sweep drivers it started, whatever the session."""
+    return SweepLauncher(RunStore())
+
+
+def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
+    """One row per trial: its varied values, status, epochs, best test accuracy, seconds."""
+    rows = []
+    for run in trials:
+        last = run.history[-1] if run.history else {}
+        rows.append({
+            "run": run.id, **{name: run.config.get(name) for name in varied}, "status": run.status,
+            "epoch": f"{len(run.history)}/{run.config.get('epochs')}", "best_test_accuracy": best_test_accuracy(run.history),
+            "seconds": last.get("elapsed_s"), "message": (run.result or {}).get("message", ""),
+        })
+    columns = ["run", *varied, "status", "epoch", "best_test_accuracy", "seconds", "message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def hyperparameter_chart(frame: pd.DataFrame, varied: list[str], log_scaled: set[str]) -> alt.HConcatChart | None:
+    """One scatter per varied hyperparameter: its value against the trial's best test accuracy."""
+    scored = frame.dropna(subset=["best_test_accuracy"])
+    if scored.empty:
+        return None
+    charts = []
+    for name in varied:
+        numeric = SETTINGS[name].kind in ("int", "float") and scored[name].notna().all()
+        scale = alt.Scale(type="log") if name in log_scaled else alt.Scale(zero=False)
+        x = alt.X(f"{name}:Q", scale=scale, title=SETTINGS[name].label) if numeric else alt.X(f"{name}:N", title=SETTINGS[name].label)
+        frame_for = scored.assign(**{name: scored[name].astype(str)}) if not numeric else scored
+        charts.append(
+            alt.Chart(frame_for, width=260, height=220).mark_circle(size=90, opacity=0.8).encode(
+                x=x, y=alt.Y("best_test_accuracy:Q", scale=alt.Scale(zero=False), title="best test accuracy (%)"),
+                color=alt.Color("status:N", title=None),
+                tooltip=["run", name, "status", "epoch", alt.Tooltip("best_test_accuracy:Q", format=".2f")],
+            )
+        )
+    return alt.hconcat(*charts)
+
+
+# Settings a link to the Train page carries: the trial's own, minus those the machine decides.
+NOT_LINKED = {"threads", "device", "name"}
+
+
+def train_link(config: dict) -> str:
+    """/train?lr=..&model=..: the Train form reads its settings from the query string
+    (setting names as keys); only values that differ from the defaults are spelled out."""
+    values = {k: v for k, v in config.items() if k in SETTINGS and k not in NOT_LINKED and v != DEFAULTS[k]}
+    values["model"] = config.get("model", DEFAULTS["model"])
+    return "train?" + urlencode({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in values.items() if v is not None})
+
+
+def compare_link(run_ids: list[str]) -> str:
+    return "compare?" + urlencode({"runs": ",".join(run_ids)})
