@@ -121,7 +121,9 @@ def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, log_scale:
     x = epoch_axis(all_history)
     y = alt.Y("value:Q", scale=loss_scale(metric, log_scale), title=None)
     color = alt.Color("run:N", title="run", scale=alt.Scale(domain=names), legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
-    dash = alt.StrokeDash("split:N", title="line", scale=alt.Scale(domain=list(OVERLAY_SPLITS.values()), range=[[1, 0], [5, 4]]),
+    dashes = {"test (solid)": [1, 0], "train (dashed)": [5, 4]}
+    present = [label for label in dashes if label in set(frame["split"])]  # no legend entry without data
+    dash = alt.StrokeDash("split:N", title="line", scale=alt.Scale(domain=present, range=[dashes[label] for label in present]),
                           legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="#555", symbolStrokeWidth=2))
     base = alt.Chart(frame, height=height, title=title)
     lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=dash)
