@@ -59,7 +59,7 @@ def test_watch_refresh_stop_and_restart(page, server):
     # A second run waits in the queue; then stop the first.
     start_run(page, epochs=1, name="queued one")
     page.get_by_text("Waiting in the queue").wait_for()
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     page.get_by_text("cancelled before it started").wait_for()
 
     pick_run(page, "watched")  # show the first run again
@@ -75,7 +75,7 @@ def test_finished_runs_survive_a_server_restart(browser, tmp_path):
         open_page(page, first, "train")
         set_number(page, "Batch size", 1024)
         start_run(page, epochs=1, name="survivor")
-        page.get_by_text("finished").first.wait_for(timeout=120_000)
+        page.locator("[data-testid=stMarkdownContainer]", has_text="Status:").filter(has_text="finished").wait_for(timeout=300_000)
     finally:
         first.stop()
     second = StreamlitServer(tmp_path / "runs", tmp_path / "log2").start()
