@@ -75,7 +75,7 @@ def batch_loss_chart(points: list[tuple[int, float]], total_steps: int | None = 
     if len(frame) > MAX_CHART_POINTS:  # smooth on every point, draw an even subsample
         frame = frame.iloc[:: -(-len(frame) // MAX_CHART_POINTS)]
     end = max([total_steps or 0, *steps, 1])
-    x = alt.X("step:Q", title="batch", scale=alt.Scale(domain=[0, end], nice=False), axis=alt.Axis(format="~s"))
+    x = alt.X("step:Q", title="batch", scale=alt.Scale(domain=[0, end], nice=False), axis=alt.Axis(format=",d"))
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
     title = "Training loss per batch" + (f" (smoothed {smoothing:g})" if smoothing else "")
     base = alt.Chart(frame, height=height, title=title).encode(x=x)
