@@ -231,8 +231,14 @@ def draw_run(run_id: str) -> None:
                      help="Exponential moving average, as TensorBoard's; 0 = the raw losses.")
 
 
+def picker_label(run_id: str) -> str:
+    return f"{truncate(by_id[run_id].name, HEADING_CHARS)} · {by_id[run_id].status} · {run_id}"
+
+
 def pick_run() -> None:
-    st.session_state["selected_run"] = st.session_state["run_picker"]
+    # The browser sends back the label it last drew; when the run's name or status changed
+    # since, that label is no longer an option and comes back as text: the id ends it.
+    st.session_state["selected_run"] = str(st.session_state["run_picker"]).rsplit(" · ", 1)[-1]
 
 
 def delete_controls(run_id: str) -> None:
@@ -307,9 +313,13 @@ with run_col:
     if "undo_delete" in st.session_state:
         undo_bar()
     if records:
-        st.session_state["run_picker"] = selected  # the widget shows this session's selection, whatever the list does
-        st.selectbox("Run", list(by_id), key="run_picker", on_change=pick_run,
-                     format_func=lambda rid: f"{truncate(by_id[rid].name, HEADING_CHARS)} · {by_id[rid].status} · {rid}")
+        # The widget shows this session's selection whatever the list does; setting it also makes the
+        # browser redraw the chosen label, which it would otherwise keep as it was (a stale status).
+        label = picker_label(selected)
+        if st.session_state.get("run_picker") != selected or st.session_state.get("picker_label") != label:
+            st.session_state["run_picker"] = selected
+        st.session_state["picker_label"] = label
+        st.selectbox("Run", list(by_id), key="run_picker", on_change=pick_run, format_func=picker_label)
     if selected is None:
         st.info("No runs yet. Pick a preset or a model on the left and press **Start training**.")
     else:

@@ -44,6 +44,8 @@ def test_overlay_legend_says_solid_test_and_dashed_train_and_colours_points_by_r
     assert dash["legend"]["symbolType"] == "stroke"
     assert points["encoding"]["color"]["field"] == "run"  # not black
     assert lines["encoding"]["color"]["scale"]["domain"] == ["a", "b"]
+    test_only = [{"epoch": 1, "test_accuracy": 80.0}]
+    assert layers(runs_overlay_chart({"a": test_only}, "accuracy").to_dict())[0]["encoding"]["strokeDash"]["scale"]["domain"] == ["test (solid)"]
 
 
 def test_identical_runs_are_drawn_apart_and_named():

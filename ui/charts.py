@@ -75,7 +75,7 @@ def batch_loss_chart(points: list[tuple[int, float]], total_steps: int | None = 
     if len(frame) > MAX_CHART_POINTS:  # smooth on every point, draw an even subsample
         frame = frame.iloc[:: -(-len(frame) // MAX_CHART_POINTS)]
     end = max([total_steps or 0, *steps, 1])
-    x = alt.X("step:Q", title="batch", scale=alt.Scale(domain=[0, end], nice=False), axis=alt.Axis(format="~s"))
+    x = alt.X("step:Q", title="batch", scale=alt.Scale(domain=[0, end], nice=False), axis=alt.Axis(format=",d"))
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
     title = "Training loss per batch" + (f" (smoothed {smoothing:g})" if smoothing else "")
     base = alt.Chart(frame, height=height, title=title).encode(x=x)
@@ -121,7 +121,9 @@ def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, log_scale:
     x = epoch_axis(all_history)
     y = alt.Y("value:Q", scale=loss_scale(metric, log_scale), title=None)
     color = alt.Color("run:N", title="run", scale=alt.Scale(domain=names), legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
-    dash = alt.StrokeDash("split:N", title="line", scale=alt.Scale(domain=list(OVERLAY_SPLITS.values()), range=[[1, 0], [5, 4]]),
+    dashes = {"test (solid)": [1, 0], "train (dashed)": [5, 4]}
+    present = [label for label in dashes if label in set(frame["split"])]  # no legend entry without data
+    dash = alt.StrokeDash("split:N", title="line", scale=alt.Scale(domain=present, range=[dashes[label] for label in present]),
                           legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="#555", symbolStrokeWidth=2))
     base = alt.Chart(frame, height=height, title=title)
     lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=dash)

@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
@@ -59,7 +60,7 @@ def test_watch_refresh_stop_and_restart(page, server):
     # A second run waits in the queue; then stop the first.
     start_run(page, epochs=1, name="queued one")
     page.get_by_text("Waiting in the queue").wait_for()
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     page.get_by_text("cancelled before it started").wait_for()
 
     pick_run(page, "watched")  # show the first run again
@@ -75,7 +76,7 @@ def test_finished_runs_survive_a_server_restart(browser, tmp_path):
         open_page(page, first, "train")
         set_number(page, "Batch size", 1024)
         start_run(page, epochs=1, name="survivor")
-        page.get_by_text("finished").first.wait_for(timeout=120_000)
+        page.locator("[data-testid=stMarkdownContainer]", has_text="Status:").filter(has_text="finished").wait_for(timeout=300_000)
     finally:
         first.stop()
     second = StreamlitServer(tmp_path / "runs", tmp_path / "log2").start()
@@ -244,3 +245,36 @@ def test_tables_fit_at_1400_and_delete_asks_and_undoes(browser, tmp_path):
         assert overflowing_tables(page) == []
     finally:
         server.stop()
+
+
+def test_selection_holds_when_the_chosen_runs_status_changes(browser, tiny_server):
+    """The picker's label carries the run's status, and the browser sends back the label it
+    last drew: when the chosen run ends, the page must keep it chosen, not jump to the
+    newest run (where a Stop or Delete would then land)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_page(page, tiny_server, "train")
+    set_number(page, "Batch size", 256)
+    start_run(page, epochs=30, name="chosen")
+    page.get_by_text("Waiting in the queue").or_(page.locator("[data-testid=stProgress]")).first.wait_for(timeout=60_000)
+    start_run(page, epochs=200, name="newest")  # queued behind it, then training: first in every list
+    page.get_by_text("Waiting in the queue").wait_for()
+    for _attempt in range(6):  # the list redraws as runs change under load; pick again until it holds
+        try:
+            page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click(timeout=5_000)
+            page.get_by_role("option").filter(has_text="chosen").first.click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    time.sleep(1.0)
+    assert "chosen" in picker_text(page)
+    store = RunStore(tiny_server.runs_dir)
+    chosen = next(r.id for r in store.list() if r.name == "chosen")
+    deadline = time.time() + 120
+    while store.read(chosen).result is None:
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+    page.locator("[data-testid=stMarkdownContainer]", has_text="Status:").filter(has_text="finished").wait_for(timeout=30_000)
+    time.sleep(2.5)  # more polls and redraws
+    assert "chosen · finished" in picker_text(page)
+    assert page.locator("h3", has_text="chosen").count() == 1
+    assert page.get_by_role("button", name="Stop").count() == 0  # the running one is not shown, so not stoppable here
