@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig
+from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, flag_of
 from .console import ConsoleProgress
 from .data import CLASSES, load_fashion_mnist, normalize
 from .errors import UserError
@@ -222,11 +222,6 @@ def add_explain_export_commands(sub) -> None:
     p.add_argument("--check-images", dest="check_images", type=int, default=10_000,
                    help="test images the export is compared with PyTorch on (default: all 10,000)")
     p.set_defaults(func=cmd_export)
-
-
-def flag_of(name: str) -> str:
-    """The CLI flag of a TrainConfig setting: batch_size -> --batch-size."""
-    return "--" + name.replace("_", "-")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .config import DEFAULTS, SETTINGS
+from .config import DEFAULTS, SETTINGS, flag_of
 from .data import CLASSES, MEAN, STD, FashionMNIST
 from .metrics import Analysis
 from .models import model_info
@@ -32,11 +32,9 @@ class ExportFacts:
 
 def rebuild_command(config: dict) -> str:
     """`python -m fmnist_core train ...` with a flag for every setting (flags from
-    config.SETTINGS, named as the CLI names them). Defaults are spelled out too, so the
+    config.SETTINGS, named by config.flag_of as the CLI names them). Defaults are spelled out too, so the
     command still rebuilds this model after a later version changes a default. A setting
     the saved config predates takes the default it had: its value when it did not exist."""
-    from .cli import flag_of
-
     parts = ["python", "-m", "fmnist_core", "train"]
     for name, declared in SETTINGS.items():
         value = config.get(name, DEFAULTS[name])
