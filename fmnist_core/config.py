@@ -241,6 +241,7 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclass
 DEFAULTS: dict[str, Any] = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items() if name in SETTINGS}
 
 
+
 def config_problems(values: dict) -> dict[str, str]:
     """Every invalid setting in `values` (a form's or a URL's), {field: message}; empty when
     TrainConfig(**values).validate() would pass. Cross-field rules are checked once every

@@ -32,7 +32,7 @@ class ExportFacts:
 
 def rebuild_command(config: dict) -> str:
     """`python -m fmnist_core train ...` with a flag for every setting (flags from
-    config.SETTINGS, named as the CLI names them). Defaults are spelled out too, so the
+    config.SETTINGS, named by config.flag_of as the CLI names them). Defaults are spelled out too, so the
     command still rebuilds this model after a later version changes a default. A setting
     the saved config predates takes the default it had: its value when it did not exist."""
 
