@@ -11,6 +11,7 @@ import threading
 
 import pytest
 import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.access import LimitError, Limits, NotAllowed, Policy, studio_mode
@@ -86,6 +87,17 @@ def test_estimate_counts_parameters_per_optimizer_and_activations_per_batch():
     tiles = estimate_memory(TrainConfig(model="mlp4", patch=14, batch_size=8192)).activations
     whole = estimate_memory(TrainConfig(model="mlp4", batch_size=8192)).activations
     assert 3 * whole < tiles < 4 * whole
+
+
+def test_estimate_leaves_the_random_state_alone():
+    """Forms are estimated while another run may be initialising its weights from the
+    global generator: the estimate must not draw from it (same seed, same numbers)."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    for model in ("resnet_fm", "vgg11", "cnn_c"):
+        estimate_memory(TrainConfig(model=model))
+    assert torch.equal(torch.rand(3), expected)
 
 
 _ESTIMATE_ONLY = """
