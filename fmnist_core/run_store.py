@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -265,8 +266,10 @@ class RunStore:
         config, config_problems = _read(problems, read_config_file, path / "config.json", default=({}, []))
         problems += config_problems
         result = _read(problems, read_json_file, path / "result.json", RESULT)
+        before = len(problems)
         history, history_problems = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
         problems += history_problems
+        history_ok = len(problems) == before  # readable, of the right shape, in sequence
         owner = _read(problems, read_json_file, path / "owner.json", OWNER)
         owner_alive = _owner_alive(owner)
         if result is not None:
@@ -280,12 +283,12 @@ class RunStore:
         weights = path / WEIGHTS_NAME
         if os.path.lexists(weights) and not is_regular_file(weights):
             problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
-        elif owner is not None and not owner_alive and status != "queued":
-            # The process that trained it is gone and nobody has claimed it since: what a
-            # kill left behind can be tidied without racing a writer.
+        elif status != "queued" and (result is not None or (owner is not None and not owner_alive)):
+            # The run has ended, or the process that trained it is gone and nobody has
+            # claimed it since: what a kill left behind can be tidied without racing a writer.
             with _TIDY_LOCK:  # two sessions reading the run at once must not both append
                 _remove_temp_files(path)
-                if not history_problems:
+                if history_ok:
                     history, _ = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
                     history = _reconcile_history(path, history, problems)
         name = info.get("name") or run_id
@@ -446,8 +449,11 @@ def _reconcile_history(folder: Path, history: list[dict], problems: list[str]) -
 def _append_line(path: Path, record: dict) -> bool:
     """Append one JSON line (never through a symlink); False when it cannot be written."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        # O_NONBLOCK: a FIFO put there since the read fails here instead of blocking
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         with os.fdopen(fd, "a") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return False
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())

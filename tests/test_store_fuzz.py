@@ -24,7 +24,7 @@ from fmnist_core.run_store import ACTIVE, ENDED, RunStore
 from tests.conftest import ROOT
 from tests.test_checkpoint import craft, small_state
 
-FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json")
+FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
 SHAPES = {"list": [], "object": {}, "null": None, "text": "x", "number": 1, "status-list": {"status": ["finished"]}}
 KINDS = [*SHAPES, "directory", "fifo", "symlink"]
 # Valid as they stand: an empty run.json only loses the display name (the id is shown), and
