@@ -297,7 +297,7 @@ def shared_app(tmp_path, monkeypatch):
             at.user = user
         at.run()
         if page:
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, at.exception
         return at
 

@@ -30,7 +30,7 @@ def app(tmp_path, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
         if page:
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, at.exception
         return at
 
@@ -63,7 +63,7 @@ def test_train_opens_with_the_preset_of_the_link(app):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["preset"] = "fast"
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert at.selectbox(key="preset").value == "fast"
     assert at.selectbox(key="f_model").value == "fast_cnn" and at.number_input(key="f_epochs").value == 2
@@ -176,7 +176,7 @@ def open_train(query: dict | None = None) -> AppTest:
     """The Train page on its own (as a link or a refresh opens it), with `query` in the URL."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("app_pages/train.py")
     at.query_params = dict(query or {})
     at.run()
     assert not at.exception, at.exception

@@ -79,7 +79,7 @@ def store_with_two_runs(tmp_path, tiny_data, monkeypatch):
 def open_compare() -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception, at.exception
     return at
 

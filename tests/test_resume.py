@@ -268,7 +268,7 @@ def open_train_page(monkeypatch, runs: Path, data: Path | None = None):
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -185,7 +185,7 @@ def page(fuzzed_store, monkeypatch):
     def open_page(name: str) -> AppTest:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
         at.run()
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"app_pages/{name}.py").run()
         return at
 
     yield open_page

@@ -305,7 +305,7 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.query_params["runs"] = f"{ids[2]},{ids[0]}"
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert at.multiselect(key="compare_runs").value == [ids[2], ids[0]]
     assert not at.exception
 

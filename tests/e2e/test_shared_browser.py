@@ -89,9 +89,6 @@ def test_a_visitor_cannot_stop_rename_or_delete_anothers_run(shared_server, visi
     runs_dir = shared_server.runs_dir
     ann, bob = visitor(), visitor()
 
-    # Home first: while no session of a fresh server has run the router, Streamlit treats
-    # the pages/ folder as a v1 multipage app and runs /train without streamlit_app.py
-    # (no sidebar of ours); reported to the lead.
     open_page(ann, shared_server, "")
     # Ann trains one run and queues a second: her limit (2 per visitor) refuses a third.
     open_page(ann, shared_server, "train")

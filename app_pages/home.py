@@ -19,14 +19,14 @@ st.caption("Train, understand and use image classifiers on Fashion-MNIST: 70,000
 st.subheader("Where to start")
 try_it, train_it, report_it = st.columns(3)
 with try_it.container(border=True):
-    st.page_link("pages/predict.py", label="Try a trained model", icon=":material/draw:")
+    st.page_link("app_pages/predict.py", label="Try a trained model", icon=":material/draw:")
     st.caption("Draw a piece of clothing or upload a photo; two trained models ship with the Studio.")
 with train_it.container(border=True):
-    st.page_link("pages/train.py", label="Train a 90% model in under a minute", icon=":material/model_training:",
+    st.page_link("app_pages/train.py", label="Train a 90% model in under a minute", icon=":material/model_training:",
                  query_params={"preset": FAST_PRESET})
     st.caption(f"Opens Train with the `{FAST_PRESET}` preset ({DESCRIPTIONS[FAST_PRESET]}); press Start and watch it learn.")
 with report_it.container(border=True):
-    st.page_link("pages/compare.py", label="See the report reproduced", icon=":material/compare_arrows:")
+    st.page_link("app_pages/compare.py", label="See the report reproduced", icon=":material/compare_arrows:")
     st.caption("Its Table 1 beside our numbers, and what each model gets wrong.")
 st.markdown("**The report** is the course report this Studio grew from: five small networks (two MLPs, three CNNs) "
             "built to pass 90% test accuracy on Fashion-MNIST. The Studio rebuilds them layer for layer (its Figure 2), "
