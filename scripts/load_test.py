@@ -7,10 +7,11 @@ its own, and drives Chromium from core 1, so the browsers' own work does not cou
    run trained through the Train page with only its own session open (images/s per epoch);
 2. loaded: two visitors start a training each (queued one after the other), 8 more
    sessions open the Train page (10 in all, each polling its live run), and 20 page loads
-   (Home, Train, Compare, Predict in turn) are timed while the first training runs: it is
+   (Home, Train, Compare, Predict in turn) are timed while the first training runs (the
+   run manager trains one run at a time, so the second waits in the queue): the first is
    set to many more epochs than needed, so it is still training when the loads end, and
-   its owner stops it once it has `--epochs` epochs. The second then trains its epochs
-   with the 10 sessions still open.
+   its first `--epochs` epochs are compared with the run alone. The server, and the
+   trainings with it, are stopped at the end.
 
 First content is the time from navigation to the page's title (its first element)
 being drawn. Goal: p50 <= 1 s and p95 <= 2 s loaded, and the trainings at >= 90% of the
@@ -166,17 +167,14 @@ def main() -> None:
             context.close()
 
             contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(args.sessions)]
-            first_owner = open_train(contexts[0], url)
-            start_training(first_owner, runs_dir, "loaded 1", LONG_EPOCHS)
+            start_training(open_train(contexts[0], url), runs_dir, "loaded 1", LONG_EPOCHS)
             start_training(open_train(contexts[1], url), runs_dir, "loaded 2", args.epochs)
             for context in contexts[2:]:
                 open_train(context, url)  # each shows the running run, polling it every second
             figures["first_content_loaded_s"] = first_content_times(browser, url, args.loads)
             if len(run_history(runs_dir, "loaded 1")) >= LONG_EPOCHS:
                 raise SystemExit("the first training ended before the page loads did: the loads were not all under load")
-            first = wait_for_epochs(runs_dir, "loaded 1", args.epochs)[: args.epochs]
-            first_owner.get_by_role("button", name="Stop").click()  # its owner's session shows it
-            figures["loaded_images_per_s"] = [images_per_s(first), images_per_s(wait_for_epochs(runs_dir, "loaded 2", args.epochs))]
+            figures["loaded_images_per_s"] = [images_per_s(wait_for_epochs(runs_dir, "loaded 1", args.epochs)[: args.epochs])]
             for context in contexts:
                 context.close()
             browser.close()
@@ -203,7 +201,7 @@ def report(figures: dict, args) -> None:
         print(json.dumps({**summary, "raw": figures}, indent=2))
         return
     print(f"Shared mode, server on core {SERVER_CORE}, {args.sessions} sessions on the Train page, two cnn_c trainings "
-          f"of {args.epochs} epochs; browsers on core {BROWSER_CORE}.")
+          f"(one training, one queued); browsers on core {BROWSER_CORE}.")
     print(f"{'':28}{'p50':>8}{'p95':>8}")
     for phase in ("alone", "loaded"):
         times = figures[f"first_content_{phase}_s"]
