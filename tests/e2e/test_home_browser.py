@@ -41,7 +41,9 @@ def test_home_on_a_warm_server_shows_content_without_a_wait(browser, server):
             first.append(time.perf_counter() - start)
             page.locator(FULL_CONTENT).first.wait_for(timeout=30_000)
             full.append(time.perf_counter() - start)
-            assert page.locator("[data-testid=stSkeleton]").count() == 0
+            # No grey placeholders left once the mosaic shows (a transient one may still be
+            # swapped out for its element in the same frame on a loaded machine).
+            expect(page.locator("[data-testid=stSkeleton]")).to_have_count(0, timeout=3_000)
             page.close()
         print(f"home, warm server, {LOADS} loads: first content p50 {statistics.median(first) * 1000:.0f} ms "
               f"(max {max(first) * 1000:.0f}), whole page p50 {statistics.median(full) * 1000:.0f} ms (max {max(full) * 1000:.0f})")
