@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
+from playwright.sync_api import expect
+
 from tests.e2e.conftest import open_page
 
 LOADS = 8
