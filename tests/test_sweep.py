@@ -306,7 +306,8 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
     at.query_params["runs"] = f"{ids[2]},{ids[0]}"
     at.run()
     at.switch_page("app_pages/compare.py").run()
-    assert at.multiselect(key="compare_runs").value == [ids[2], ids[0]]
+    # Compare lists runs, shipped models and Table 1 rows; a run of this machine is "run:<id>"
+    assert at.multiselect(key="compare_runs").value == [f"run:{ids[2]}", f"run:{ids[0]}"]
     assert not at.exception
 
 
