@@ -23,7 +23,7 @@ from torch import nn
 from .config import PATCH_SIZES, SETTINGS
 from .data import CLASSES, IMAGE_SIZE
 from .errors import UserError
-from .models import count_parameters, create_model, model_info
+from .models import SCORING_ARGS, count_parameters, create_model, model_info
 
 FORMAT = "fmnist-studio/1"
 WEIGHTS_NAME = "model.safetensors"
@@ -162,7 +162,7 @@ def read_metadata(path: str | Path) -> dict:
 
 # Which TrainConfig setting bounds each constructor argument a checkpoint may name: a
 # checkpoint can ask for no model that the Train form could not have trained.
-ARG_SETTINGS = {"dropout": "dropout", "width": "width", "softmax_output": "softmax_output"}
+ARG_SETTINGS = {"dropout": "dropout", "width": "width", "softmax_output": "softmax_output", "tta": "tta"}
 IMAGE_SIZES = (IMAGE_SIZE, *(p for p in PATCH_SIZES if p))  # whole images, or a patch size
 
 
@@ -173,7 +173,7 @@ def check_model_args(model: str, args: dict) -> None:
         builder = model_info(model).builder
     except UserError as e:
         raise CheckpointError(f"names a model this version cannot build: {e}") from e
-    takes = set(inspect.signature(builder).parameters)
+    takes = set(inspect.signature(builder).parameters) | set(SCORING_ARGS)
     for name, value in args.items():
         if name not in takes:
             raise CheckpointError(f"model '{model}' takes no argument '{name}' (it takes: {', '.join(sorted(takes)) or 'none'})")

@@ -166,12 +166,17 @@ class TrainConfig:
     patch: int = setting(0, label="Patching", kind="choice", choices=PATCH_SIZES, unit="px",
                          help="Tile size: train on PxP tiles, predict with the mean of the tiles' probabilities; 0 = whole images.")
     augment: bool = setting(False, label="Augmentation", kind="bool", help="Random horizontal flips and shifts of up to 2 px.")
+    tta: bool = setting(False, label="Flip TTA", kind="bool",
+                        help="Test-time augmentation: every prediction of the model (its test figures, Predict, export) "
+                             "averages the image and its mirror image. Use it with Augmentation: a model that never saw "
+                             "mirrored items gets worse, not better.")
     seed: int = setting(0, label="Seed", kind="int", low=0, high=2**31 - 1, step=1,
                         help="Same seed and config on the same machine: the same numbers.")
     device: str = setting("auto", label="Device", kind="choice", choices=DEVICES, advanced=True, sweepable=False,
                           help="auto = CUDA when present, else the CPU.")
     threads: int = setting(0, label="Threads", kind="int", low=0, high=MAX_THREADS, step=1, advanced=True, sweepable=False,
-                           help="torch threads; 0 = auto: all cores but one, leaving one for the app.")
+                           help="torch threads; 0 = auto: every core from the command line, all cores but one in the app "
+                                "(one is left for the server and the browser).")
     precision: str = setting("fp32", label="Precision", kind="choice", choices=PRECISIONS,
                              help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX; "
                                   "accuracy is always measured in fp32.")
@@ -217,12 +222,16 @@ class TrainConfig:
             kwargs["width"] = self.width
         if self.patch:
             kwargs["image_size"] = self.patch
+        if self.tta:
+            kwargs["tta"] = True
         return kwargs
 
-    def resolved_threads(self) -> int:
+    def resolved_threads(self, cores_kept_free: int = 0) -> int:
+        """The torch threads to train with: `threads`, or for 0 (auto) every core but
+        `cores_kept_free` (the app keeps one for its server and the visitor's browser)."""
         if self.threads:
             return self.threads
-        return max(1, (os.cpu_count() or 1) - 1)
+        return max(1, (os.cpu_count() or 1) - cores_kept_free)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -157,20 +157,23 @@ def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> 
     and a random shift of up to +-max_shift pixels (zero padded, in normalised units of
     the black background). Vertical flips are left out: an upside-down shoe is not a shoe.
     """
-    n = x.shape[0]  # x: (B, 1, 28, 28)
-    flip = torch.rand(n, generator=generator) < 0.5
+    # The random draws come from the CPU generator (the same numbers on any device, and
+    # resumable), then move to the images' device.
+    n, device = x.shape[0], x.device  # x: (B, 1, 28, 28)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
     if max_shift <= 0:
         return x
     background = -MEAN / STD
     pad = max_shift
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=background)  # (B, 1, 32, 32)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(device)
     # Gather each image's shifted window with one advanced-indexing op.
-    rows = (dy.view(n, 1) + torch.arange(IMAGE_SIZE)).view(n, 1, IMAGE_SIZE, 1)
-    cols = (dx.view(n, 1) + torch.arange(IMAGE_SIZE)).view(n, 1, 1, IMAGE_SIZE)
-    batch = torch.arange(n).view(n, 1, 1, 1)
+    offsets = torch.arange(IMAGE_SIZE, device=device)
+    rows = (dy.view(n, 1) + offsets).view(n, 1, IMAGE_SIZE, 1)
+    cols = (dx.view(n, 1) + offsets).view(n, 1, 1, IMAGE_SIZE)
+    batch = torch.arange(n, device=device).view(n, 1, 1, 1)
     return padded[batch, 0:1, rows, cols].view(n, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 

@@ -92,7 +92,16 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     model = copy.deepcopy(model)
     scorer = ImageClassifier(model, log=True).eval()
     cam = LayerGradCam(scorer, last_conv_layer(model)).attribute(x, target=target, relu_attributions=True)
-    patch = patch_of(model)
+    if not scorer.tta:
+        return _cam_image(cam, patch_of(model))
+    # A flip-TTA model's conv layer saw the image, then its mirror: the mirror's map is
+    # flipped back, and the two are averaged as the two predictions are.
+    original, mirrored = cam.chunk(2)
+    return (_cam_image(original, patch_of(model)) + _cam_image(mirrored, patch_of(model)).flip(-1)) / 2
+
+
+def _cam_image(cam: torch.Tensor, patch: int) -> torch.Tensor:
+    """One view's layer map as a (1, 1, 28, 28) image; a patching model's tiles put back in place."""
     if not patch:
         return LayerAttribution.interpolate(cam, (IMAGE_SIZE, IMAGE_SIZE), interpolate_mode="bilinear")
     per_side = IMAGE_SIZE // patch

@@ -54,11 +54,17 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; `model.build_args` keeps what rebuilds it."""
+# Arguments every model takes, handled here rather than by its builder: they change how
+# the model is scored (scoring.ImageClassifier), not its layers.
+SCORING_ARGS = ("tta",)
+
+
+def create_model(name: str, tta: bool = False, **kwargs) -> nn.Module:
+    """Build a registered model; `model.build_args` keeps what rebuilds it.
+    `tta`: the model is scored on the image and its mirror image (scoring.ImageClassifier)."""
     model = model_info(name).builder(**kwargs)
     model.model_name = name
-    model.build_args = dict(kwargs)
+    model.build_args = {**kwargs, "tta": True} if tta else dict(kwargs)
     return model
 
 

@@ -31,6 +31,9 @@ from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file
 from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, result_from
 
+# Cores an automatic-threads run in the app leaves free: the Streamlit server and the
+# visitor's browser need one, or the page stalls while the model trains.
+APP_CORES = 1
 MAX_BATCH_POINTS = 2000  # per-batch losses kept per run, in memory and in batch_losses.jsonl
 
 
@@ -100,11 +103,11 @@ class RunWriter:
 
 
 def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None,
-              resume: ResumeState | None = None) -> dict:
+              resume: ResumeState | None = None, cores_kept_free: int = 0) -> dict:
     """Train an already-created run folder (or continue it from `resume`, see
-    prepare_resume) and write its result; returns the result."""
+    prepare_resume) and write its result; returns the result. `cores_kept_free`: see fit."""
     writer = RunWriter(store.root / run_id, config)
-    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume)
+    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
     store.write_result(run_id, result)
     if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
@@ -385,7 +388,8 @@ class RunManager:
             data = self._data_loader() if self._data_loader else None
             with self._lock:
                 resume = self._resume.pop(live.id, None)
-            result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data, resume=resume)
+            result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data, resume=resume,
+                               cores_kept_free=APP_CORES)
             if self._closing and result["status"] == "stopped":  # by close(), not by a user
                 (self.store.root / live.id / "result.json").unlink(missing_ok=True)
                 result = {"status": "interrupted", "message": "the server stopped while it trained"}

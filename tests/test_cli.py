@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,10 @@ def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path,
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing created
     assert (tmp_path / "file.txt").read_text() == "keep"
     assert not Path("/sys/fmnist-studio-test").exists()
+
+
+def test_train_uses_every_core_by_default_outside_the_app(tiny_dir, tmp_path):
+    env = {**os.environ, "FMNIST_DATA_DIR": str(tiny_dir)}
+    result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(tmp_path / "run"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert f", {os.cpu_count()} threads" in result.stdout.splitlines()[0]

@@ -1,4 +1,5 @@
 import json
+import os
 import threading
 
 import pytest
@@ -7,7 +8,7 @@ from torch import nn
 
 from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
 from fmnist_core.config import TrainConfig
-from fmnist_core.data import normalize
+from fmnist_core.data import augment, normalize
 from fmnist_core.engine import fit
 from fmnist_core.models import create_model
 from fmnist_core.scoring import class_probabilities, evaluate
@@ -153,3 +154,24 @@ def test_init_schemes(scheme):
         conv = model.features[0].weight
         assert linear.std().item() == pytest.approx(0.01, rel=0.05)
         assert conv.std().item() == pytest.approx((2 / 9) ** 0.5, rel=0.15)  # He: sqrt(2 / fan_in)
+
+
+def test_augmentation_keeps_every_tensor_on_the_images_device():
+    """The GPU path, checked without a GPU: on the meta device any CPU tensor mixed into the
+    batch (the flip mask, the shift offsets) raises, as it would on CUDA."""
+    x = torch.zeros(8, 1, 28, 28, device="meta")
+    out = augment(x, torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (8, 1, 28, 28)
+
+
+class RunStart:
+    def on_run_start(self, event):
+        self.threads = event["threads"]
+
+
+@pytest.mark.parametrize("kept_free", [0, 1])
+def test_automatic_threads_use_every_core_but_those_kept_free(tiny_data, kept_free):
+    """`threads 0`: every core from the command line; the app keeps one for its server."""
+    seen = RunStart()
+    fit(small(threads=0, epochs=1), data=tiny_data, callbacks=[seen], cores_kept_free=kept_free)
+    assert seen.threads == max(1, os.cpu_count() - kept_free)
