@@ -9,7 +9,7 @@ import streamlit as st
 from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.models import list_models
-from fmnist_core.recipes import DESCRIPTIONS, PRESETS, recipe_config
+from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
 from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
 from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
@@ -24,12 +24,12 @@ form_col, sweep_col = st.columns([1, 2], gap="large")
 
 # ---- the form: base config, what varies, how many trials --------------------------------------
 with form_col:
-    preset = st.selectbox("Base", ["custom", *PRESETS], key="sw_preset",
+    preset = st.selectbox("Base", ["custom", *RECIPES], key="sw_preset",
                           format_func=lambda p: "a model with default settings" if p == "custom" else f"{p} – {DESCRIPTIONS.get(p, 'the report recipe')}",
                           help="Every trial starts from this config; the settings you vary below replace its values.")
     model = st.selectbox("Model", list_models(), key="sw_model", disabled=preset != "custom",
                          index=list_models().index(DEFAULTS["model"]))
-    base_epochs = PRESETS[preset].get("epochs", DEFAULTS["epochs"]) if preset != "custom" else DEFAULTS["epochs"]
+    base_epochs = RECIPES[preset].get("epochs", DEFAULTS["epochs"]) if preset != "custom" else DEFAULTS["epochs"]
     epochs = st.number_input("Epochs per trial", value=int(base_epochs), step=1, key=f"sw_epochs_{preset}",
                              help=SETTINGS["epochs"].help + f" Allowed: {SETTINGS['epochs'].describe_range()}.")
     varied = st.multiselect("Vary", sweepable_settings(), default=["lr"], key="sw_vary", format_func=lambda n: SETTINGS[n].label,

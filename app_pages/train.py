@@ -7,7 +7,7 @@ import streamlit as st
 from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
-from fmnist_core.recipes import DESCRIPTIONS, PRESETS
+from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
 from ui.charts import batch_loss_chart, epoch_chart
@@ -27,7 +27,7 @@ manager = run_manager()
 
 
 def preset_values(preset: str) -> dict:
-    return {**DEFAULTS, **PRESETS[preset], "name": preset}
+    return {**DEFAULTS, **RECIPES[preset], "name": preset}
 
 
 def apply_preset() -> None:
@@ -63,7 +63,7 @@ if "form_saved" not in st.session_state:  # first visit or a browser refresh: th
 for f in FIELDS:  # widget state is dropped while another page shows; put it back
     st.session_state.setdefault(widget_key(f), st.session_state["form_saved"][f])
 # Home's "train a 90% model" links here with ?preset=fast: apply it once, then drop it from the address.
-if st.query_params.get("preset") in PRESETS:
+if st.query_params.get("preset") in RECIPES:
     st.session_state["preset"] = st.query_params["preset"]
     apply_preset()
     del st.query_params["preset"]
@@ -96,7 +96,7 @@ form_col, run_col = st.columns([1, 2], gap="large")
 # ---- the form --------------------------------------------------------------------------
 with form_col:
     st.selectbox(
-        "Preset", ["custom", *PRESETS], key="preset", on_change=apply_preset, format_func=preset_label,
+        "Preset", ["custom", *RECIPES], key="preset", on_change=apply_preset, format_func=preset_label,
         help="Fills the form with a named recipe: the report's own (SGD, momentum 0.9, batch 32, 20 epochs, custom init) or ours.",
     )
     field(st, "model")

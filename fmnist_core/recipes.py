@@ -44,24 +44,12 @@ OUR_RECIPES: dict[str, dict] = {
                  batch_size=256, epochs=12, schedule="onecycle", label_smoothing=0.1, augment=True),
 }
 
-# The recipes the current ones replaced, kept so that `bench` times old and new side by
-# side in one run (the same machine, the same load). Not offered as presets.
-BASELINE_RECIPES: dict[str, dict] = {
-    "fast_v1": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                    batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
-    "balanced_v1": dict(model="resnet_fm", width=16, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                        batch_size=128, epochs=5, schedule="onecycle", label_smoothing=0.1, **SPEED),
-}
-
-PRESETS: dict[str, dict] = {**OUR_RECIPES, **REPORT_RECIPES}  # what the Train and Sweep pages offer
-RECIPES: dict[str, dict] = {**PRESETS, **BASELINE_RECIPES}  # what `--recipe` and `bench` accept
+RECIPES: dict[str, dict] = {**OUR_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
     "fast": "quickest to 90%: 2 epochs of a narrow 2-block BN CNN, bf16",
     "balanced": "~93% in ~2 minutes: 5 epochs of the residual net at width 16, bf16",
     "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation",
-    "fast_v1": "the fast recipe before issue 14, kept for bench's comparison",
-    "balanced_v1": "the balanced recipe before issue 14, kept for bench's comparison",
 }
 
 
