@@ -34,6 +34,10 @@ from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunSto
 # Cores an automatic-threads run in the app leaves free: the Streamlit server and the
 # visitor's browser need one, or the page stalls while the model trains.
 APP_CORES = 1
+# The trainer thread's CPU priority (a nice value) below the server's page scripts: when a
+# visitor opens a page, the script gets the core at once, and training has all the rest.
+# Linux keeps a nice value per thread, and threads started from it inherit it.
+TRAINER_NICENESS = 10
 MAX_BATCH_POINTS = 2000  # per-batch losses kept per run, in memory and in batch_losses.jsonl
 
 
@@ -374,6 +378,7 @@ class RunManager:
             live.status, live.message, live.ended = status, message, time.time()
 
     def _work(self) -> None:
+        _lower_this_threads_priority(TRAINER_NICENESS)
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
@@ -414,6 +419,14 @@ class RunManager:
 def disk_full(error: BaseException) -> bool:
     # safetensors reports a full disk as its own error, with the OS's words in the text
     return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left on device" in str(error).lower()
+
+
+def _lower_this_threads_priority(niceness: int) -> None:
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(niceness, os.getpriority(os.PRIO_PROCESS, thread)))
+    except (AttributeError, OSError):  # not Linux, or not allowed: train at the normal priority
+        pass
 
 
 DISK_FULL = "disk full: no space left to save the run; free some space, then resume it from its last finished epoch"

@@ -1,11 +1,13 @@
 import json
+import os
+import threading
 import time
 
 import pytest
 
 from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.errors import UserError
-from fmnist_core.run_manager import MAX_BATCH_POINTS, LiveRun, RunManager, RunWriter
+from fmnist_core.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
 from fmnist_core.run_store import RunStore
 
 
@@ -228,3 +230,16 @@ def test_per_batch_losses_are_kept_downsampled_in_the_run_folder(tmp_path):
     with open(store.root / run_id / "batch_losses.jsonl", "a") as f:
         f.write('[1, 2]\n{"step": "x", "loss": 1}\n{"step": 3')  # wrong shapes and a cut-off line
     assert store.view(run_id).batch_losses == view.batch_losses
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a POSIX feature")
+def test_training_runs_below_the_pages_cpu_priority(manager):
+    """Under load (a class on one server) a page's script must get the core before the
+    training thread does: the trainer thread is niced, the server's threads are not."""
+    run_id = manager.submit(cfg())
+    deadline = time.time() + 60
+    while not manager.live(run_id).history:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert os.getpriority(os.PRIO_PROCESS, manager._worker.native_id) >= TRAINER_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < TRAINER_NICENESS
