@@ -161,6 +161,7 @@ drawn_ids = [r.id for r in records]
 live_statuses = manager.statuses()
 drawn_statuses = {**live_statuses, **{r.id: r.status for r in records if r.id in live_statuses}}
 shown_active = selected in active_ids  # its live panel polls; otherwise watch_runs does
+page_drawn = False  # True once this run of the page has ended: only the fragments' own reruns (polls, clicks) compare then
 
 
 def runs_changed() -> bool:
@@ -182,20 +183,24 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     the page costs the training as little CPU as possible."""
     run = manager.view(run_id)
     status, config = run.status, run.config
-    if status != status_shown or len(run.history) != epochs_shown or runs_changed():
-        st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
     cols = st.columns([2, 1])
-    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     locked = why_locked(manager.owner_of(run_id))  # shared mode: only the owner or an admin
+    # The buttons come before the rerun below: a click arrives as a rerun of this fragment, and
+    # one that comes with a change (an epoch ended, another visitor queued a run) would be dropped
+    # by st.rerun() if not acted on first.
     if status in ACTIVE and not run.live:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
                                              disabled=bool(locked), help=locked):
-        act(manager.stop, run_id)
+        if act(manager.stop, run_id):
+            st.rerun()  # a cancelled run ends at once: show it
     elif status in RESUMABLE and manager.can_resume(run_id) and cols[1].button(
             "Resume", key=f"resume-{run_id}", width="stretch", disabled=bool(locked), help=locked or "Continue from its last finished epoch."):
         if act(manager.resume, run_id):
             st.rerun()
+    if page_drawn and (status != status_shown or len(run.history) != epochs_shown or runs_changed()):
+        st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
+    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":
@@ -355,10 +360,13 @@ trash_box()
 def watch_runs() -> None:
     """Redraw the page when runs_changed(), so the run picker and the table follow the store
     while the shown run has nothing to poll for (the live panel watches while it has). Draws
-    nothing; last on the page, so a click above is acted on before any rerun."""
-    if runs_changed():
+    nothing."""
+    if page_drawn and runs_changed():
         st.rerun()
 
 
 if not shown_active:
     st.fragment(watch_runs, run_every=REFRESH_SECONDS if active_ids else IDLE_REFRESH_SECONDS)()
+# A rerun from the full run of the page would drop the clicks it carries (those below the live
+# panel: rename, delete, undo, trash) before they are acted on; only the fragments' own reruns may.
+page_drawn = True
