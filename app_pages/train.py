@@ -17,7 +17,8 @@ from ui.tables import csv_text, runs_frame, runs_table
 from ui.text import heading_html, literal, plain, truncate
 from ui.visitor import act, current_visitor, limit_problems, limits_caption, why_locked
 
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # the shown run's progress, and the run list while any run is queued or training
+IDLE_REFRESH_SECONDS = 2.0  # the run list while nothing is: another visitor's (or the CLI's) new run still shows up
 FIELDS = list(SETTINGS)  # every setting is on the form (ui.form builds each widget from its declaration)
 ADVANCED = [f for f in FIELDS if SETTINGS[f].advanced]
 HEADING_CHARS = 60  # a longer run name is cut with an ellipsis in headings and lists
@@ -155,8 +156,18 @@ active_ids = [r.id for r in records if r.status in ACTIVE]
 if st.session_state.get("selected_run") not in by_id:  # first visit, or the run was deleted
     st.session_state["selected_run"] = (active_ids or [r.id for r in records] or [None])[0]
 selected = st.session_state["selected_run"]
-live_statuses = manager.statuses()  # what the live panel polls; a change redraws the page (and this list)
+# What the run list was drawn from; runs_changed() compares it with now.
+drawn_ids = [r.id for r in records]
+live_statuses = manager.statuses()
 drawn_statuses = {**live_statuses, **{r.id: r.status for r in records if r.id in live_statuses}}
+shown_active = selected in active_ids  # its live panel polls; otherwise watch_runs does
+page_drawn = False  # True once this run of the page has ended: only the fragments' own reruns (polls, clicks) compare then
+
+
+def runs_changed() -> bool:
+    """A run appeared or went (another visitor's, the CLI's), or one this server holds changed
+    status: the run picker and the table are then out of date. Cheap enough to poll."""
+    return manager.store.ids() != drawn_ids or manager.statuses() != drawn_statuses
 
 
 BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
@@ -166,26 +177,30 @@ BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":mater
 
 
 def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
-    """Status, stop, progress and per-batch loss: polled every second while any run is active.
-    The epoch charts, the run list and the table sit outside it and are redrawn (one full
-    rerun) only when a run's status changes or an epoch ends, so the page costs the
-    training as little CPU as possible."""
+    """Status, stop, progress and per-batch loss of the shown run: polled every second while
+    it is queued or training. The epoch charts, the run list and the table sit outside it and
+    are redrawn (one full rerun) only when an epoch ends or a status changes (runs_changed), so
+    the page costs the training as little CPU as possible."""
     run = manager.view(run_id)
     status, config = run.status, run.config
-    if status != status_shown or len(run.history) != epochs_shown or manager.statuses() != drawn_statuses:
-        st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
     cols = st.columns([2, 1])
-    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     locked = why_locked(manager.owner_of(run_id))  # shared mode: only the owner or an admin
+    # The buttons come before the rerun below: a click arrives as a rerun of this fragment, and
+    # one that comes with a change (an epoch ended, another visitor queued a run) would be dropped
+    # by st.rerun() if not acted on first.
     if status in ACTIVE and not run.live:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
                                              disabled=bool(locked), help=locked):
-        act(manager.stop, run_id)
+        if act(manager.stop, run_id):
+            st.rerun()  # a cancelled run ends at once: show it
     elif status in RESUMABLE and manager.can_resume(run_id) and cols[1].button(
             "Resume", key=f"resume-{run_id}", width="stretch", disabled=bool(locked), help=locked or "Continue from its last finished epoch."):
         if act(manager.resume, run_id):
             st.rerun()
+    if page_drawn and (status != status_shown or len(run.history) != epochs_shown or runs_changed()):
+        st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
+    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(run.message)
     if status == "queued":
@@ -208,8 +223,8 @@ def draw_run(run_id: str) -> None:
     # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
     st.html(heading_html(name, HEADING_CHARS))
     st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
-    # Poll while anything trains (so the run list follows other runs too); a quiet page is drawn once.
-    st.fragment(live_panel, run_every=REFRESH_SECONDS if active_ids else None)(run_id, by_id[run_id].status, len(history))
+    # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
+    st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
     if history:
         last = history[-1]
         m = st.columns(4)
@@ -340,3 +355,18 @@ if records:
 else:
     st.caption("Runs you start appear here, and stay after a restart.")
 trash_box()
+
+
+def watch_runs() -> None:
+    """Redraw the page when runs_changed(), so the run picker and the table follow the store
+    while the shown run has nothing to poll for (the live panel watches while it has). Draws
+    nothing."""
+    if page_drawn and runs_changed():
+        st.rerun()
+
+
+if not shown_active:
+    st.fragment(watch_runs, run_every=REFRESH_SECONDS if active_ids else IDLE_REFRESH_SECONDS)()
+# A rerun from the full run of the page would drop the clicks it carries (those below the live
+# panel: rename, delete, undo, trash) before they are acted on; only the fragments' own reruns may.
+page_drawn = True
