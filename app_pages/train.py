@@ -10,7 +10,7 @@ from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
-from ui.charts import batch_loss_chart, epoch_chart
+from ui.charts import epoch_chart, shared_batch_loss_spec
 from ui.form import config_summary, form_from_query, query_from_form, setting_widget, widget_key
 from ui.state import model_card, run_manager
 from ui.tables import csv_text, runs_frame, runs_table
@@ -211,9 +211,10 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
             f"epoch {p.get('epoch', 0)}/{config['epochs']} · batch {p.get('batch', 0)}/{p.get('batches', 0)} · "
             f"{p.get('images_per_s', 0):,.0f} img/s · ETA {fmt_seconds(p.get('eta_s'))}"
         ))
-    if run.batch_losses:
-        st.altair_chart(batch_loss_chart(run.batch_losses, run.total_steps, smoothing=st.session_state.get("smoothing", 0.9),
-                                         log_scale=st.session_state.get("log_loss", False)), width="stretch")
+    if points := list(run.batch_losses):
+        key = (len(points), points[0][0], points[-1][0])
+        st.vega_lite_chart(spec=shared_batch_loss_spec(run_id, key, run.total_steps, st.session_state.get("smoothing", 0.9),
+                                                       st.session_state.get("log_loss", False), points), width="stretch")
 
 
 def draw_run(run_id: str) -> None:

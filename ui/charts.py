@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+import streamlit as st
 
 SPLIT_COLORS = {"train": "#4c78a8", "validation": "#72b7b2", "test": "#f58518"}
 SPLITS = {"train": "train", "validation": "val", "test": "test"}  # split -> history key prefix
@@ -84,6 +85,17 @@ def batch_loss_chart(points: list[tuple[int, float]], total_steps: int | None = 
         return raw.encode(tooltip=["step", alt.Tooltip("loss:Q", format=".4f")])
     return raw + base.mark_line(color="#4c78a8").encode(y=alt.Y("smoothed:Q", scale=y_scale),
                                                        tooltip=["step", alt.Tooltip("smoothed:Q", format=".4f")])
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def shared_batch_loss_spec(run_id: str, points_key: tuple, total_steps: int | None, smoothing: float, log_scale: bool,
+                           _points: list[tuple[int, float]]) -> dict:
+    """batch_loss_chart's Vega-Lite spec, built once per new point however many sessions
+    show the run. Every open Train page redraws it each second; building it with Altair
+    (objects, then schema validation) was nearly all of a poll's CPU, which with a class on
+    one server came out of the training and the page loads. `points_key` (count, first and
+    last step) stands for `_points`, which is not hashed."""
+    return batch_loss_chart(_points, total_steps, smoothing, log_scale).to_dict()
 
 
 def identical_runs(histories: dict[str, list[dict]]) -> list[list[str]]:

@@ -30,9 +30,18 @@ def start_run(page, epochs: int, name: str) -> None:
     page.get_by_role("button", name="Start training").click()
 
 
-def pick_run(page, name: str) -> None:
-    page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click()
-    page.get_by_role("option").filter(has_text=name).first.click()
+def pick_run(page, name: str, tries: int = 3) -> None:
+    """Open the Run picker and choose `name`. The list closes when the chosen run's label
+    changes under it (its status moved on: the select redraws its value); a user then
+    opens it again, and so does this, up to `tries` times."""
+    for attempt in range(tries):
+        page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click()
+        try:
+            page.get_by_role("option").filter(has_text=name).first.click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
     time.sleep(0.5)
 
 
