@@ -212,8 +212,7 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
             f"{p.get('images_per_s', 0):,.0f} img/s · ETA {fmt_seconds(p.get('eta_s'))}"
         ))
     if points := list(run.batch_losses):
-        key = (len(points), points[0][0], points[-1][0])
-        st.vega_lite_chart(spec=shared_batch_loss_spec(run_id, key, run.total_steps, st.session_state.get("smoothing", 0.9),
+        st.vega_lite_chart(spec=shared_batch_loss_spec(run_id, status, run.total_steps, st.session_state.get("smoothing", 0.9),
                                                        st.session_state.get("log_loss", False), points), width="stretch")
 
 

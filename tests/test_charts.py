@@ -93,3 +93,22 @@ def test_batch_loss_chart_spans_the_whole_run_and_smooths_on_request():
     assert rows[0]["smoothed"] == pytest.approx(2.0) and rows[-1]["smoothed"] > rows[-1]["loss"]  # lags the falling loss
     plain = batch_loss_chart(points, total_steps=1876, smoothing=0.0).to_dict()
     assert "layer" not in plain and "smoothed" not in plain["title"]
+
+
+def test_sessions_showing_one_run_share_one_loss_chart_build(monkeypatch):
+    """Every open Train page polls its run each second; the per-batch chart is built once per
+    LOSS_CHART_SECONDS for all of them, not once per session and poll (issue 11, Load: the
+    build was 45 ms of each poll), and a new status (the run ended) builds a fresh one at once."""
+    import ui.charts as charts
+
+    builds = []
+    real = charts.batch_loss_chart
+    monkeypatch.setattr(charts, "batch_loss_chart", lambda *a, **k: builds.append(1) or real(*a, **k))
+    charts.shared_batch_loss_spec.clear()
+    points = [(i, 1.0 / i) for i in range(1, 200)]
+    specs = [charts.shared_batch_loss_spec("run-a", "running", 400, 0.9, False, points[: 100 + i]) for i in range(10)]
+    assert len(builds) == 1 and all(spec == specs[0] for spec in specs)  # one spec, so the browsers need not redraw
+    ended = charts.shared_batch_loss_spec("run-a", "finished", 400, 0.9, False, points)
+    assert len(builds) == 2 and ended != specs[0]
+    assert charts.shared_batch_loss_spec("run-a", "finished", 400, 0.0, False, points) != ended  # smoothing is in the key
+    assert len(builds) == 3

@@ -87,14 +87,18 @@ def batch_loss_chart(points: list[tuple[int, float]], total_steps: int | None = 
                                                        tooltip=["step", alt.Tooltip("smoothed:Q", format=".4f")])
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def shared_batch_loss_spec(run_id: str, points_key: tuple, total_steps: int | None, smoothing: float, log_scale: bool,
+LOSS_CHART_SECONDS = 5  # how often a live per-batch loss chart takes in new points
+
+
+@st.cache_data(ttl=LOSS_CHART_SECONDS, max_entries=32, show_spinner=False)
+def shared_batch_loss_spec(run_id: str, status: str, total_steps: int | None, smoothing: float, log_scale: bool,
                            _points: list[tuple[int, float]]) -> dict:
-    """batch_loss_chart's Vega-Lite spec, built once per new point however many sessions
-    show the run. Every open Train page redraws it each second; building it with Altair
-    (objects, then schema validation) was nearly all of a poll's CPU, which with a class on
-    one server came out of the training and the page loads. `points_key` (count, first and
-    last step) stands for `_points`, which is not hashed."""
+    """batch_loss_chart's Vega-Lite spec for a run, shared by every session that shows it
+    and kept for LOSS_CHART_SECONDS (a new status starts a new one at once). Each open Train
+    page polls its run every second: built there with Altair (objects, then schema
+    validation) the chart was nearly all of a poll's CPU (45 ms), and redrawn in every
+    browser each second it kept the visitors' CPUs busy too; an unchanged spec is not
+    redrawn. `_points` is not hashed: the run, status and time window stand for it."""
     return batch_loss_chart(_points, total_steps, smoothing, log_scale).to_dict()
 
 
