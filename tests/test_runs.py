@@ -15,6 +15,13 @@ def cfg(**kw):
     return TrainConfig(**{**dict(model="cnn_a", optimizer="adam", lr=0.01, batch_size=32, epochs=2, threads=1), **kw})
 
 
+def wait_for_first_epoch(manager: RunManager, run_id: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not manager.live(run_id).history:
+        assert time.time() < deadline, f"{run_id} finished no epoch in {timeout:.0f} s"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def manager(tmp_path, tiny_data):
     return RunManager(RunStore(tmp_path / "runs"), data_loader=lambda: tiny_data)
@@ -40,10 +47,7 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
 def test_stop_and_cancel(manager):
     running = manager.submit(cfg(epochs=200))
     queued = manager.submit(cfg())
-    deadline = time.time() + 60
-    while not manager.live(running).history:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_for_first_epoch(manager, running)
     manager.stop(queued)
     manager.stop(running)
     assert manager.wait_idle(30)
@@ -196,10 +200,7 @@ def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
     epochs and reads back as interrupted; a queued run is not started."""
     running = manager.submit(cfg(epochs=200))
     queued = manager.submit(cfg())
-    deadline = time.time() + 60
-    while not manager.live(running).history:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_for_first_epoch(manager, running)
     manager.close(timeout=30)
     assert not manager._worker.is_alive()
     record = RunStore(tmp_path / "runs").read(running)
@@ -237,9 +238,6 @@ def test_training_runs_below_the_pages_cpu_priority(manager):
     """Under load (a class on one server) a page's script must get the core before the
     training thread does: the trainer thread is niced, the server's threads are not."""
     run_id = manager.submit(cfg())
-    deadline = time.time() + 60
-    while not manager.live(run_id).history:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_for_first_epoch(manager, run_id)
     assert os.getpriority(os.PRIO_PROCESS, manager._worker.native_id) >= TRAINER_NICENESS
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < TRAINER_NICENESS
