@@ -23,7 +23,7 @@ from torch import nn
 
 from .data import CLASSES, IMAGE_SIZE, MEAN, STD, tiles_per_image
 from .errors import UserError
-from .scoring import ImageClassifier, patch_of
+from .scoring import ImageClassifier
 
 METHODS = {"ig": "Integrated Gradients", "occlusion": "Occlusion", "gradcam": "Grad-CAM"}
 BACKGROUND = -MEAN / STD  # a black pixel, normalised: the "nothing here" reference
@@ -93,11 +93,11 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     scorer = ImageClassifier(model, log=True).eval()
     cam = LayerGradCam(scorer, last_conv_layer(model)).attribute(x, target=target, relu_attributions=True)
     if not scorer.tta:
-        return _cam_image(cam, patch_of(model))
+        return _cam_image(cam, scorer.patch)
     # A flip-TTA model's conv layer saw the image, then its mirror: the mirror's map is
     # flipped back, and the two are averaged as the two predictions are.
     original, mirrored = cam.chunk(2)
-    return (_cam_image(original, patch_of(model)) + _cam_image(mirrored, patch_of(model)).flip(-1)) / 2
+    return (_cam_image(original, scorer.patch) + _cam_image(mirrored, scorer.patch).flip(-1)) / 2
 
 
 def _cam_image(cam: torch.Tensor, patch: int) -> torch.Tensor:

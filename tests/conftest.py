@@ -13,6 +13,7 @@ import torch
 from fmnist_core.data import FILES, load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "streamlit_app.py")
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -77,3 +78,12 @@ def frame_with(at, column: str):
         if column in frame.value.columns:
             return frame.value
     return None
+
+
+def run_app(at, page: str | None = None):
+    """Run an AppTest of the router, then switch to app_pages/<page>.py; no exception allowed."""
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at

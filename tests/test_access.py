@@ -20,7 +20,7 @@ from fmnist_core.errors import UserError
 from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, machine_memory
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
-from tests.conftest import ROOT
+from tests.conftest import APP, ROOT, run_app
 
 SHARED = Policy.from_settings("shared", {"admins": ["Admin@Example.org"]})
 
@@ -285,7 +285,7 @@ def shared_app(tmp_path, monkeypatch):
 
     def open_page(studio: dict | None = None, visitor: str | None = None, user: dict | None = None, page: str | None = "train",
                   auth: dict | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+        at = AppTest.from_file(APP, default_timeout=60)
         if studio is not None:  # new settings: as a restarted server (the policy is read once per process)
             st.cache_resource.clear()
             at.secrets["studio"] = studio
@@ -295,11 +295,7 @@ def shared_app(tmp_path, monkeypatch):
             at.session_state["visitor_id"] = visitor
         if user:
             at.user = user
-        at.run()
-        if page:
-            at.switch_page(f"app_pages/{page}.py").run()
-        assert not at.exception, at.exception
-        return at
+        return run_app(at, page)
 
     yield open_page
     st.cache_resource.clear()
@@ -348,7 +344,7 @@ def test_a_wrong_mode_is_one_message_not_a_traceback(monkeypatch):
     monkeypatch.setenv("FMNIST_STUDIO_MODE", "public")
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["The Studio is not set up correctly: FMNIST_STUDIO_MODE='public' is not a mode; "
                                            "use 'local' or 'shared'."]

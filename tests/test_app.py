@@ -14,9 +14,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.data import CLASSES
-from tests.conftest import ROOT, frame_with
-
-APP = str(ROOT / "streamlit_app.py")
+from tests.conftest import APP, ROOT, frame_with, run_app
 
 
 @pytest.fixture
@@ -27,12 +25,7 @@ def app(tmp_path, monkeypatch):
     st.cache_resource.clear()
 
     def open_page(page: str | None = None) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.run()
-        if page:
-            at.switch_page(f"app_pages/{page}.py").run()
-        assert not at.exception, at.exception
-        return at
+        return run_app(AppTest.from_file(APP, default_timeout=60), page)
 
     yield open_page
     st.cache_resource.clear()

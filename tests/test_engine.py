@@ -164,14 +164,9 @@ def test_augmentation_keeps_every_tensor_on_the_images_device():
     assert out.device.type == "meta" and out.shape == (8, 1, 28, 28)
 
 
-class RunStart:
-    def on_run_start(self, event):
-        self.threads = event["threads"]
-
-
 @pytest.mark.parametrize("kept_free", [0, 1])
 def test_automatic_threads_use_every_core_but_those_kept_free(tiny_data, kept_free):
     """`threads 0`: every core from the command line; the app keeps one for its server."""
-    seen = RunStart()
-    fit(small(threads=0, epochs=1), data=tiny_data, callbacks=[seen], cores_kept_free=kept_free)
-    assert seen.threads == max(1, os.cpu_count() - kept_free)
+    rec = Recorder()
+    fit(small(threads=0, epochs=1), data=tiny_data, callbacks=[rec], cores_kept_free=kept_free)
+    assert rec.events[0][1]["threads"] == max(1, os.cpu_count() - kept_free)

@@ -21,7 +21,7 @@ from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.run_manager import RunManager, train_run
 from fmnist_core.run_store import RunStore, process_start_time
-from tests.conftest import ROOT
+from tests.conftest import APP, ROOT
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation
 # and batch order (the run's generator), momentum (optimizer), one-cycle (scheduler), EMA.
@@ -266,7 +266,7 @@ def open_train_page(monkeypatch, runs: Path, data: Path | None = None):
         monkeypatch.setenv("FMNIST_DATA_DIR", str(data))
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     at.switch_page("app_pages/train.py").run()
     assert not at.exception, at.exception

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from fmnist_core.config import TrainConfig
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import ACTIVE, ENDED, RunStore
-from tests.conftest import ROOT
+from tests.conftest import APP, ROOT
 from tests.test_checkpoint import craft, small_state
 
 FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
@@ -183,7 +183,7 @@ def page(fuzzed_store, monkeypatch):
     st.cache_resource.clear()
 
     def open_page(name: str) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+        at = AppTest.from_file(APP, default_timeout=120)
         at.run()
         at.switch_page(f"app_pages/{name}.py").run()
         return at

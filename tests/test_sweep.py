@@ -17,7 +17,7 @@ import pytest
 from fmnist_core.cli import main
 from fmnist_core.run_store import RunStore
 from fmnist_core.sweep_store import SweepStore
-from tests.conftest import ROOT
+from tests.conftest import APP, ROOT
 from tests.e2e.conftest import free_port
 from tests.test_app import app  # noqa: F401 - the AppTest fixture
 
@@ -302,7 +302,7 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
     _, ids = fake_finished_sweep(tmp_path / "runs")
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["runs"] = f"{ids[2]},{ids[0]}"
     at.run()
     at.switch_page("app_pages/compare.py").run()
