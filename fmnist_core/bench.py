@@ -31,7 +31,7 @@ from .data import FILES, find_data_dir, load_fashion_mnist, normalize
 from .engine import build_model, build_optimizer, build_scheduler, train_one_epoch
 from .inference import predict_images
 from .paths import pretrained_dir
-from .recipes import recipe_config
+from .recipes import PREVIOUS_RECIPES, recipe_config
 
 REPORT_MODELS = ("mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c")
 THRESHOLDS = (90.0, 92.0, 93.0, 94.0)
@@ -146,6 +146,30 @@ def step_profile(config: TrainConfig, n_batches: int, warmup: int = 10) -> dict:
     return {phase: 1000 * seconds / n_batches for phase, seconds in clock.totals.items()}
 
 
+def default_recipes() -> list[str]:
+    """Ours, each after the recipe it replaced (if any), so the two are timed side by side."""
+    return [name for recipe in ("fast", "balanced") for name in (*previous_recipes(recipe), recipe)]
+
+
+def previous_recipes(recipe: str) -> list[str]:
+    return [f"{recipe}_v1"] if f"{recipe}_v1" in PREVIOUS_RECIPES else []
+
+
+def speedups(results: list[dict]) -> list[dict]:
+    """Mean time to each threshold, a recipe against the one it replaced, where both reached
+    it with every seed (measured in the same run, so on the same machine and load)."""
+    by_name = {result["recipe"]: result["seconds_to"] for result in results}
+    rows = []
+    for recipe, seconds_to in by_name.items():
+        for previous in previous_recipes(recipe):
+            for t in THRESHOLDS:
+                new, old = seconds_to[str(t)], by_name.get(previous, {}).get(str(t))
+                if new and old and None not in new and None not in old:
+                    rows.append({"recipe": recipe, "previous": previous, "threshold": t,
+                                 "ratio": statistics.mean(new) / statistics.mean(old)})
+    return rows
+
+
 class _Clock:
     """Engine callback: wall-clock seconds at the end of each epoch, with test accuracy."""
 
@@ -218,16 +242,19 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
         print(f"{model:<12}{ours:>10,.0f}{theirs:>10,.0f}{ours / theirs:>7.2f}x", flush=True)
     out["throughput"] = rows
 
-    recipes = recipes or (["fast"] if quick else ["fast", "balanced"])
+    recipes = recipes or ([*previous_recipes("fast"), "fast"] if quick else default_recipes())
     seeds = 1 if quick else seeds
     print(f"\n2. Seconds to test accuracy (mean ± std over {seeds} seed(s); wall clock incl. per-epoch test evaluation)")
-    print(f"{'recipe':<10}" + "".join(f"{f'{t:.0f}%':>22}" for t in THRESHOLDS) + f"{'final %':>16}")
+    print(f"{'recipe':<12}" + "".join(f"{f'{t:.0f}%':>22}" for t in THRESHOLDS) + f"{'final %':>16}")
     out["time_to_accuracy"] = []
     for recipe in recipes:
         result = time_to_accuracy(recipe, seeds, threads)
         out["time_to_accuracy"].append(result)
         cells = "".join(f"{_spread(result['seconds_to'][str(t)]):>22}" for t in THRESHOLDS)
-        print(f"{recipe:<10}{cells}{_spread(result['final_accuracy']):>16}", flush=True)
+        print(f"{recipe:<12}{cells}{_spread(result['final_accuracy']):>16}", flush=True)
+    out["speedups"] = speedups(out["time_to_accuracy"])
+    for row in out["speedups"]:
+        print(f"{row['recipe']} reaches {row['threshold']:.0f}% in {row['ratio']:.2f}x the time of {row['previous']}")
 
     print("\n3. Prediction (eager PyTorch, inference mode, CPU)")
     print(f"{'checkpoint':<20}{'p50 ms':>10}{'p99 ms':>10}{'batched img/s':>16}")

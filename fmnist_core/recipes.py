@@ -33,9 +33,11 @@ REPORT_RECIPES: dict[str, dict] = {
 # 10,000 img/s, width 32 1,850 -> 5,800). `bench` section 4 profiles the recipes' steps.
 SPEED = dict(precision="bf16", channels_last=True)
 OUR_RECIPES: dict[str, dict] = {
-    # width 16 halves the conv cost of width 32; batch 64 gives more steps in 2 epochs.
-    "fast": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                 batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
+    # fast_cnn_v2 takes 1.5x the steps per second of fast_cnn (max-pool before BN and ReLU, no
+    # dropout); batch 128 at lr 0.1 gives the same validation accuracy as batch 64 at 0.05 in
+    # 2 epochs (90.8% vs 90.7%), and fewer, larger steps are cheaper per image.
+    "fast": dict(model="fast_cnn_v2", width=16, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                 batch_size=128, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
     # fast_cnn (width 32, 8 epochs) tops out at ~92.3%; the residual net at width 16 passes 93%
     # on validation in 5 epochs (batch 256: 92.9%; 6 epochs: 93.4% but 20% longer).
     "balanced": dict(model="resnet_fm", width=16, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -43,13 +45,20 @@ OUR_RECIPES: dict[str, dict] = {
     "best": dict(model="resnet_fm", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  batch_size=256, epochs=12, schedule="onecycle", label_smoothing=0.1, augment=True),
 }
+# The recipes the current ones replaced, kept so that `bench` measures old and new side by
+# side and a user can still rebuild a model trained with them.
+PREVIOUS_RECIPES: dict[str, dict] = {
+    "fast_v1": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
+}
 
-RECIPES: dict[str, dict] = {**OUR_RECIPES, **REPORT_RECIPES}
+RECIPES: dict[str, dict] = {**OUR_RECIPES, **PREVIOUS_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
-    "fast": "quickest to 90%: 2 epochs of a narrow 2-block BN CNN, bf16",
+    "fast": "quickest to 90%: 2 epochs of a narrow 2-block CNN that pools before BatchNorm, bf16",
     "balanced": "~93% in ~2 minutes: 5 epochs of the residual net at width 16, bf16",
     "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation",
+    "fast_v1": "the fast recipe before fast_cnn_v2 (kept for bench's comparison)",
 }
 
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.data import CLASSES
+from fmnist_core.recipes import RECIPES
 from tests.conftest import APP, ROOT, frame_with, run_app
 
 
@@ -59,7 +60,7 @@ def test_train_opens_with_the_preset_of_the_link(app):
     at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert at.selectbox(key="preset").value == "fast"
-    assert at.selectbox(key="f_model").value == "fast_cnn" and at.number_input(key="f_epochs").value == 2
+    assert at.selectbox(key="f_model").value == RECIPES["fast"]["model"] and at.number_input(key="f_epochs").value == RECIPES["fast"]["epochs"]
     assert "preset" not in at.query_params  # applied once: a refresh keeps the user's edits
 
 
@@ -197,13 +198,14 @@ def test_train_shows_the_exact_config_above_start(app):
 
 def test_preset_reads_custom_once_edited_and_choosing_it_again_reapplies_it(app):
     at = app("train")
+    fast_lr = RECIPES["fast"]["lr"]
     at.selectbox(key="preset").set_value("fast").run()
-    assert at.number_input(key="f_lr").value == pytest.approx(0.05)
-    at.number_input(key="f_lr").set_value(0.2).run()
+    assert at.number_input(key="f_lr").value == pytest.approx(fast_lr)
+    at.number_input(key="f_lr").set_value(2 * fast_lr).run()
     preset = at.selectbox(key="preset")
     assert preset.value == "custom" and preset.options[0] == "custom (from fast)"
     at.selectbox(key="preset").set_value("fast").run()  # the same preset again
-    assert at.number_input(key="f_lr").value == pytest.approx(0.05)
+    assert at.number_input(key="f_lr").value == pytest.approx(fast_lr)
     assert at.selectbox(key="preset").value == "fast"
     at.text_input(key="f_name").set_value("mine").run()  # naming the run keeps the recipe
     assert at.selectbox(key="preset").value == "fast"

@@ -10,6 +10,7 @@ from PIL import Image
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import CLASSES, normalize
 from fmnist_core.paths import pretrained_dir
+from fmnist_core.recipes import RECIPES
 from fmnist_core.scoring import predict_dataset
 from tests.conftest import ROOT
 
@@ -144,10 +145,12 @@ def test_bench_quick_prints_its_five_tables():
     data = last_json(out)
     assert [row["model"] for row in data["throughput"]] == ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c"]
     assert all(row["engine"] > 0 and row["tutorial"] > 0 for row in data["throughput"])
-    assert data["time_to_accuracy"][0]["recipe"] == "fast" and 80 < data["time_to_accuracy"][0]["final_accuracy"][0] <= 100
+    timed = {row["recipe"]: row for row in data["time_to_accuracy"]}
+    assert list(timed) == ["fast_v1", "fast"]  # the new recipe beside the one it replaced
+    assert all(80 < row["final_accuracy"][0] <= 100 for row in timed.values())
     assert {row["model"] for row in data["latency"]} >= {"cnn_c_report"}
     profile = {row["recipe"]: row for row in data["step_profile"]}
-    assert set(profile) == {"fast", "report_cnn_c"} and profile["fast"]["batch_size"] == 64
+    assert set(profile) == {"fast_v1", "fast", "report_cnn_c"} and profile["fast"]["batch_size"] == RECIPES["fast"]["batch_size"]
     assert all(profile["fast"][phase] > 0 for phase in ("data", "forward", "backward", "step"))
     exported = {row["model"]: row for row in data["export"]}
     assert exported["cnn_c_report"]["max_difference"] <= 1e-4 and exported["cnn_c_report"]["onnx_p50_ms"] > 0
@@ -192,3 +195,16 @@ def test_train_uses_every_core_by_default_outside_the_app(tiny_dir, tmp_path):
     result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(tmp_path / "run"), env=env)
     assert result.returncode == 0, result.stderr
     assert f", {os.cpu_count()} threads" in result.stdout.splitlines()[0]
+
+
+def test_bench_compares_each_recipe_with_the_one_it_replaced():
+    from fmnist_core.bench import default_recipes, speedups
+
+    assert default_recipes()[:2] == ["fast_v1", "fast"]
+    timed = [
+        {"recipe": "fast_v1", "seconds_to": {"90.0": [10.0, 14.0], "92.0": [30.0, None], "93.0": [None, None], "94.0": [None, None]}},
+        {"recipe": "fast", "seconds_to": {"90.0": [5.0, 7.0], "92.0": [15.0, 16.0], "93.0": [None, None], "94.0": [None, None]}},
+        {"recipe": "balanced", "seconds_to": {"90.0": [20.0, 20.0], "92.0": [40.0, 40.0], "93.0": [60.0, 60.0], "94.0": [None, None]}},
+    ]
+    # Only thresholds that both recipes reached with every seed; balanced_v1 was not timed.
+    assert speedups(timed) == [{"recipe": "fast", "previous": "fast_v1", "threshold": 90.0, "ratio": 0.5}]

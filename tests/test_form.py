@@ -36,7 +36,7 @@ def test_a_whole_recipe_survives_the_link_and_is_valid():
 
 
 def test_summary_names_every_setting_that_will_differ_from_the_defaults():
-    values = {**DEFAULTS, **RECIPES["fast"]}
+    values = {**DEFAULTS, **RECIPES["fast_v1"]}
     line = config_summary(values, uses_dropout=True, uses_width=True)
     assert line == ("fast_cnn width 16 · sgd lr 0.05, momentum 0.9 Nesterov, weight decay 0.0005 · batch 64 · 2 epochs · "
                     "lr schedule onecycle · label smoothing 0.1 · precision bf16 · channels last · seed 0")

@@ -50,7 +50,7 @@ def test_every_model_forward_backward(name):
     assert sum(g.abs().sum().item() for g in grads) > 0
 
 
-@pytest.mark.parametrize("name", ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c", "fast_cnn"])
+@pytest.mark.parametrize("name", ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c", "fast_cnn", "fast_cnn_v2"])
 @pytest.mark.parametrize("patch", [7, 14])
 def test_models_accept_tiles(name, patch):
     model = create_model(name, image_size=patch)
@@ -67,7 +67,7 @@ def test_build_args_are_kept_for_checkpoints():
     assert model.model_name == "cnn_c" and model.build_args == {"dropout": 0.3}
 
 
-@pytest.mark.parametrize("name, default", [("vgg11", 64), ("fast_cnn", 32), ("resnet_fm", 32)])
+@pytest.mark.parametrize("name, default", [("vgg11", 64), ("fast_cnn", 32), ("fast_cnn_v2", 32), ("resnet_fm", 32)])
 def test_width_is_the_first_conv_layers_channels(name, default):
     """One meaning of `width` for every model that has it (the Train page has one field)."""
     first_conv = lambda model: next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # noqa: E731
@@ -78,11 +78,20 @@ def test_width_is_the_first_conv_layers_channels(name, default):
     narrow(torch.randn(2, 1, 28, 28)).sum().backward()
 
 
-def test_fast_cnn_description_states_its_real_parameter_counts():
+@pytest.mark.parametrize("name, recipe", [("fast_cnn", "fast_v1"), ("fast_cnn_v2", "fast")])
+def test_fast_cnn_descriptions_state_their_real_parameter_counts(name, recipe):
     """Shown beside the counted parameters on the Train page, so the two must agree."""
     from fmnist_core.recipes import RECIPES
 
-    description = model_info("fast_cnn").description
-    for width in (RECIPES["fast"]["width"], 32):
-        assert f"{count_parameters(create_model('fast_cnn', width=width)):,} params at" in description
+    assert RECIPES[recipe]["model"] == name
+    description = model_info(name).description
+    assert f"{count_parameters(create_model(name, width=RECIPES[recipe]['width'])):,} params at" in description
     assert "~" not in description
+
+
+def test_fast_cnn_v2_pools_before_each_batchnorm():
+    """The speed of the fast recipe: BatchNorm and ReLU see 14x14 and 7x7 maps, never 28x28."""
+    rows = layer_table(create_model("fast_cnn_v2", width=16))
+    norm_shapes = [shape for layer, shape, _ in rows if layer.startswith(("BatchNorm2d", "ReLU"))]
+    assert norm_shapes == [[-1, 16, 14, 14], [-1, 16, 14, 14], [-1, 32, 7, 7], [-1, 32, 7, 7]]
+    assert count_parameters(create_model("fast_cnn_v2", width=16)) == count_parameters(create_model("fast_cnn", width=16))

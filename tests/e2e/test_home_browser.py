@@ -19,8 +19,8 @@ def test_train_a_90_percent_model_opens_train_with_the_fast_preset(page, server)
     page.get_by_role("link", name="Train a 90% model in under a minute").click()
     page.wait_for_url("**/train**")
     page.get_by_text("Preset").first.wait_for()
-    page.wait_for_function("[...document.querySelectorAll('[data-testid=stSelectbox]')].some(box => box.innerText.includes('fast_cnn') "
-                           "|| [...box.querySelectorAll('input')].some(i => i.value === 'fast_cnn'))")
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=stSelectbox]')].some(box => box.innerText.includes('fast_cnn_v2') "
+                           "|| [...box.querySelectorAll('input')].some(i => i.value === 'fast_cnn_v2'))")
     assert "preset=" not in page.url  # applied once, then dropped from the address
     assert page.locator("[data-testid=stException]").count() == 0
 
