@@ -185,7 +185,7 @@ class TrainConfig:
     softmax_output: bool = setting(False, label="Softmax output", kind="bool", advanced=True,
                                    help="cnn_b only: the report's double-softmax quirk, to reproduce its published row.")
     width: int | None = setting(None, label="Width", kind="int", low=4, high=MAX_WIDTH, optional=True, step=8, unit="channels",
-                                help="Channels of the first conv layer of vgg11 (64), fast_cnn, fast_cnn_v2 and resnet_fm (32); "
+                                help="Channels of the first conv layer of vgg11 (64) and our CNNs (32); "
                                      "later layers scale with it. Empty = the model's default.")
     validation: int = setting(0, label="Validation images", kind="int", low=0, high=30_000, step=1000, advanced=True,
                               help="Hold out this many training images to tune on (never the test set).")

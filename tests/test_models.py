@@ -50,7 +50,7 @@ def test_every_model_forward_backward(name):
     assert sum(g.abs().sum().item() for g in grads) > 0
 
 
-@pytest.mark.parametrize("name", ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c", "fast_cnn", "fast_cnn_v2"])
+@pytest.mark.parametrize("name", ["mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c", "fast_cnn", "fast_cnn_v2", "air_cnn"])
 @pytest.mark.parametrize("patch", [7, 14])
 def test_models_accept_tiles(name, patch):
     model = create_model(name, image_size=patch)
@@ -67,7 +67,7 @@ def test_build_args_are_kept_for_checkpoints():
     assert model.model_name == "cnn_c" and model.build_args == {"dropout": 0.3}
 
 
-@pytest.mark.parametrize("name, default", [("vgg11", 64), ("fast_cnn", 32), ("fast_cnn_v2", 32), ("resnet_fm", 32)])
+@pytest.mark.parametrize("name, default", [("vgg11", 64), ("fast_cnn", 32), ("fast_cnn_v2", 32), ("air_cnn", 32), ("resnet_fm", 32)])
 def test_width_is_the_first_conv_layers_channels(name, default):
     """One meaning of `width` for every model that has it (the Train page has one field)."""
     first_conv = lambda model: next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # noqa: E731
@@ -78,8 +78,8 @@ def test_width_is_the_first_conv_layers_channels(name, default):
     narrow(torch.randn(2, 1, 28, 28)).sum().backward()
 
 
-@pytest.mark.parametrize("name, recipe", [("fast_cnn", "fast_v1"), ("fast_cnn_v2", "fast")])
-def test_fast_cnn_descriptions_state_their_real_parameter_counts(name, recipe):
+@pytest.mark.parametrize("name, recipe", [("fast_cnn", "fast_v1"), ("fast_cnn_v2", "fast"), ("air_cnn", "balanced")])
+def test_recipe_model_descriptions_state_their_real_parameter_counts(name, recipe):
     """Shown beside the counted parameters on the Train page, so the two must agree."""
     from fmnist_core.recipes import RECIPES
 
