@@ -11,7 +11,7 @@ from fmnist_core.models import list_models, model_info
 from fmnist_core.recipes import DESCRIPTIONS
 from ui.state import dataset, model_card
 
-FAST_PRESET = "fast"  # the recipe behind "a 90% model in under a minute" (README: 90% after ~14 s here)
+FAST_PRESET = "fast"  # the recipe behind "a 90% model in under a minute" (README: 90% after ~8 s here)
 
 st.title(":material/checkroom: Fashion-MNIST Studio")
 st.caption("Train, understand and use image classifiers on Fashion-MNIST: 70,000 28x28 grayscale images of 10 clothing classes.")
