@@ -31,7 +31,7 @@ from .data import FILES, find_data_dir, load_fashion_mnist, normalize
 from .engine import build_model, build_optimizer, build_scheduler, train_one_epoch
 from .inference import predict_images
 from .paths import pretrained_dir
-from .recipes import PREVIOUS_RECIPES, recipe_config
+from .recipes import REPLACES, recipe_config
 
 REPORT_MODELS = ("mlp4", "mlp_custom", "cnn_a", "cnn_b", "cnn_c")
 THRESHOLDS = (90.0, 92.0, 93.0, 94.0)
@@ -147,12 +147,8 @@ def step_profile(config: TrainConfig, n_batches: int, warmup: int = 10) -> dict:
 
 
 def default_recipes() -> list[str]:
-    """Ours, each after the recipe it replaced (if any), so the two are timed side by side."""
-    return [name for recipe in ("fast", "balanced") for name in (*previous_recipes(recipe), recipe)]
-
-
-def previous_recipes(recipe: str) -> list[str]:
-    return [f"{recipe}_v1"] if f"{recipe}_v1" in PREVIOUS_RECIPES else []
+    """Ours, each after the recipe it replaced, so that the two are timed side by side."""
+    return [name for recipe, previous in REPLACES.items() for name in (previous, recipe)]
 
 
 def speedups(results: list[dict]) -> list[dict]:
@@ -161,14 +157,15 @@ def speedups(results: list[dict]) -> list[dict]:
     by_name = {result["recipe"]: result["seconds_to"] for result in results}
     rows = []
     for recipe, seconds_to in by_name.items():
-        for previous in previous_recipes(recipe):
-            if previous not in by_name:
-                continue
-            for t in THRESHOLDS:
-                pairs = [(new, old) for new, old in zip(seconds_to[str(t)], by_name[previous][str(t)]) if new and old]
-                if pairs:
-                    rows.append({"recipe": recipe, "previous": previous, "threshold": t, "seeds": len(pairs),
-                                 "ratio": statistics.mean(n for n, _ in pairs) / statistics.mean(o for _, o in pairs)})
+        previous = REPLACES.get(recipe)
+        if previous not in by_name:
+            continue
+        for t in THRESHOLDS:
+            pairs = [(new, old) for new, old in zip(seconds_to[str(t)], by_name[previous][str(t)])
+                     if new is not None and old is not None]
+            if pairs:
+                rows.append({"recipe": recipe, "previous": previous, "threshold": t, "seeds": len(pairs),
+                             "ratio": statistics.mean(n for n, _ in pairs) / statistics.mean(o for _, o in pairs)})
     return rows
 
 
@@ -244,7 +241,7 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
         print(f"{model:<12}{ours:>10,.0f}{theirs:>10,.0f}{ours / theirs:>7.2f}x", flush=True)
     out["throughput"] = rows
 
-    recipes = recipes or ([*previous_recipes("fast"), "fast"] if quick else default_recipes())
+    recipes = recipes or ([REPLACES["fast"], "fast"] if quick else default_recipes())
     seeds = 1 if quick else seeds
     print(f"\n2. Seconds to test accuracy (mean ± std over {seeds} seed(s); wall clock incl. per-epoch test evaluation)")
     print(f"{'recipe':<12}" + "".join(f"{f'{t:.0f}%':>22}" for t in THRESHOLDS) + f"{'final %':>16}")

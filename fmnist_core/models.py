@@ -149,8 +149,13 @@ def cnn_c(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
 # ---- VGG11 and our own models ------------------------------------------------------
 
 
-def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+def _conv_bn(c_in: int, c_out: int, pool_first: bool = False) -> list[nn.Module]:
+    """conv -> BN -> ReLU, or with `pool_first` conv -> 2x2 max-pool -> BN -> ReLU (airbench's
+    order): BN and ReLU then run on a quarter of the pixels. Max-pooling commutes with an
+    increasing per-channel map, so where BN's scale is positive this is conv-BN-ReLU-pool but
+    for BN's batch statistics, which come from the pooled pixels."""
+    pool = [nn.MaxPool2d(2)] if pool_first else []
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), *pool, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
 @register_model("VGG11 with BatchNorm, adapted to 28x28 (3 pools, global average pool)", default_dropout=0.5)
@@ -191,8 +196,8 @@ class ResidualBlock(nn.Module):
 
 
 # The counts are checked against the built model by tests/test_models.py.
-@register_model("Ours, for speed: 2 conv-BN blocks (w, 2w channels), Linear 98w-10; 20,538 params at the fast recipe's "
-                "width 16, 50,282 params at its default width 32", default_dropout=0.1)
+@register_model("Ours, for speed (the fast_v1 recipe): 2 conv-BN blocks (w, 2w channels), Linear 98w-10; 20,538 params at "
+                "fast_v1's width 16, 50,282 params at its default width 32", default_dropout=0.1)
 def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
     """Few multiply-adds per image (~4M at width 32): on 2 CPU cores the time per epoch is
     what limits time-to-90%, and a flattened 7x7 map keeps the spatial layout that a
@@ -205,37 +210,31 @@ def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE
     return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(_flat_size(features, image_size), NUM_CLASSES)))
 
 
-def _conv_pool_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    """conv -> 2x2 max-pool -> BN -> ReLU (airbench's block order). Max-pooling commutes with
-    an increasing per-channel map, so this is nearly the function of conv-BN-ReLU-pool (BN's
-    batch statistics come from the pooled pixels), with BN and ReLU on a quarter of the pixels."""
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
-# The count is checked against the built model by tests/test_models.py.
+# The counts are checked against the built models by tests/test_models.py.
 @register_model("Ours, for speed (the fast recipe): fast_cnn with each max-pool before its BatchNorm and ReLU, "
-                "no dropout; 20,538 params at the fast recipe's width 16", default_dropout=0.0)
+                "dropout off by default; 20,538 params at fast's width 16", default_dropout=0.0)
 def fast_cnn_v2(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
-    """fast_cnn's layers at 1.5x its training steps per second on this CPU: BatchNorm and
-    ReLU were most of a step's time, and they now run on pooled maps; dropout's random mask
-    cost another ~10% of a step and did not help a 2-epoch run (validation split)."""
+    """fast_cnn's layers at 1.5x its training steps per second (batch 64, 2 threads: 6.8
+    against 10.6 ms): BatchNorm and ReLU were most of a step's time, and they now run on pooled
+    maps. Dropout's random mask cost ~1.4 ms of that step and did not help a 2-epoch run."""
     w = width
-    features = nn.Sequential(*_conv_pool_bn(1, w), *_conv_pool_bn(w, 2 * w))  # (B, 2w, 7, 7)
+    features = nn.Sequential(*_conv_bn(1, w, pool_first=True), *_conv_bn(w, 2 * w, pool_first=True))  # (B, 2w, 7, 7)
     return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(_flat_size(features, image_size), NUM_CLASSES)))
 
 
-# The count is checked against the built model by tests/test_models.py.
-@register_model("Ours, for the balanced recipe: airbench's layout, 5 conv layers (w, 2w, 2w, 4w, 4w) in conv-pool-BN-ReLU "
-                "stages without residuals, global max pool; 70,330 params at the balanced recipe's width 16", default_dropout=0.0)
+@register_model("Ours, for the balanced recipe: airbench's layout, 5 conv-BN-ReLU layers (w, 2w, 2w, 4w, 4w), the 2nd and "
+                "4th pooling before their BatchNorm, no residuals, global max pool; 70,330 params at balanced's width 16",
+                default_dropout=0.0)
 def air_cnn(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
-    """resnet_fm's stages with each residual block's second conv dropped and each pool moved
-    before its BatchNorm (as in airbench, the fastest CIFAR-10 trainer): ~0.7x its time per
-    epoch here, and the same validation accuracy after 5 epochs at twice the batch size."""
+    """resnet_fm's stages with one conv per residual block and each pool moved before its
+    BatchNorm (as in airbench, the fastest CIFAR-10 trainer): at width 16, half the time per
+    training image of resnet_fm (bench section 4, their recipes' batches), and the same
+    validation accuracy after 5 epochs at twice the batch size."""
     w = width
     features = nn.Sequential(
         *_conv_bn(1, w),  # (B, w, 28, 28)
-        *_conv_pool_bn(w, 2 * w), *_conv_bn(2 * w, 2 * w),  # (B, 2w, 14, 14)
-        *_conv_pool_bn(2 * w, 4 * w), *_conv_bn(4 * w, 4 * w),  # (B, 4w, 7, 7)
+        *_conv_bn(w, 2 * w, pool_first=True), *_conv_bn(2 * w, 2 * w),  # (B, 2w, 14, 14)
+        *_conv_bn(2 * w, 4 * w, pool_first=True), *_conv_bn(4 * w, 4 * w),  # (B, 4w, 7, 7)
         nn.AdaptiveMaxPool2d(1),  # (B, 4w, 1, 1)
     )
     return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, NUM_CLASSES)))

@@ -32,37 +32,32 @@ REPORT_RECIPES: dict[str, dict] = {
 # machine's AVX-512 CPU (one training step of fast_cnn, batch 128, 2 threads: width 16 4,300 ->
 # 10,000 img/s, width 32 1,850 -> 5,800). `bench` section 4 profiles the recipes' steps.
 SPEED = dict(precision="bf16", channels_last=True)
+OUR_BASE = dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1)
 OUR_RECIPES: dict[str, dict] = {
-    # fast_cnn_v2 trains 1.4x the images per second of fast_cnn (max-pool before BN and ReLU,
-    # no dropout) at batch 128. Validation accuracy after 2 epochs, seeds 0-2: batch 128 at
-    # lr 0.1 90.8/91.7/91.4%, batch 192 at 0.15 90.7/91.2/91.0% in 10% less time, batch 256
-    # at 0.2 90.7/91.2/90.8% and no faster; fast_v1 (fast_cnn, batch 64) 90.7% (seed 0).
-    "fast": dict(model="fast_cnn_v2", width=16, optimizer="sgd", lr=0.15, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                 batch_size=192, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
-    # air_cnn takes ~0.7x the time per epoch of resnet_fm at width 16 (balanced_v1); at batch
-    # 256 and lr 0.2 its 5 epochs end at 93.5% on validation (seeds 0-2: 92.9, 93.8, 93.8),
-    # balanced_v1's 93.4% (seed 0). resnet_fm at batch 256 ended at 92.9%.
-    "balanced": dict(model="air_cnn", width=16, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                     batch_size=256, epochs=5, schedule="onecycle", label_smoothing=0.1, **SPEED),
-    "best": dict(model="resnet_fm", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                 batch_size=256, epochs=12, schedule="onecycle", label_smoothing=0.1, augment=True),
+    # Validation accuracy after 2 epochs of fast_cnn_v2, seeds 0-2: batch 128 at lr 0.1
+    # 90.8/91.7/91.4%; batch 192 at 0.15 90.7/91.2/91.0% in 10% less time; batch 256 at 0.2
+    # 90.7/91.2/90.8% and no faster. fast_v1: 90.7% (seed 0).
+    "fast": dict(OUR_BASE, model="fast_cnn_v2", width=16, lr=0.15, batch_size=192, epochs=2, **SPEED),
+    # 5 epochs of air_cnn at batch 256, lr 0.2: 92.9/93.8/93.8% on validation (seeds 0-2);
+    # balanced_v1 93.4% (seed 0), and resnet_fm at batch 256 92.9%.
+    "balanced": dict(OUR_BASE, model="air_cnn", width=16, lr=0.2, batch_size=256, epochs=5, **SPEED),
+    "best": dict(OUR_BASE, model="resnet_fm", lr=0.1, batch_size=256, epochs=12, augment=True),
 }
-# The recipes the current ones replaced, kept so that `bench` measures old and new side by
-# side and a user can still rebuild a model trained with them.
+# The recipes that the current ones replaced, kept so that `bench` times old and new side
+# by side and a user can still rebuild a model trained with them.
 PREVIOUS_RECIPES: dict[str, dict] = {
-    "fast_v1": dict(model="fast_cnn", width=16, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                    batch_size=64, epochs=2, schedule="onecycle", label_smoothing=0.1, **SPEED),
+    "fast_v1": dict(OUR_BASE, model="fast_cnn", width=16, lr=0.05, batch_size=64, epochs=2, **SPEED),
     # fast_cnn (width 32, 8 epochs) tops out at ~92.3%; the residual net at width 16 passes 93%
     # on validation in 5 epochs (batch 256: 92.9%; 6 epochs: 93.4% but 20% longer).
-    "balanced_v1": dict(model="resnet_fm", width=16, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                        batch_size=128, epochs=5, schedule="onecycle", label_smoothing=0.1, **SPEED),
+    "balanced_v1": dict(OUR_BASE, model="resnet_fm", width=16, lr=0.1, batch_size=128, epochs=5, **SPEED),
 }
+REPLACES = {"fast": "fast_v1", "balanced": "balanced_v1"}  # each recipe of ours -> the one it replaced
 
 RECIPES: dict[str, dict] = {**OUR_RECIPES, **PREVIOUS_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
     "fast": "quickest to 90%: 2 epochs of a narrow 2-block CNN that pools before BatchNorm, bf16",
-    "balanced": "~93% in ~1.5 minutes: 5 epochs of a 5-layer CNN in airbench's layout, bf16",
+    "balanced": "~93% in about a minute: 5 epochs of a 5-layer CNN in airbench's layout, bf16",
     "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation",
     "fast_v1": "the fast recipe before fast_cnn_v2 (kept for bench's comparison)",
     "balanced_v1": "the balanced recipe before air_cnn: 5 epochs of the residual net at width 16 (kept for bench's comparison)",

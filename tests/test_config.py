@@ -49,12 +49,13 @@ def test_dropout_only_reaches_models_that_have_it():
 
 
 def test_every_recipe_is_a_valid_config():
-    from fmnist_core.recipes import DESCRIPTIONS, OUR_RECIPES, PREVIOUS_RECIPES, RECIPES, recipe_config
+    from fmnist_core.recipes import DESCRIPTIONS, OUR_RECIPES, PREVIOUS_RECIPES, RECIPES, REPLACES, recipe_config
 
     for name in RECIPES:
         config = recipe_config(name).validate()
         assert config.name == name
     assert set(DESCRIPTIONS) == set(OUR_RECIPES) | set(PREVIOUS_RECIPES)
+    assert set(REPLACES) <= set(OUR_RECIPES) and set(REPLACES.values()) == set(PREVIOUS_RECIPES)
     assert recipe_config("report_cnn_c", epochs=1).epochs == 1
     with pytest.raises(ValueError, match="fast"):
         recipe_config("quickest")

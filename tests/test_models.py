@@ -78,20 +78,30 @@ def test_width_is_the_first_conv_layers_channels(name, default):
     narrow(torch.randn(2, 1, 28, 28)).sum().backward()
 
 
-@pytest.mark.parametrize("name, recipe", [("fast_cnn", "fast_v1"), ("fast_cnn_v2", "fast"), ("air_cnn", "balanced")])
-def test_recipe_model_descriptions_state_their_real_parameter_counts(name, recipe):
+@pytest.mark.parametrize("name, phrase, width", [
+    ("fast_cnn", "params at fast_v1's width 16", 16), ("fast_cnn", "params at its default width 32", 32),
+    ("fast_cnn_v2", "params at fast's width 16", 16), ("air_cnn", "params at balanced's width 16", 16),
+])
+def test_model_descriptions_state_their_real_parameter_counts(name, phrase, width):
     """Shown beside the counted parameters on the Train page, so the two must agree."""
     from fmnist_core.recipes import RECIPES
 
-    assert RECIPES[recipe]["model"] == name
-    description = model_info(name).description
-    assert f"{count_parameters(create_model(name, width=RECIPES[recipe]['width'])):,} params at" in description
-    assert "~" not in description
+    assert f"{count_parameters(create_model(name, width=width)):,} {phrase}" in model_info(name).description
+    recipe = phrase.split("'")[0].removeprefix("params at ")
+    if recipe in RECIPES:
+        assert (RECIPES[recipe]["model"], RECIPES[recipe]["width"]) == (name, width)
+    assert "~" not in model_info(name).description
 
 
-def test_fast_cnn_v2_pools_before_each_batchnorm():
-    """The speed of the fast recipe: BatchNorm and ReLU see 14x14 and 7x7 maps, never 28x28."""
-    rows = layer_table(create_model("fast_cnn_v2", width=16))
-    norm_shapes = [shape for layer, shape, _ in rows if layer.startswith(("BatchNorm2d", "ReLU"))]
-    assert norm_shapes == [[-1, 16, 14, 14], [-1, 16, 14, 14], [-1, 32, 7, 7], [-1, 32, 7, 7]]
-    assert count_parameters(create_model("fast_cnn_v2", width=16)) == count_parameters(create_model("fast_cnn", width=16))
+@pytest.mark.parametrize("name, normalised_shapes", [
+    ("fast_cnn_v2", [[-1, 16, 14, 14], [-1, 32, 7, 7]]),
+    ("air_cnn", [[-1, 16, 28, 28], [-1, 32, 14, 14], [-1, 32, 14, 14], [-1, 64, 7, 7], [-1, 64, 7, 7]]),
+])
+def test_models_in_airbench_layout_pool_before_batchnorm(name, normalised_shapes):
+    """Their speed: after each max-pool, BatchNorm and ReLU see the pooled map, never the 28x28
+    one the conv before it made."""
+    rows = layer_table(create_model(name, width=16))
+    assert [shape for layer, shape, _ in rows if layer.startswith("BatchNorm2d")] == normalised_shapes
+    assert [shape for layer, shape, _ in rows if layer.startswith("ReLU")] == normalised_shapes
+    pooled = [i for i, (layer, _, _) in enumerate(rows) if layer.startswith("MaxPool2d")]
+    assert pooled and all(rows[i + 1][0].startswith("BatchNorm2d") for i in pooled)

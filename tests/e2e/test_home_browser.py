@@ -7,6 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
+from fmnist_core.recipes import RECIPES
 from tests.e2e.conftest import open_page
 
 LOADS = 8
@@ -19,8 +20,9 @@ def test_train_a_90_percent_model_opens_train_with_the_fast_preset(page, server)
     page.get_by_role("link", name="Train a 90% model in under a minute").click()
     page.wait_for_url("**/train**")
     page.get_by_text("Preset").first.wait_for()
-    page.wait_for_function("[...document.querySelectorAll('[data-testid=stSelectbox]')].some(box => box.innerText.includes('fast_cnn_v2') "
-                           "|| [...box.querySelectorAll('input')].some(i => i.value === 'fast_cnn_v2'))")
+    model = RECIPES["fast"]["model"]
+    page.wait_for_function(f"[...document.querySelectorAll('[data-testid=stSelectbox]')].some(box => box.innerText.includes('{model}') "
+                           f"|| [...box.querySelectorAll('input')].some(i => i.value === '{model}'))")
     assert "preset=" not in page.url  # applied once, then dropped from the address
     assert page.locator("[data-testid=stException]").count() == 0
 
