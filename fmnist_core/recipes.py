@@ -63,7 +63,7 @@ DESCRIPTIONS = {
     "fast": "quickest to 90%: 2 epochs of a narrow 2-block CNN that pools before BatchNorm, bf16",
     "balanced": "~93% in about a minute: 5 epochs of a 5-layer CNN in airbench's layout, bf16",
     "accurate": "~94% in about 4 minutes: 8 epochs of the airbench-layout CNN at width 32, bf16",
-    "best": "~94%: the shipped ResNet recipe, 12 epochs with augmentation (~40 minutes)",
+    "best": "93.8%: the shipped ResNet checkpoint's recipe, 12 epochs with augmentation, fp32 (~40 minutes)",
     "fast_v1": "the fast recipe before fast_cnn_v2 (kept for bench's comparison)",
     "balanced_v1": "the balanced recipe before air_cnn: 5 epochs of the residual net at width 16 (kept for bench's comparison)",
 }
