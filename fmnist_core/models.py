@@ -94,6 +94,11 @@ def _flat_size(features: nn.Module, image_size: int) -> int:
     return size
 
 
+def _dropout_linear_head(features: nn.Module, dropout: float, image_size: int) -> Classifier:
+    """features -> flatten -> Dropout -> Linear to the classes, sized to the flattened map."""
+    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(_flat_size(features, image_size), NUM_CLASSES)))
+
+
 def _mlp(sizes: list[int], activation: Callable[[], nn.Module], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -176,7 +181,7 @@ def vgg11(dropout: float = 0.5, width: int = 64, image_size: int = IMAGE_SIZE) -
             layers += _conv_bn(c_in, c_out)
             c_in = c_out
     layers.append(nn.AdaptiveAvgPool2d(1))
-    return Classifier(nn.Sequential(*layers), nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, NUM_CLASSES)))
+    return _dropout_linear_head(nn.Sequential(*layers), dropout, image_size)
 
 
 class ResidualBlock(nn.Module):
@@ -207,7 +212,7 @@ def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE
         *_conv_bn(1, w), nn.MaxPool2d(2),  # (B, w, 14, 14)
         *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, 7, 7)
     )
-    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(_flat_size(features, image_size), NUM_CLASSES)))
+    return _dropout_linear_head(features, dropout, image_size)
 
 
 # The counts are checked against the built models by tests/test_models.py.
@@ -219,7 +224,7 @@ def fast_cnn_v2(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_S
     maps. Dropout's random mask cost ~1.4 ms of that step and did not help a 2-epoch run."""
     w = width
     features = nn.Sequential(*_conv_bn(1, w, pool_first=True), *_conv_bn(w, 2 * w, pool_first=True))  # (B, 2w, 7, 7)
-    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(_flat_size(features, image_size), NUM_CLASSES)))
+    return _dropout_linear_head(features, dropout, image_size)
 
 
 @register_model("Ours, for the balanced and accurate recipes: airbench's layout, 5 conv-BN-ReLU layers (w, 2w, 2w, 4w, 4w) "
@@ -238,7 +243,7 @@ def air_cnn(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE)
         *_conv_bn(2 * w, 4 * w, pool_first=True), *_conv_bn(4 * w, 4 * w),  # (B, 4w, 7, 7)
         nn.AdaptiveMaxPool2d(1),  # (B, 4w, 1, 1)
     )
-    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, NUM_CLASSES)))
+    return _dropout_linear_head(features, dropout, image_size)
 
 
 @register_model("Ours, for accuracy: ResNet-style, 3 stages (32-64-128) with residual blocks, BN", default_dropout=0.1)
@@ -252,7 +257,7 @@ def resnet_fm(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZ
         ResidualBlock(4 * w),
         nn.AdaptiveMaxPool2d(1),  # (B, 4w, 1, 1)
     )
-    return Classifier(features, nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, NUM_CLASSES)))
+    return _dropout_linear_head(features, dropout, image_size)
 
 
 # ---- the report's layer table --------------------------------------------------------

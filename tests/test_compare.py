@@ -13,7 +13,7 @@ from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import read_table1_csv
-from tests.conftest import APP, ROOT, frame_with
+from tests.conftest import APP, ROOT, frame_with, run_app
 
 
 def test_confusion_matrix_by_hand():
@@ -77,11 +77,7 @@ def store_with_two_runs(tmp_path, tiny_data, monkeypatch):
 
 
 def open_compare() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/compare.py").run()
-    assert not at.exception, at.exception
-    return at
+    return run_app(AppTest.from_file(APP, default_timeout=120), "compare")
 
 
 def test_compare_page_with_a_fixture_store(store_with_two_runs):

@@ -21,7 +21,7 @@ from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.run_manager import RunManager, train_run
 from fmnist_core.run_store import RunStore, process_start_time
-from tests.conftest import APP, ROOT
+from tests.conftest import APP, ROOT, run_app
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation
 # and batch order (the run's generator), momentum (optimizer), one-cycle (scheduler), EMA.
@@ -266,11 +266,7 @@ def open_train_page(monkeypatch, runs: Path, data: Path | None = None):
         monkeypatch.setenv("FMNIST_DATA_DIR", str(data))
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/train.py").run()
-    assert not at.exception, at.exception
-    return at
+    return run_app(AppTest.from_file(APP, default_timeout=120), "train")
 
 
 def test_the_train_page_resumes_an_interrupted_run(tmp_path, tiny_dir, tiny_data, reference, monkeypatch):
