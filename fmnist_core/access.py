@@ -58,6 +58,9 @@ class Limits:
     memory_per_run_gb: float = 2.0  # the estimated peak of one run
     max_width: int = 128  # channels of a model's first conv layer
     max_batch_size: int = 1024  # images per step
+    files_per_photoset: int = 500  # photos in one photo set (fmnist_core.photosets)
+    bytes_per_photoset: int = 200 * 2**20  # their bytes together
+    photosets_per_visitor: int = 5  # photo sets one visitor may keep
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Limits:
@@ -68,7 +71,7 @@ class Limits:
         if unknown:
             raise UserError(f"[studio.limits] has no setting '{unknown[0]}'; the limits are: {', '.join(sorted(known))}")
         limits = cls(**values)
-        for name in ("runs_per_visitor", "queue_length"):
+        for name in ("runs_per_visitor", "queue_length", "files_per_photoset", "bytes_per_photoset", "photosets_per_visitor"):
             value = getattr(limits, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"[studio.limits] {name} = {value!r}: use a whole number of at least 1")

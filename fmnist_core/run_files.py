@@ -35,6 +35,17 @@ class FileProblem(Exception):
 def read_regular_text(path: Path, limit: int = MAX_JSON_BYTES) -> str | None:
     """A regular file's text, or None when it does not exist. Symlinks, directories,
     FIFOs, devices and oversized files raise FileProblem; a FIFO is never opened."""
+    data = read_regular_bytes(path, limit)
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise FileProblem(f"{path.name} is not UTF-8 text") from e
+
+
+def read_regular_bytes(path: Path, limit: int) -> bytes | None:
+    """read_regular_text's bytes: the same checks, without decoding (photo sets' images)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -59,10 +70,7 @@ def read_regular_text(path: Path, limit: int = MAX_JSON_BYTES) -> str | None:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise FileProblem(f"{path.name} is larger than {limit // 1024} KB; ignored")
-    try:
-        return data.decode()
-    except UnicodeDecodeError as e:
-        raise FileProblem(f"{path.name} is not UTF-8 text") from e
+    return data
 
 
 def is_regular_file(path: Path) -> bool:
