@@ -75,6 +75,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    photoset = _photoset_store().get(args.photos) if args.photos else None  # a bad name fails before anything is scored
     loaded = load_checkpoint(args.checkpoint)
     data = load_fashion_mnist()
     metrics = evaluate(loaded.model, normalize(data.test_images), data.test_labels)
@@ -85,11 +86,105 @@ def cmd_evaluate(args) -> int:
         "test_loss": metrics["loss"], "train_loss_sum": train_metrics.get("train_loss_sum"),
         "seconds": train_metrics.get("elapsed_s"), "checkpoint": str(loaded.path),
     }
+    score = None
+    if photoset is not None:
+        from .photosets import evaluate_on_photoset
+
+        score = evaluate_on_photoset(loaded.model, photoset)
+        row["photoset"] = {"name": photoset.name, "sha256": photoset.sha256, **score.to_dict()}
     if args.json:
         print(json.dumps(row))
-    else:
-        print(f"{loaded.name} ({row['params']:,} params): test accuracy {metrics['accuracy']:.2f}%, test loss {metrics['loss']:.4f}")
+        return 0
+    print(f"{loaded.name} ({row['params']:,} params): test accuracy {metrics['accuracy']:.2f}%, test loss {metrics['loss']:.4f}")
+    if score is not None:
+        heldout = f"; held-out part {score.heldout_accuracy:.2f}%" if score.heldout_accuracy is not None else ""
+        print(f"photo set {photoset.name} ({score.count} photos): accuracy {score.accuracy:.2f}% "
+              f"(test set {metrics['accuracy']:.2f}%){heldout}")
+        for name, value, (train, held) in zip(CLASSES, score.per_class, photoset.counts()):
+            if train + held:
+                print(f"  {name:<12} {value:6.1f}%  of {train + held} photo(s)")
     return 0
+
+
+# ---- photo sets: a user's own labelled photos (fmnist_core.photosets) ---------------------------
+
+
+def _photoset_store():
+    from .photosets import PhotoSetStore
+
+    return PhotoSetStore()
+
+
+def cmd_photos_add(args) -> int:
+    source = Path(args.source)
+    photoset = _photoset_store().add_folder(args.name, source, public=args.public)
+    print(f"added photo set {photoset.name}: {photoset.describe()}, sha256 {photoset.sha256[:12]}")
+    return 0
+
+
+def cmd_photos_list(args) -> int:
+    sets = _photoset_store().list()
+    rows = [{"name": s.name, "photos": len(s.items), "owner": s.owner, "public": s.public, "sha256": s.sha256, "problems": s.problems}
+            for s in sets]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for s in sets:
+        if s.problems:
+            print(f"warning: photo set {s.name}: {s.problems[0]}", file=sys.stderr)
+    good = [s for s in sets if not s.problems]
+    if not good:
+        print("no photo sets yet: add one with `python -m fmnist_core photos add NAME FOLDER_OR_ZIP`")
+        return 0
+    print(f"{'name':<24} {'photos':>6}  {'sha256':<12}  {'visibility':<10}  owner")
+    for s in good:
+        print(f"{s.name:<24} {len(s.items):>6}  {s.sha256[:12]}  {'public' if s.public else 'private':<10}  {s.owner}")
+    return 0
+
+
+def cmd_photos_show(args) -> int:
+    photoset = _photoset_store().get(args.name)
+    counts = photoset.counts()
+    if args.json:
+        print(json.dumps({"name": photoset.name, "sha256": photoset.sha256, "owner": photoset.owner, "public": photoset.public,
+                          "created": photoset.created, "counts": {c: {"train": t, "heldout": h} for c, (t, h) in zip(CLASSES, counts)}}))
+        return 0
+    print(f"photo set {photoset.name}: {photoset.describe()}")
+    print(f"sha256 {photoset.sha256}, added {photoset.created} by {photoset.owner}, {'public' if photoset.public else 'private'}")
+    print("split: fixed per set, drawn from its hash (30% of each class held out from fine-tuning)")
+    print(f"{'class':<12} {'train':>5} {'held out':>8}")
+    for name, (train, held) in zip(CLASSES, counts):
+        print(f"{name:<12} {train:>5} {held:>8}")
+    return 0
+
+
+def cmd_photos_delete(args) -> int:
+    _photoset_store().delete(args.name)
+    print(f"deleted photo set {args.name}")
+    return 0
+
+
+def add_photoset_commands(photos) -> None:
+    """add, list, show and delete under `photos` (`photos synth`, the generator, sits beside them)."""
+    from .photosets import FOLDER_HINT
+
+    p = photos.add_parser("add", help="add a photo set from a folder or a .zip laid out one subfolder per class",
+                          description=f"Each photo goes in a folder for its class: {FOLDER_HINT}. The photos are checked "
+                                      "(readable, no duplicates, within the limits) before anything is kept.")
+    p.add_argument("name", help="the set's name: letters, digits, spaces, '.', '_' and '-'")
+    p.add_argument("source", help="a folder or a .zip file")
+    p.add_argument("--public", action="store_true", help="shared mode: let every visitor see it (default: private)")
+    p.set_defaults(func=cmd_photos_add)
+    p = photos.add_parser("list", help="the photo sets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_photos_list)
+    p = photos.add_parser("show", help="a photo set's classes, split and hash")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_photos_show)
+    p = photos.add_parser("delete", help="remove a photo set for good")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_photos_delete)
 
 
 def cmd_predict(args) -> int:
@@ -345,8 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint")
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (and its accuracy on a photo set)")
     p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+    p.add_argument("--photos", metavar="NAME", help="also score it on this photo set (see `photos list`)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -380,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     add_explain_export_commands(sub)
     _add_sweep_command(sub)
+    photos = sub.add_parser("photos", help="photo sets: your own labelled photos, to measure models on").add_subparsers(
+        dest="photos_command", required=True)
+    add_photoset_commands(photos)
     return parser
 
 
