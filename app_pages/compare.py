@@ -16,6 +16,7 @@ from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_ro
 from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
+from ui.photoset_panel import photoset_columns
 from ui.state import dataset, run_analysis, run_manager
 from ui.tables import csv_text, is_cancelled_unstarted, rows_frame, runs_table
 from ui.text import literal, plain
@@ -60,7 +61,8 @@ if statuses:
     shown = shown[shown["status"].isin(statuses)]
 if text:
     shown = shown[shown["name"].str.contains(text, case=False, regex=False)]
-runs_table(shown, TABLE_COLUMNS, key="runs_overview")  # the other columns: the table's column menu and the CSV
+shown, photoset_accuracy = photoset_columns(shown, {e.key: e.weights for e in entries})
+runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview")  # the other columns: the table's column menu and the CSV
 st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
 
 # ---- selected entries overlaid ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from fmnist_core.inference import ImageError, Prediction, open_image, predict_im
 from ui.charts import probability_chart
 from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel
+from ui.photoset_panel import photoset_section
 from ui.state import cached_model, dataset, run_manager
 from ui.text import plain
 
@@ -191,3 +192,5 @@ with examples_tab:
     if index is not None:
         truth = CLASSES[int(data.test_labels[index])]
         show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
+
+photoset_section(choices, chosen)

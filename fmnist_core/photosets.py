@@ -28,7 +28,7 @@ import secrets
 import shutil
 import stat
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -640,11 +640,9 @@ def evaluate_on_photoset(model: nn.Module, photoset: PhotoSet) -> PhotoSetScore:
                                      inputs.images[i], inputs.sources[i]) for i in wrong], len(inputs.labels))
 
 
-def iter_photos(photoset: PhotoSet) -> Iterator[tuple[dict, bytes]]:
-    """(item, bytes) of each photo, read as model_inputs reads them (for showing originals)."""
-    for item in photoset.items:
-        try:
-            data = read_regular_bytes(photoset.path / IMAGES_DIR / item["file"], MAX_IMAGE_BYTES)
-        except FileProblem:
-            data = None
-        yield item, data or b""
+def original_photo(photoset: PhotoSet, index: int) -> bytes:
+    """The stored bytes of photo `index`, read as model_inputs reads them (b"" when unreadable)."""
+    try:
+        return read_regular_bytes(photoset.path / IMAGES_DIR / photoset.items[index]["file"], MAX_IMAGE_BYTES) or b""
+    except FileProblem:
+        return b""

@@ -173,10 +173,10 @@ def probability_chart(classes: list[str], probabilities: list[float], height: in
     )
 
 
-def confusion_chart(matrix: list[list[int]], classes: list[str], height: int = 420) -> alt.Chart:
+def confusion_chart(matrix: list[list[int]], classes: list[str], height: int = 420, title: str = "Confusion matrix (test set)") -> alt.Chart:
     rows = [{"true": classes[t], "predicted": classes[p], "count": matrix[t][p]} for t in range(len(classes)) for p in range(len(classes))]
     frame = pd.DataFrame(rows)
-    base = alt.Chart(frame, height=height, title="Confusion matrix (test set)").encode(
+    base = alt.Chart(frame, height=height, title=title).encode(
         x=alt.X("predicted:N", sort=list(classes)), y=alt.Y("true:N", sort=list(classes))
     )
     heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues", type="symlog")), tooltip=["true", "predicted", "count"])

@@ -74,7 +74,7 @@ def rows_frame(rows: list[dict], show_cancelled: bool = False) -> pd.DataFrame:
 
 def csv_text(frame: pd.DataFrame) -> str:
     """The frame as CSV under the labels the table shows; missing values are empty fields."""
-    return frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns}).to_csv(index=False)
+    return frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns if name in RUN_COLUMNS}).to_csv(index=False)
 
 
 def column_config(visible: list[str]) -> dict:
