@@ -464,6 +464,8 @@ def test_predict_page_adds_a_zip_and_scores_every_model(app_store, test_photos):
     assert models["Test acc. (%)"].round(1).tolist() == [93.8, 90.6]
     assert all(75 <= v <= 100 for v in models["Photo set acc. (%)"])
     assert any("on this set:" in m.value and "of 60 photos" in m.value for m in at.markdown)
+    wrong = [c for image in at.get("image") for c in image.captions if "taken for" in c]
+    assert wrong or any("every photo right" in c.value for c in at.caption)
 
 
 def test_compare_gets_a_column_per_photo_set(app_store, tmp_path, test_photos):
@@ -485,3 +487,32 @@ def test_pages_open_with_a_damaged_set_and_warn_once(app_store, tmp_path):
     warnings = [w.value for w in at.warning if "Photo set" in w.value]
     assert len(warnings) == 1 and "bad" in warnings[0] and "symbolic link" in warnings[0]
     assert at.selectbox(key="photoset_choice").options == ["good"]
+
+
+def test_predict_page_labels_uploaded_photos_in_a_table(app_store):
+    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at.text_input(key="photoset_name").set_value("labelled").run()
+    photos = [(f"p{i}.png", drawn_photo(i), "image/png") for i in range(3)]
+    at.file_uploader(key="photoset_photos").set_value(photos).run()
+    assert not at.exception
+    assert at.button(key="photoset_add_photos").disabled  # every photo needs a class first
+    assert any("3 photo(s) without a class yet" in c.value for c in at.caption)
+
+
+def test_shared_mode_another_visitors_public_set_cannot_be_deleted(app_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_STUDIO_MODE", "shared")
+    policy = Policy.from_settings("shared")
+    source = make_folder(tmp_path / "src", [(1, drawn_photo(1), "a.png"), (2, drawn_photo(2), "b.png")])
+    app_store.add_folder("ann public", source, visitor=policy.visitor("anon:ann", "ann"), policy=policy, public=True)
+    app_store.add_folder("ann private", source, visitor=policy.visitor("anon:ann", "ann"), policy=policy)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["visitor_id"] = "anon:bob"
+    run_app(at, "predict")
+    assert at.selectbox(key="photoset_choice").options == ["ann public"]
+    assert at.button(key="photoset_delete").disabled and "only they or an admin" in at.button(key="photoset_delete").help
+    owner = AppTest.from_file(APP, default_timeout=120)
+    owner.session_state["visitor_id"] = "anon:ann"
+    run_app(owner, "predict")
+    assert owner.selectbox(key="photoset_choice").options == ["ann private", "ann public"]
+    owner.button(key="photoset_delete").click().run()
+    assert not owner.exception and app_store.names() == ["ann public"]
