@@ -41,7 +41,7 @@ def test_limits_have_defaults_and_the_file_overrides_them():
 
 
 @pytest.mark.parametrize("studio, words", [
-    ({"limits": {"queue_lenght": 3}}, "has no setting 'queue_lenght'; the limits are: max_batch_size"),
+    ({"limits": {"queue_lenght": 3}}, "has no setting 'queue_lenght'; the limits are: bytes_per_photoset, files_per_photoset, max_batch_size"),
     ({"limits": {"runs_per_visitor": 0}}, "runs_per_visitor = 0: use a whole number of at least 1"),
     ({"limits": {"memory_per_run_gb": "2GB"}}, "memory_per_run_gb = '2GB': use a number of gigabytes above 0"),
     ({"limits": {"max_batch_size": 10_000}}, "max_batch_size = 10000: use a whole number from 1 to 8192"),
