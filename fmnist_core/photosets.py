@@ -129,6 +129,18 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
+def _too_many(limits: PhotoLimits) -> PhotoSetError:
+    return PhotoSetError(f"more than {limits.files:,} files: a photo set holds at most {limits.files:,}")
+
+
+def _too_large(limits: PhotoLimits) -> PhotoSetError:
+    return PhotoSetError(f"the photos are larger than {_size(limits.bytes)} together, the most a photo set may hold")
+
+
+def _image_too_large(source: str) -> PhotoSetError:
+    return PhotoSetError(f"{source} is larger than the {_size(MAX_IMAGE_BYTES)} limit for images")
+
+
 # ---- the stored file ----------------------------------------------------------------------
 
 
@@ -210,11 +222,11 @@ def fixed_split(entries: list[tuple[int, str]], set_hash: str, fraction: float =
 
 @dataclass(frozen=True)
 class Candidate:
-    """One photo to import: where it came from (for messages), its class, and its bytes."""
+    """One photo to import: where it came from (for messages), its class, and its bytes
+    (read when it is validated, one photo in memory at a time)."""
 
     source: str
     label: int
-    size: int  # as declared (a zip's header, a folder's lstat); the read is bounded by it
     read: Callable[[], bytes]
 
 
@@ -222,38 +234,40 @@ def _ignored(part: str) -> bool:
     return part.startswith(".") or part in IGNORED_NAMES
 
 
-def _classify(files: list[tuple[tuple[str, ...], int, Callable[[], bytes]]]) -> list[Candidate]:
-    """(path parts, size, reader) of every file -> candidates with their class from the first
+def _classify(files: list[tuple[tuple[str, ...], Callable[[], bytes]]]) -> list[Candidate]:
+    """(path parts, reader) of every file -> candidates with their class from the first
     folder. A single wrapping folder that is not a class ('my_photos/Trouser/a.jpg') is skipped."""
-    while files and all(len(parts) > 1 for parts, _, _ in files) and len({parts[0] for parts, _, _ in files}) == 1 \
+    while files and all(len(parts) > 1 for parts, _ in files) and len({parts[0] for parts, _ in files}) == 1 \
             and class_of_folder(files[0][0][0]) is None:
-        files = [(parts[1:], size, read) for parts, size, read in files]
+        files = [(parts[1:], read) for parts, read in files]
     out = []
-    for parts, size, read in files:
+    for parts, read in files:
         source = "/".join(parts)
         if len(parts) == 1:
             raise PhotoSetError(f"{source} is not in a class folder: {FOLDER_HINT}")
         label = class_of_folder(parts[0])
         if label is None:
             raise PhotoSetError(f"unknown class folder {json.dumps(parts[0])}: {FOLDER_HINT}")
-        out.append(Candidate(source, label, size, read))
+        out.append(Candidate(source, label, read))
     return out
 
 
-def _bounded_file_reader(path: Path, size: int) -> Callable[[], bytes]:
+def _file_reader(path: Path, source: str) -> Callable[[], bytes]:
     def read() -> bytes:
         try:
-            data = read_regular_bytes(path, size)
+            data = read_regular_bytes(path, MAX_IMAGE_BYTES)  # no link followed, no FIFO opened, even if swapped in since the walk
         except FileProblem as e:
-            raise PhotoSetError(str(e)) from None
-        return data or b""
+            raise PhotoSetError(f"{source} cannot be read: {e}") from None
+        if data is None:
+            raise PhotoSetError(f"{source} disappeared while the set was being added")
+        return data
     return read
 
 
 def folder_candidates(folder: Path, limits: PhotoLimits) -> list[Candidate]:
     """Every photo under `folder` (one subfolder per class), checked for links, special files and
     the limits as it is walked: a folder of 100,000 files stops at the first one over."""
-    files: list[tuple[tuple[str, ...], int, Callable[[], bytes]]] = []
+    files: list[tuple[tuple[str, ...], Callable[[], bytes]]] = []
     total = scanned = 0
 
     def walk(directory: Path, parts: tuple[str, ...]) -> None:
@@ -266,7 +280,7 @@ def folder_candidates(folder: Path, limits: PhotoLimits) -> list[Candidate]:
         for entry in entries:  # not sorted: a folder of a million files is refused without listing it whole
             scanned += 1
             if scanned > _entry_bound(limits):
-                raise PhotoSetError(f"more than {limits.files:,} files: a photo set holds at most {limits.files:,}")
+                raise _too_many(limits)
             if _ignored(entry.name):
                 continue
             where = "/".join((*parts, entry.name))
@@ -279,11 +293,13 @@ def folder_candidates(folder: Path, limits: PhotoLimits) -> list[Candidate]:
             if not stat.S_ISREG(info.st_mode):
                 raise PhotoSetError(f"{where} is not a regular file (a pipe, socket or device)")
             if len(files) >= limits.files:
-                raise PhotoSetError(f"more than {limits.files:,} files: a photo set holds at most {limits.files:,}")
+                raise _too_many(limits)
+            if info.st_size > MAX_IMAGE_BYTES:
+                raise _image_too_large(where)
             total += info.st_size
             if total > limits.bytes:
-                raise PhotoSetError(f"the photos are larger than {_size(limits.bytes)} together, the most a photo set may hold")
-            files.append(((*parts, entry.name), info.st_size, _bounded_file_reader(Path(entry.path), MAX_IMAGE_BYTES)))
+                raise _too_large(limits)
+            files.append(((*parts, entry.name), _file_reader(Path(entry.path), where)))
 
     walk(folder, ())
     return _classify(files)
@@ -308,7 +324,7 @@ def open_zip(archive: bytes | Path, limits: PhotoLimits) -> zipfile.ZipFile:
         if end >= 0 and len(tail) >= end + 12:
             entries = int.from_bytes(tail[end + 10 : end + 12], "little")  # 0xFFFF: Zip64, i.e. 65,535 or more
             if entries > _entry_bound(limits):
-                raise PhotoSetError(f"more than {limits.files:,} files: a photo set holds at most {limits.files:,}")
+                raise _too_many(limits)
         return zipfile.ZipFile(io.BytesIO(archive) if isinstance(archive, bytes) else archive)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise PhotoSetError(f"not a zip file that can be read ({e})") from e
@@ -332,18 +348,18 @@ def zip_candidates(zf: zipfile.ZipFile, limits: PhotoLimits) -> list[Candidate]:
         if info.flag_bits & 0x1:
             raise PhotoSetError(f"{name} in the zip is encrypted: zip the photos without a password")
         if len(files) >= limits.files:
-            raise PhotoSetError(f"more than {limits.files:,} files: a photo set holds at most {limits.files:,}")
+            raise _too_many(limits)
         total += info.file_size
         if total > limits.bytes:
-            raise PhotoSetError(f"the photos are larger than {_size(limits.bytes)} together, the most a photo set may hold")
-        files.append((tuple(p for p in parts if p), info.file_size, _zip_reader(zf, info)))
+            raise _too_large(limits)
+        if info.file_size > MAX_IMAGE_BYTES:
+            raise _image_too_large(f"{name} in the zip")
+        files.append((tuple(p for p in parts if p), _zip_reader(zf, info)))
     return _classify(files)
 
 
 def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
     def read() -> bytes:
-        if info.file_size > MAX_IMAGE_BYTES:
-            raise PhotoSetError(f"{info.filename} is larger than the {_size(MAX_IMAGE_BYTES)} limit for images")
         try:
             with zf.open(info) as f:
                 data = f.read(info.file_size + 1)  # a header that lies about the size cannot make us read more
@@ -360,13 +376,13 @@ def labelled_candidates(photos: list[tuple[str, bytes, int | str]], limits: Phot
     if len(photos) > limits.files:
         raise PhotoSetError(f"{len(photos):,} photos: a photo set holds at most {limits.files:,}")
     if sum(len(data) for _, data, _ in photos) > limits.bytes:
-        raise PhotoSetError(f"the photos are larger than {_size(limits.bytes)} together, the most a photo set may hold")
+        raise _too_large(limits)
     out = []
     for source, data, label in photos:
         index = label if isinstance(label, int) and 0 <= label < len(CLASSES) else class_of_folder(str(label))
         if index is None:
             raise PhotoSetError(f"{source}: give it a class (one of {', '.join(CLASSES)})")
-        out.append(Candidate(source, index, len(data), lambda data=data: data))
+        out.append(Candidate(source, index, lambda data=data: data))
     return out
 
 
@@ -450,7 +466,7 @@ class PhotoSetStore:
     def add_folder(self, name: str, source: Path | str, visitor: Visitor | None = None, policy: Policy | None = None,
                    public: bool = False) -> PhotoSet:
         """Import a folder or a .zip file (one subfolder per class)."""
-        policy, visitor, limits = self._allowed(name, visitor, policy)
+        name, visitor, limits = self._allowed(name, visitor, policy)
         source = Path(source)
         try:
             kind = os.stat(source).st_mode
@@ -466,18 +482,18 @@ class PhotoSetStore:
     def add_zip(self, name: str, archive: bytes, visitor: Visitor | None = None, policy: Policy | None = None,
                 public: bool = False) -> PhotoSet:
         """Import an uploaded zip's bytes."""
-        policy, visitor, limits = self._allowed(name, visitor, policy)
+        name, visitor, limits = self._allowed(name, visitor, policy)
         with open_zip(archive, limits) as zf:
             return self._build(name, zip_candidates(zf, limits), visitor, public)
 
     def add_photos(self, name: str, photos: list[tuple[str, bytes, int | str]], visitor: Visitor | None = None,
                    policy: Policy | None = None, public: bool = False) -> PhotoSet:
         """Import photos labelled one by one: (file name, bytes, class index or name)."""
-        policy, visitor, limits = self._allowed(name, visitor, policy)
+        name, visitor, limits = self._allowed(name, visitor, policy)
         return self._build(name, labelled_candidates(photos, limits), visitor, public)
 
-    def _allowed(self, name: str, visitor: Visitor | None, policy: Policy | None) -> tuple[Policy, Visitor, PhotoLimits]:
-        """Checks that need no photo: the name, a free folder, the visitor's number of sets."""
+    def _allowed(self, name: str, visitor: Visitor | None, policy: Policy | None) -> tuple[str, Visitor, PhotoLimits]:
+        """Checks that need no photo: the name (returned stripped), a free folder, the visitor's number of sets."""
         policy = policy or Policy()
         visitor = visitor or policy.local_visitor()
         name = check_name(name)
@@ -487,11 +503,10 @@ class PhotoSetStore:
         owned = sum(s.owner == visitor.id for s in self.list())
         if limits.sets_per_visitor is not None and owned >= limits.sets_per_visitor:
             raise LimitError(f"you already have {owned} photo sets, the most this server allows per visitor: delete one first")
-        return policy, visitor, limits
+        return name, visitor, limits
 
     def _build(self, name: str, candidates: list[Candidate], visitor: Visitor, public: bool) -> PhotoSet:
         """Validate every photo into a hidden temp folder, then rename it into place."""
-        name = check_name(name)
         if not candidates:
             raise PhotoSetError(f"the photo set is empty: put photos in class folders ({FOLDER_HINT})")
         self.root.mkdir(parents=True, exist_ok=True)

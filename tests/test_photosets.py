@@ -23,7 +23,7 @@ from fmnist_core.access import LimitError, Limits, NotAllowed, Policy
 from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import UserError
-from fmnist_core.inference import to_model_input
+from fmnist_core.inference import MAX_IMAGE_BYTES, to_model_input
 from fmnist_core.photosets import (
     LABELS_NAME,
     MAX_LABELS_BYTES,
@@ -150,6 +150,13 @@ def test_too_many_files_and_bytes_are_the_servers_limits(store, tmp_path):
             "more than 3 files")
     photos = [(f"{i}.png", drawn_photo(i), "Bag") for i in range(4)]
     refused(store, lambda: store.add_photos("set", photos, policy=policy), "4 photos", "at most 3")
+
+
+def test_a_photo_over_the_image_limit_is_refused_by_its_size(store, tmp_path):
+    make_folder(tmp_path / "src", [(1, drawn_photo(1), "a.png")])
+    with open(tmp_path / "src" / "trouser" / "huge.png", "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)  # sparse: 50 MB on paper, nothing on disk; never read
+    refused(store, lambda: store.add_folder("set", tmp_path / "src"), "trouser/huge.png is larger than the 50 MB limit for images")
 
 
 def test_a_zip_of_a_million_entries_is_refused_from_its_end_record(store):
