@@ -177,10 +177,6 @@ class PhotoSet:
     problems: list[str] = field(default_factory=list)
 
     @property
-    def labels(self) -> np.ndarray:
-        return np.array([item["label"] for item in self.items], dtype=np.int64)
-
-    @property
     def heldout(self) -> np.ndarray:
         """(N,) True for the photos of the held-out part."""
         return np.array([item["split"] == "heldout" for item in self.items], dtype=bool)
