@@ -10,6 +10,7 @@ from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
+from fmnist_core.words import counted
 from ui.charts import epoch_chart, shared_batch_loss_spec
 from ui.form import config_summary, form_from_query, query_from_form, setting_widget, widget_key
 from ui.state import model_card, run_manager
@@ -222,7 +223,8 @@ def draw_run(run_id: str) -> None:
     name = by_id[run_id].name if run_id in by_id else run_id
     # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
     st.html(heading_html(name, HEADING_CHARS))
-    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
+    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · "
+               f"{counted(config.get('epochs') or 0, 'epoch')}")
     # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
     st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
     if history:
@@ -303,7 +305,7 @@ def trash_box() -> None:
     with st.expander(f"Trash ({len(trashed)})", icon=":material/delete:"):
         for record in trashed:
             a, b = st.columns([4, 1])
-            a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {len(record.history)} epochs · {record.id}")
+            a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {counted(len(record.history), 'epoch')} · {record.id}")
             locked = why_locked(record.owner)
             if b.button("Restore", key=f"restore-{record.id}", width="stretch", disabled=bool(locked), help=locked):
                 try:

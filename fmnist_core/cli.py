@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -171,12 +173,13 @@ def _model_inputs(paths: list[str]) -> list:
 def cmd_explain(args) -> int:
     from .explain import ExplainError, check_method, class_index, explain, overlay
     from .export import ensure_writable
+    from .paths import exports_dir
 
     loaded = load_checkpoint(args.checkpoint)
     check_method(loaded.model, args.method)
     target = class_index(args.target) if args.target is not None else None
     inputs = _model_inputs(args.images)  # every input checked before anything is written
-    out = Path(args.out)
+    out = Path(args.out) if args.out else exports_dir() / "explanations"
     try:
         ensure_writable(out / "probe.png")
     except UserError as e:
@@ -234,13 +237,13 @@ def add_explain_export_commands(sub) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--method", default="ig", help="ig (Integrated Gradients, default), occlusion, or gradcam (conv models)")
     p.add_argument("--target", help="class to explain, by name (Coat) or index (4); default: each image's top class")
-    p.add_argument("--out", default="explanations", help="folder for the PNGs (default: ./explanations)")
+    p.add_argument("--out", help="folder for the PNGs (default: <runs>/.exports/explanations, see README)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch")
     p.add_argument("checkpoint", help="a run folder or its model.safetensors")
     p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
-    p.add_argument("--out", help="file to write (default: ./<run folder>.onnx or .pt; a folder puts it there)")
+    p.add_argument("--out", help="file to write (default: <runs>/.exports/<run folder>.onnx or .pt; a folder puts it there)")
     p.add_argument("--card", action="store_true", help="also write a Markdown model card beside it (<out>.md)")
     p.add_argument("--check-images", dest="check_images", type=int, default=10_000,
                    help="test images the export is compared with PyTorch on (default: all 10,000)")
@@ -386,7 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # now, not at exit: a reader that went away is then caught below
+        return code
+    except BrokenPipeError:
+        # `fmnist models | head -2`: the reader has what it wanted. End quietly, as other Unix
+        # tools do, with nothing left for Python to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except UserError as e:  # anything else is a bug: its traceback stays
         message = e.message if isinstance(e, ConfigError) else str(e)
         field = f"{flag_of(e.field)}: " if isinstance(e, ConfigError) else ""

@@ -16,6 +16,7 @@ from .recipes import RECIPES, REPORT_BASE
 from .run_manager import train_run
 from .run_store import RunStore
 from .table1 import TABLE1, TABLE1_COLUMNS, results_from_runs, table1_rows
+from .words import counted
 
 # The report's two other experiments, on its best model (CNN C), everything else as Table 1.
 STUDY_MODEL = dict(REPORT_BASE, model="cnn_c")
@@ -104,7 +105,7 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
         plan = []
     data = load_fashion_mnist() if plan else None
     for key, config in plan:
-        print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {config.epochs} epochs")
+        print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {counted(config.epochs, 'epoch')}")
         run_id = store.create(config, name=config.name).name
         result = train_run(store, run_id, config, callbacks=[ConsoleProgress(), *callbacks], data=data)
         if result["status"] != "finished":

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -209,3 +210,62 @@ def test_bench_compares_each_recipe_with_the_one_it_replaced():
     # balanced_v1 was not timed, so balanced has nothing to be compared with.
     assert speedups(timed) == [{"recipe": "fast", "previous": "fast_v1", "threshold": 90.0, "seeds": 2, "ratio": 0.5},
                                {"recipe": "fast", "previous": "fast_v1", "threshold": 92.0, "seeds": 1, "ratio": 0.5}]
+
+
+# ---- issue 23: every README command honest ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_recipe_keeps_a_name_given_beside_it(command):
+    from fmnist_core.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args([command, "--recipe", "fast", "--name", "mine", "--epochs", "4"])
+    config = _config_from_args(args)
+    assert (config.name, config.epochs, config.model, config.lr, config.batch_size) == ("mine", 4, "fast_cnn_v2", 0.15, 192)
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `fmnist models | head -2` once head has its lines: every write now fails
+    result = subprocess.run([sys.executable, "-m", "fmnist_core", "models"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, timeout=300)
+    os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141  # 128 + SIGPIPE, as the shell reports for other tools
+
+
+def test_counts_are_in_the_right_number():
+    import io
+
+    from fmnist_core.console import ConsoleProgress
+    from fmnist_core.words import counted
+
+    assert [counted(1, "epoch"), counted(2, "epoch"), counted(1_875, "batch", "batches"), counted(0, "image")] == [
+        "1 epoch", "2 epochs", "1,875 batches", "0 images"]
+    progress, out = ConsoleProgress(), io.StringIO()
+    progress.out = out
+    progress.on_run_start({"model": "cnn_c", "params": 35_044, "epochs": 1, "batches_per_epoch": 1, "device": "cpu", "threads": 1})
+    assert out.getvalue().splitlines()[0] == "cnn_c: 35,044 parameters, 1 epoch of 1 batch, cpu, 1 thread"
+
+
+def test_resuming_a_run_that_does_not_exist_says_so(tmp_path):
+    missing = tmp_path / "runs" / "nonexistent"
+    result = cli("train", "--resume", str(missing))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: no such run: {missing} is not a run folder"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_explain_and_export_without_out_write_to_the_runs_folder_not_the_current_one(tmp_path):
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    work.mkdir()
+    item = np.zeros((28, 28), np.uint8)
+    item[6:22, 8:20] = 200  # a light item on black, as Fashion-MNIST's
+    Image.fromarray(item).save(tmp_path / "item.png")
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(runs)}
+    checkpoint = str(pretrained_dir() / "cnn_c_report")
+    for args in (["explain", checkpoint, str(tmp_path / "item.png")], ["export", checkpoint, "--check-images", "64"]):
+        result = subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=work, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
+    assert (runs / ".exports" / "cnn_c_report.onnx").is_file()
+    pictures = [p.name for p in (runs / ".exports" / "explanations").iterdir()]
+    assert len(pictures) == 1 and pictures[0].startswith("item.ig.") and pictures[0].endswith(".png")
