@@ -190,13 +190,6 @@ def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path,
     assert not Path("/sys/fmnist-studio-test").exists()
 
 
-def test_train_uses_every_core_by_default_outside_the_app(tiny_dir, tmp_path):
-    env = {**os.environ, "FMNIST_DATA_DIR": str(tiny_dir)}
-    result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(tmp_path / "run"), env=env)
-    assert result.returncode == 0, result.stderr
-    assert f", {os.cpu_count()} threads" in result.stdout.splitlines()[0]
-
-
 def test_bench_compares_each_recipe_with_the_one_it_replaced():
     from fmnist_core.bench import default_recipes, speedups
 
