@@ -147,6 +147,13 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.busy:
+        from .bench_busy import busy_machine_section
+
+        summary_row = busy_machine_section(repeats=args.repeats)
+        if args.json:
+            print(json.dumps(summary_row))
+        return 0
     from .bench import run_bench
 
     return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads, recipes=args.recipes)
@@ -375,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")
     p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
+    p.add_argument("--busy", action="store_true", help="only section 6: one epoch of fast, idle and beside a busy core, at "
+                   "automatic threads, 1 and 2 (~3 minutes on an idle 2-core machine)")
+    p.add_argument("--repeats", type=int, default=2, help="with --busy: best of this many runs per cell (default 2)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (default 1)")
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast and balanced, each after the recipe it replaced, "
