@@ -262,3 +262,15 @@ def test_explain_and_export_without_out_write_to_the_runs_folder_not_the_current
     assert (runs / ".exports" / "cnn_c_report.onnx").is_file()
     pictures = [p.name for p in (runs / ".exports" / "explanations").iterdir()]
     assert len(pictures) == 1 and pictures[0].startswith("item.ig.") and pictures[0].endswith(".png")
+
+
+def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
+    """`fmnist models` in well under a second (issue 23): torch's import alone takes 2-6 s here."""
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
+    first = cli("models", env=env)
+    again = subprocess.run([sys.executable, "-X", "importtime", "-m", "fmnist_core", "models"], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=300)
+    assert first.returncode == again.returncode == 0 and again.stdout == first.stdout
+    assert "583,010" in again.stdout and len(again.stdout.splitlines()) == 11  # the header and 10 models
+    imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
+    assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
