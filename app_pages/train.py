@@ -65,9 +65,15 @@ if "form_saved" not in st.session_state:  # first visit or a browser refresh: th
 for f in FIELDS:  # widget state is dropped while another page shows; put it back
     st.session_state.setdefault(widget_key(f), st.session_state["form_saved"][f])
 # Home's "train a 90% model" links here with ?preset=fast: apply it once, then drop it from the address.
+# The link's own settings (?preset=fast&epochs=4&name=mine) win over its preset's.
 if st.query_params.get("preset") in RECIPES:
+    link_values, link_problems = form_from_query(st.query_params.to_dict())
     st.session_state["preset"] = st.query_params["preset"]
     apply_preset()
+    for f, value in link_values.items():
+        st.session_state[widget_key(f)] = value
+    st.session_state["url_problems"] = link_problems
+    st.session_state["form_saved"] = {f: st.session_state[widget_key(f)] for f in FIELDS}  # the link's form, not an edit
     del st.query_params["preset"]
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error
     st.session_state[widget_key("softmax_output")] = False

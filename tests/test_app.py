@@ -356,3 +356,12 @@ def test_predict_upload_limit_is_streamlits(app):
     finally:
         st.config.set_option("server.maxUploadSize", 50)
     assert any("the limit for images is 1 MB" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_links_own_settings_win_over_its_preset():
+    """/train?preset=fast&epochs=4&name=mine: the fast recipe, with 4 epochs and the name mine (issue 23)."""
+    at = open_train({"preset": "fast", "epochs": "4", "name": "mine", "lr": "banana"})
+    assert at.number_input(key="f_epochs").value == 4 and at.text_input(key="f_name").value == "mine"
+    assert at.selectbox(key="f_model").value == RECIPES["fast"]["model"] and at.number_input(key="f_lr").value == RECIPES["fast"]["lr"]
+    assert any("not from the link" in c.value for c in at.caption)  # a value it cannot honour is still marked
+    assert at.query_params["epochs"] == "4" and at.query_params["name"] == "mine" and "preset" not in at.query_params

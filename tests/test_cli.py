@@ -274,3 +274,24 @@ def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
     assert "583,010" in again.stdout and len(again.stdout.splitlines()) == 11  # the header and 10 models
     imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
     assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
+
+
+def test_tables_only_on_a_fresh_clone_keeps_the_shipped_reproduction(tmp_path):
+    from fmnist_core.reproduce import run_reproduce
+    from fmnist_core.run_store import RunStore
+
+    shipped = ROOT / "results"
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("table1.csv", "table1.md", "study_optimizers.csv", "study_optimizers.md"):
+        (results / name).write_bytes((shipped / name).read_bytes())
+    store = RunStore(tmp_path / "runs")  # a fresh clone: no runs at all
+    for study in ("table1", "optimizers"):
+        assert run_reproduce(epochs=20, only=None, study=study, out_dir=results, store=store, tables_only=True) == 0
+    table = (results / "table1.md").read_text()
+    assert "| CNN C | No Patching | 93.38 | 92.13 | 90.34 | 90.63 | 400.00 | 393.03 | 20 | 259 | finished |" in table
+    assert (results / "table1.csv").read_text() == (shipped / "table1.csv").read_text()
+    assert "| Adam (lr 0.001) | 92.67 | 90.64 | 366.85 | 20 | 345 | finished |" in (results / "study_optimizers.md").read_text()
+    empty = tmp_path / "nothing-yet"  # no table before and no runs: blanks, not figures from nowhere
+    run_reproduce(epochs=20, only=None, study="table1", out_dir=empty, store=store, tables_only=True)
+    assert "| CNN C | No Patching | 93.38 | – | 90.34 | – | 400.00 | – | – | – |  |" in (empty / "table1.md").read_text()
