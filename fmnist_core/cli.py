@@ -19,8 +19,6 @@ from pathlib import Path
 
 from .errors import UserError
 
-COMMANDS = ("data", "models", "summary", "train", "evaluate", "predict", "reproduce", "bench", "explain", "export", "sweep")
-
 
 def _config_from_args(args):
     from .config import TrainConfig
@@ -440,8 +438,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)  # the top level has no options but -h
+    args = build_parser(command).parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()  # now, not at exit: a reader that went away is then caught below
