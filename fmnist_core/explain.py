@@ -4,9 +4,11 @@ Three methods, all Captum's (not our own attribution code):
 - ig: Integrated Gradients from a black image (the data set's background);
 - occlusion: how much the class score drops when a 4x4 square is blacked out (model-agnostic);
 - gradcam: Grad-CAM on the last conv layer, upsampled to 28x28 (conv models only), of the
-  layer's activations minus those of a black image: relative to "nothing here", as the
-  other two. Plain Grad-CAM lit the empty border (issue 23): a conv's bias and BatchNorm
-  make its output on black non-zero, and the channel weights then paint it.
+  layer's activations minus those of a black image: relative to "nothing here", and signed,
+  as the other two. Plain Grad-CAM lit the empty border (issue 23): a conv's bias and
+  BatchNorm make its output on black non-zero, and the channel weights then paint it. Its
+  ReLU is left out: relative to black, the evidence for a class can be all negative (the
+  map would then be blank), and blue shows it as for the other methods.
 
 What is explained is the log-probability of the target class, through
 scoring.ImageClassifier: one score for every model (tiles averaged for a patching model,
@@ -95,7 +97,7 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     model = copy.deepcopy(model)
     scorer = ImageClassifier(model, log=True).eval()
     layer = _relative_to_black(model, scorer, x)
-    cam = LayerGradCam(scorer, layer).attribute(x, target=target, relu_attributions=True)
+    cam = LayerGradCam(scorer, layer).attribute(x, target=target, relu_attributions=False)
     if not scorer.tta:
         return _cam_image(cam, scorer.patch)
     # A flip-TTA model's conv layer saw the image, then its mirror: the mirror's map is
