@@ -13,6 +13,7 @@ from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
+from fmnist_core.words import counted
 from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
@@ -115,10 +116,10 @@ def show_mistakes(entry: Comparable) -> None:
     counts = dict(confusions)
     # Keyed by the true class: its options are the other nine classes, never the true one.
     p = b.selectbox("Mistaken for", [p for p, _ in confusions], key=f"mistake_pred_{t}",
-                    format_func=lambda c: f"{CLASSES[c]} ({counts[c]} images)")
+                    format_func=lambda c: f"{CLASSES[c]} ({counted(counts[c], 'image')})")
     indices = analysis.mistakes(t, p)
-    st.caption(f"{counts[p]} test images of **{true_class}** predicted as **{CLASSES[p]}**"
-               + (f"; the {len(indices)} most confident mistakes:" if indices else "."))
+    st.caption(f"{counted(counts[p], 'test image')} of **{true_class}** predicted as **{CLASSES[p]}**"
+               + (f"; the {counted(len(indices), 'most confident mistake')}:" if indices else "."))
     if indices:
         images = dataset().test_images[indices].numpy()
         grid = st.columns(8)

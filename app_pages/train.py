@@ -10,8 +10,9 @@ from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.run_manager import RESUMABLE
 from fmnist_core.run_store import ACTIVE, best_test_accuracy
+from fmnist_core.words import counted
 from ui.charts import epoch_chart, shared_batch_loss_spec
-from ui.form import config_summary, form_from_query, query_from_form, setting_widget, widget_key
+from ui.form import config_summary, form_from_query, from_widget, query_from_form, setting_widget, to_widget, widget_key
 from ui.state import model_card, run_manager
 from ui.tables import csv_text, runs_frame, runs_table
 from ui.text import heading_html, literal, plain, truncate
@@ -37,7 +38,7 @@ def apply_preset() -> None:
     if preset == "custom":
         return
     for f, value in preset_values(preset).items():
-        st.session_state[widget_key(f)] = value
+        st.session_state[widget_key(f)] = to_widget(f, value)
     st.session_state["preset_base"] = preset
     st.session_state["url_problems"] = {}
 
@@ -62,15 +63,21 @@ if "form_saved" not in st.session_state:  # first visit or a browser refresh: th
     st.session_state["form_saved"] = {**DEFAULTS, **from_link}
     st.session_state["url_problems"] = link_problems
 for f in FIELDS:  # widget state is dropped while another page shows; put it back
-    st.session_state.setdefault(widget_key(f), st.session_state["form_saved"][f])
+    st.session_state.setdefault(widget_key(f), to_widget(f, st.session_state["form_saved"][f]))
 # Home's "train a 90% model" links here with ?preset=fast: apply it once, then drop it from the address.
+# The link's own settings (?preset=fast&epochs=4&name=mine) win over its preset's.
 if st.query_params.get("preset") in RECIPES:
+    link_values, link_problems = form_from_query(st.query_params.to_dict())
     st.session_state["preset"] = st.query_params["preset"]
     apply_preset()
+    for f, value in link_values.items():
+        st.session_state[widget_key(f)] = to_widget(f, value)
+    st.session_state["url_problems"] = link_problems
+    st.session_state["form_saved"] = {f: from_widget(f, st.session_state[widget_key(f)]) for f in FIELDS}  # the link's form, not an edit
     del st.query_params["preset"]
 if st.session_state[widget_key("model")] != "cnn_b":  # the quirk exists only there; off, not an error
     st.session_state[widget_key("softmax_output")] = False
-form_values = {f: st.session_state[widget_key(f)] for f in FIELDS}
+form_values = {f: from_widget(f, st.session_state[widget_key(f)]) for f in FIELDS}
 for f in list(st.session_state["url_problems"]):  # a field the user has edited since is theirs again
     if form_values[f] != st.session_state["form_saved"][f]:
         del st.session_state["url_problems"][f]
@@ -222,7 +229,8 @@ def draw_run(run_id: str) -> None:
     name = by_id[run_id].name if run_id in by_id else run_id
     # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
     st.html(heading_html(name, HEADING_CHARS))
-    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · {config.get('epochs')} epochs")
+    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · "
+               f"{counted(config.get('epochs') or 0, 'epoch')}")
     # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
     st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
     if history:
@@ -303,7 +311,7 @@ def trash_box() -> None:
     with st.expander(f"Trash ({len(trashed)})", icon=":material/delete:"):
         for record in trashed:
             a, b = st.columns([4, 1])
-            a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {len(record.history)} epochs · {record.id}")
+            a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {counted(len(record.history), 'epoch')} · {record.id}")
             locked = why_locked(record.owner)
             if b.button("Restore", key=f"restore-{record.id}", width="stretch", disabled=bool(locked), help=locked):
                 try:

@@ -4,4 +4,8 @@ Free of Streamlit on purpose (a test checks it): everything here also runs headl
 from `python -m fmnist_core`.
 """
 
+from .threads import set_openmp_wait_policy
+
 __version__ = "0.1.0"
+
+set_openmp_wait_policy()  # before any of our modules imports torch: OpenMP reads it once, on load

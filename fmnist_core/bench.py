@@ -8,6 +8,8 @@
 4. Where a training step's time goes (data, forward, backward, optimizer), per recipe.
 5. Exported models: onnxruntime's single-image latency beside eager PyTorch, the export's
    largest difference from PyTorch on the test set; explanation latency per method.
+6. A busy machine: one epoch of `fast` idle and beside a spinning core, automatic threads
+   vs 1 vs 2 (bench_busy.py; `bench --busy` runs it alone; not in --quick).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bench_busy import busy_machine_section
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import FILES, find_data_dir, load_fashion_mnist, normalize
@@ -279,6 +282,8 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
               + f"{total:>10.2f}{1000 * config.batch_size / total:>10,.0f}", flush=True)
     torch.set_num_threads(threads)
     out["export"], out["explain"] = export_and_explain_section(shipped, 100 if quick else 500, 1000 if quick else 10_000)
+    if not quick:
+        out["busy_machine"] = busy_machine_section()
     if as_json:
         print(json.dumps(out))
     return 0

@@ -2,28 +2,26 @@
 
 Every user error ends with exit status 2 and one line on stderr that says what is wrong
 and how to fix it; nothing is written before the input has been checked.
+
+Importing torch takes 2-6 s here, so nothing at the top of this module imports it: each
+command imports what it uses, and the parser builds only the parsed command's flags (the
+train flags come from config.py, which needs the model registry and so torch).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
-from PIL import Image
-
-from .checkpoint import atomic_write_bytes, load_checkpoint
-from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, flag_of
-from .console import ConsoleProgress
-from .data import CLASSES, load_fashion_mnist, normalize
 from .errors import UserError
-from .inference import MAX_IMAGE_BYTES, ImageError, open_image, predict_images, read_image_file, to_model_input
-from .models import count_parameters, create_model, list_models, model_info, summary
-from .scoring import evaluate
 
 
-def _config_from_args(args) -> TrainConfig:
+def _config_from_args(args):
+    from .config import TrainConfig
     from .recipes import recipe_config
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -32,6 +30,9 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
+    from .config import SETTINGS, flag_of
+    from .console import ConsoleProgress
+    from .data import load_fashion_mnist
     from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
     from .run_store import RunStore, result_from
 
@@ -75,6 +76,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import CLASSES, load_fashion_mnist, normalize
+    from .models import count_parameters
+    from .scoring import evaluate
+
     photoset = _photoset_store().get(args.photos) if args.photos else None  # a bad name fails before anything is scored
     loaded = load_checkpoint(args.checkpoint)
     data = load_fashion_mnist()
@@ -143,6 +149,8 @@ def cmd_photos_list(args) -> int:
 
 
 def cmd_photos_show(args) -> int:
+    from .data import CLASSES
+
     photoset = _photoset_store().get(args.name)
     counts = photoset.counts()
     if args.json:
@@ -188,6 +196,9 @@ def add_photoset_commands(photos) -> None:
 
 
 def cmd_predict(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .inference import ImageError, open_image, predict_images, read_image_file, to_model_input
+
     loaded = load_checkpoint(args.checkpoint)
     inputs, names, errors = [], [], []
     for path in args.images:  # one bad file is reported, and the others still classified
@@ -210,19 +221,23 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from .model_listing import model_listing
+
     print(f"{'name':<12} {'params':>10}  description")
-    for name in list_models():
-        print(f"{name:<12} {count_parameters(create_model(name)):>10,}  {model_info(name).description}")
+    for row in model_listing():
+        print(f"{row['name']:<12} {row['params']:>10,}  {row['description']}")
     return 0
 
 
 def cmd_summary(args) -> int:
+    from .models import create_model, summary
+
     print(summary(create_model(args.name)))
     return 0
 
 
 def cmd_data(args) -> int:
-    from .data import ensure_data
+    from .data import ensure_data, load_fashion_mnist
 
     directory = ensure_data()
     data = load_fashion_mnist(directory)
@@ -240,6 +255,13 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.busy:
+        from .bench_busy import busy_machine_section
+
+        summary_row = busy_machine_section(repeats=args.repeats)
+        if args.json:
+            print(json.dumps(summary_row))
+        return 0
     from .bench import run_bench
 
     return run_bench(quick=args.quick, as_json=args.json, seeds=args.seeds, threads=args.threads, recipes=args.recipes)
@@ -250,6 +272,8 @@ def cmd_bench(args) -> int:
 
 def _model_inputs(paths: list[str]) -> list:
     """Each image file as the uint8 (28, 28) input the model sees; a bad file names itself."""
+    from .inference import ImageError, open_image, to_model_input
+
     inputs = []
     for path in paths:
         try:
@@ -264,14 +288,19 @@ def _model_inputs(paths: list[str]) -> list:
 
 
 def cmd_explain(args) -> int:
+    from PIL import Image
+
+    from .checkpoint import load_checkpoint
+    from .data import CLASSES
     from .explain import ExplainError, check_method, class_index, explain, overlay
     from .export import ensure_writable
+    from .paths import exports_dir
 
     loaded = load_checkpoint(args.checkpoint)
     check_method(loaded.model, args.method)
     target = class_index(args.target) if args.target is not None else None
     inputs = _model_inputs(args.images)  # every input checked before anything is written
-    out = Path(args.out)
+    out = Path(args.out) if args.out else exports_dir() / "explanations"
     try:
         ensure_writable(out / "probe.png")
     except UserError as e:
@@ -287,6 +316,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .checkpoint import atomic_write_bytes, load_checkpoint
+    from .data import load_fashion_mnist, normalize
     from .export import FORMATS, ExportCheckFailed, ExportError, default_output, ensure_writable, export_model
     from .metrics import analyze
     from .model_card import ExportFacts, build_card
@@ -329,13 +360,13 @@ def add_explain_export_commands(sub) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--method", default="ig", help="ig (Integrated Gradients, default), occlusion, or gradcam (conv models)")
     p.add_argument("--target", help="class to explain, by name (Coat) or index (4); default: each image's top class")
-    p.add_argument("--out", default="explanations", help="folder for the PNGs (default: ./explanations)")
+    p.add_argument("--out", help="folder for the PNGs (default: <runs>/.exports/explanations, see README)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch")
     p.add_argument("checkpoint", help="a run folder or its model.safetensors")
     p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
-    p.add_argument("--out", help="file to write (default: ./<run folder>.onnx or .pt; a folder puts it there)")
+    p.add_argument("--out", help="file to write (default: <runs>/.exports/<run folder>.onnx or .pt; a folder puts it there)")
     p.add_argument("--card", action="store_true", help="also write a Markdown model card beside it (<out>.md)")
     p.add_argument("--check-images", dest="check_images", type=int, default=10_000,
                    help="test images the export is compared with PyTorch on (default: all 10,000)")
@@ -366,11 +397,14 @@ def cmd_sweep(args) -> int:
     return 0 if summary_row["status"] in ("finished", "stopped") else 1
 
 
+SWEEP_HELP = "many runs at once on Ray Tune: a grid or random/Optuna search over the train settings"
+
+
 def _add_sweep_command(sub) -> None:
     from .recipes import RECIPES
     from .sweep import DEFAULT_SAMPLED_TRIALS, EARLY_STOPS, SEARCHES
 
-    p = sub.add_parser("sweep", help="many runs at once on Ray Tune: a grid or random/Optuna search over the train settings",
+    p = sub.add_parser("sweep", help=SWEEP_HELP,
                        description="The train flags set the base config of every trial; --grid and --sample vary settings.")
     p.add_argument("--recipe", choices=list(RECIPES), help="base config from a named recipe; other flags override it")
     add_setting_flags(p)
@@ -396,6 +430,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig setting, made from its declaration (config.SETTINGS).
     Values are range-checked by TrainConfig.validate(), so the CLI, the form and a sweep
     give the same message for the same mistake."""
+    from .config import DEFAULTS, SETTINGS, flag_of
+
     for name, declared in SETTINGS.items():
         facts = [declared.describe_range()] if declared.kind in ("int", "float", "text") else []
         facts += [declared.unit] if declared.unit else []
@@ -420,8 +456,10 @@ def _typed(declared):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .recipes import RECIPES
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command`, only that command's flags (see the module's docstring)."""
+    def wants(name: str) -> bool:
+        return command is None or command == name
 
     parser = argparse.ArgumentParser(prog="python -m fmnist_core", description="Fashion-MNIST Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -433,11 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train a model and save the run")
-    p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
-    add_setting_flags(p)
-    p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
-    p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted, stopped or failed run from its last finished epoch")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    if wants("train"):
+        from .recipes import RECIPES
+
+        p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
+        add_setting_flags(p)
+        p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
+        p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted, stopped or failed run from its last finished epoch")
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (and its accuracy on a photo set)")
@@ -446,16 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser(
-        "predict", help="classify image files",
-        description=f"Classify image files (PNG, JPEG, WebP, BMP, GIF, TIFF; up to {MAX_IMAGE_BYTES // 2**20} MB each). "
-                    "A file that cannot be used is reported on stderr, one line each, and the others are still "
-                    "classified; the exit status is then 2, after the good ones are printed.",
-    )
-    p.add_argument("checkpoint", help="a run folder or its model.safetensors")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
+    if wants("predict"):
+        from .inference import MAX_IMAGE_BYTES
+
+        p = sub.add_parser(
+            "predict", help="classify image files",
+            description=f"Classify image files (PNG, JPEG, WebP, BMP, GIF, TIFF; up to {MAX_IMAGE_BYTES // 2**20} MB each). "
+                        "A file that cannot be used is reported on stderr, one line each, and the others are still "
+                        "classified; the exit status is then 2, after the good ones are printed.",
+        )
+        p.add_argument("checkpoint", help="a run folder or its model.safetensors")
+        p.add_argument("images", nargs="+", help="image files")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_predict)
+    else:
+        sub.add_parser("predict", help="classify image files")
 
     p = sub.add_parser("reproduce", help="retrain the report's Table 1 (or a study) and write results/")
     p.add_argument("--epochs", type=int, default=20)
@@ -467,26 +513,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="print speed tables: throughput, time to accuracy, latency")
-    p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (default 1)")
-    p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast and balanced, each after the recipe it replaced, "
-                   "e.g. fast_v1; 'best' takes ~40 min a seed)")
-    p.add_argument("--json", action="store_true")
+    if wants("bench"):
+        from .recipes import RECIPES
+
+        p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
+        p.add_argument("--busy", action="store_true", help="only section 6: one epoch of fast, idle and beside a busy core, at "
+                       "automatic threads, 1 and 2 (~3 minutes on an idle 2-core machine)")
+        p.add_argument("--repeats", type=int, default=2, help="with --busy: best of this many runs per cell (default 2)")
+        p.add_argument("--seeds", type=int, default=3)
+        p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (default 1)")
+        p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast and balanced, each after the recipe "
+                       "it replaced, e.g. fast_v1; 'best' takes ~40 min a seed)")
+        p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     add_explain_export_commands(sub)
-    _add_sweep_command(sub)
-    photos = sub.add_parser("photos", help="photo sets: your own labelled photos, to measure models on").add_subparsers(
-        dest="photos_command", required=True)
-    add_photoset_commands(photos)
+    if wants("sweep"):
+        _add_sweep_command(sub)
+    else:
+        sub.add_parser("sweep", help=SWEEP_HELP)
+    photos = sub.add_parser("photos", help="photo sets: your own labelled photos, to measure models on")
+    if wants("photos"):
+        add_photoset_commands(photos.add_subparsers(dest="photos_command", required=True))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)  # the top level has no options but -h
+    args = build_parser(command).parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # now, not at exit: a reader that went away is then caught below
+        return code
+    except BrokenPipeError:
+        # `fmnist models | head -2`: the reader has what it wanted. End quietly, as other Unix
+        # tools do, with nothing left for Python to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except UserError as e:  # anything else is a bug: its traceback stays
+        from .config import ConfigError, flag_of
+
         message = e.message if isinstance(e, ConfigError) else str(e)
         field = f"{flag_of(e.field)}: " if isinstance(e, ConfigError) else ""
         print(f"error: {field}{message}", file=sys.stderr)

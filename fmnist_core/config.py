@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
 from .models import list_models, model_info
+from .threads import auto_threads
 from .weight_init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -175,8 +175,8 @@ class TrainConfig:
     device: str = setting("auto", label="Device", kind="choice", choices=DEVICES, advanced=True, sweepable=False,
                           help="auto = CUDA when present, else the CPU.")
     threads: int = setting(0, label="Threads", kind="int", low=0, high=MAX_THREADS, step=1, advanced=True, sweepable=False,
-                           help="torch threads; 0 = auto: every core from the command line, all cores but one in the app "
-                                "(one is left for the server and the browser).")
+                           help="torch threads; 0 = auto: the cores not busy with other work (from the command line), "
+                                "less one in the app (left for the server and the browser).")
     precision: str = setting("fp32", label="Precision", kind="choice", choices=PRECISIONS,
                              help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX; "
                                   "accuracy is always measured in fp32.")
@@ -227,11 +227,12 @@ class TrainConfig:
         return kwargs
 
     def resolved_threads(self, cores_kept_free: int = 0) -> int:
-        """The torch threads to train with: `threads`, or for 0 (auto) every core but
-        `cores_kept_free` (the app keeps one for its server and the visitor's browser)."""
+        """The torch threads to train with: `threads`, or for 0 (auto) the cores free right
+        now but `cores_kept_free` (the app keeps one for its server and the visitor's
+        browser); the rule is threads.choose_threads."""
         if self.threads:
             return self.threads
-        return max(1, (os.cpu_count() or 1) - cores_kept_free)
+        return auto_threads(cores_kept_free)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from .words import counted
+
 
 def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)}:{int(s % 60):02d}"
@@ -19,8 +21,9 @@ class ConsoleProgress:
         self.out = sys.stderr if quiet else sys.stdout
 
     def on_run_start(self, event: dict) -> None:
-        print(f"{event['model']}: {event['params']:,} parameters, {event['epochs']} epochs of "
-              f"{event['batches_per_epoch']} batches, {event['device']}, {event['threads']} threads", file=self.out)
+        print(f"{event['model']}: {event['params']:,} parameters, {counted(event['epochs'], 'epoch')} of "
+              f"{counted(event['batches_per_epoch'], 'batch', 'batches')}, {event['device']}, {counted(event['threads'], 'thread')}",
+              file=self.out)
         print(self.HEADER, file=self.out)
 
     def on_batch_end(self, event: dict) -> None:

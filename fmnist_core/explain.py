@@ -3,7 +3,12 @@
 Three methods, all Captum's (not our own attribution code):
 - ig: Integrated Gradients from a black image (the data set's background);
 - occlusion: how much the class score drops when a 4x4 square is blacked out (model-agnostic);
-- gradcam: Grad-CAM on the last conv layer, upsampled to 28x28 (conv models only).
+- gradcam: Grad-CAM on the last conv layer, upsampled to 28x28 (conv models only), of the
+  layer's activations minus those of a black image: relative to "nothing here", and signed,
+  as the other two. Plain Grad-CAM lit the empty border (issue 23): a conv's bias and
+  BatchNorm make its output on black non-zero, and the channel weights then paint it. Its
+  ReLU is left out: relative to black, the evidence for a class can be all negative (the
+  map would then be blank), and blue shows it as for the other methods.
 
 What is explained is the log-probability of the target class, through
 scoring.ImageClassifier: one score for every model (tiles averaged for a patching model,
@@ -91,13 +96,53 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     # (another app session) makes with the same cached model meanwhile cannot trip the hook.
     model = copy.deepcopy(model)
     scorer = ImageClassifier(model, log=True).eval()
-    cam = LayerGradCam(scorer, last_conv_layer(model)).attribute(x, target=target, relu_attributions=True)
+    layer = _relative_to_black(model, scorer, x)
+    cam = LayerGradCam(scorer, layer).attribute(x, target=target, relu_attributions=False)
     if not scorer.tta:
         return _cam_image(cam, scorer.patch)
     # A flip-TTA model's conv layer saw the image, then its mirror: the mirror's map is
     # flipped back, and the two are averaged as the two predictions are.
     original, mirrored = cam.chunk(2)
     return (_cam_image(original, scorer.patch) + _cam_image(mirrored, scorer.patch).flip(-1)) / 2
+
+
+class _Difference(nn.Module):
+    """The conv layer's output minus its output on a black image: the layer Grad-CAM reads."""
+
+    def __init__(self, conv: nn.Conv2d, on_black: torch.Tensor):
+        super().__init__()
+        self.conv, self.on_black = conv, on_black
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) - self.on_black
+
+
+class _AddBack(nn.Module):
+    """Stands in for the conv layer: the same output (difference + black's), so the model's
+    score is unchanged, while Grad-CAM sees the difference (and the same gradients)."""
+
+    def __init__(self, difference: _Difference):
+        super().__init__()
+        self.difference = difference
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.difference(x) + self.difference.on_black
+
+
+def _relative_to_black(model: nn.Module, scorer: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Swap `model`'s (a copy's) last conv layer for _AddBack and return its _Difference.
+    The black image goes through the scorer as `x` does (tiles, flip TTA), so the shapes match."""
+    conv = last_conv_layer(model)
+    seen = []
+    hook = conv.register_forward_hook(lambda module, args, output: seen.append(output.detach()))
+    with torch.no_grad():
+        scorer(torch.full_like(x, BACKGROUND))
+    hook.remove()
+    name = next(n for n, m in model.named_modules() if m is conv)
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    difference = _Difference(conv, seen[0])
+    setattr(parent, name.rpartition(".")[2], _AddBack(difference))
+    return difference
 
 
 def _cam_image(cam: torch.Tensor, patch: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from torch import nn
 from .checkpoint import atomic_write_bytes
 from .data import CLASSES, IMAGE_SIZE, MEAN, STD
 from .errors import UserError
+from .paths import exports_dir
 from .scoring import EVAL_BATCH, ImageClassifier, predict_dataset
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -161,10 +162,10 @@ def check_export(model: nn.Module, data: bytes, fmt: str, images: torch.Tensor, 
 
 
 def default_output(checkpoint: Path, fmt: str) -> Path:
-    """<run folder name>.onnx (or .pt) in the current folder."""
+    """<run folder name>.onnx (or .pt) in paths.exports_dir()."""
     checkpoint = Path(checkpoint)
     stem = checkpoint.parent.name if checkpoint.suffix == ".safetensors" else checkpoint.name
-    return Path(stem + FORMATS[fmt])
+    return exports_dir() / (stem + FORMATS[fmt])
 
 
 def ensure_writable(path: Path) -> None:

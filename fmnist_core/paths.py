@@ -29,6 +29,13 @@ def runs_dir() -> Path:
     return _env_path("FMNIST_RUNS_DIR") or home() / "checkpoints" / "runs"
 
 
+def exports_dir() -> Path:
+    """Where `export` and `explain` write when not given --out: <runs>/.exports, so that
+    nothing lands in the checkout (or the current folder) unasked. Hidden: the run store
+    treats its dot-folders as its own, never as runs."""
+    return runs_dir() / ".exports"
+
+
 def pretrained_dir() -> Path:
     """Shipped checkpoints: $FMNIST_PRETRAINED_DIR, else <home>/checkpoints/pretrained."""
     return _env_path("FMNIST_PRETRAINED_DIR") or home() / "checkpoints" / "pretrained"

@@ -69,7 +69,9 @@ DESCRIPTIONS = {
 }
 
 
-def recipe_config(name: str, **overrides) -> TrainConfig:
-    if name not in RECIPES:
-        raise UserError(f"unknown recipe '{name}'. Choose one of: {', '.join(RECIPES)}")
-    return TrainConfig(**{**RECIPES[name], "name": name, **overrides})
+def recipe_config(recipe: str, /, **overrides) -> TrainConfig:
+    """The recipe's config; `overrides` win, the run's `name` among them (positional-only
+    `recipe`, so a `name=` override is a setting, not the recipe)."""
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe '{recipe}'. Choose one of: {', '.join(RECIPES)}")
+    return TrainConfig(**{**RECIPES[recipe], "name": recipe, **overrides})

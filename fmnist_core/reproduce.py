@@ -15,7 +15,8 @@ from .errors import UserError
 from .recipes import RECIPES, REPORT_BASE
 from .run_manager import train_run
 from .run_store import RunStore
-from .table1 import TABLE1, TABLE1_COLUMNS, results_from_runs, table1_rows
+from .table1 import CSV_TO_RESULT, TABLE1, TABLE1_COLUMNS, results_from_runs, table1_rows
+from .words import counted
 
 # The report's two other experiments, on its best model (CNN C), everything else as Table 1.
 STUDY_MODEL = dict(REPORT_BASE, model="cnn_c")
@@ -74,6 +75,36 @@ STUDY_COLUMNS = [("Setting", "setting"), ("Train acc", "train_accuracy"), ("Test
                  ("Loss", "loss"), ("Epochs", "epochs"), ("Seconds", "seconds"), ("Status", "status")]
 
 
+def kept_from_previous(rows: list[dict], previous_csv: Path, key: tuple[str, ...]) -> list[dict]:
+    """Rows this run store has no run for keep our figures from the table as it was (the
+    reproduction a fresh clone ships, or one made on another machine): a table is rebuilt
+    from runs, never blanked. Rows are matched on `key`; a missing or damaged file keeps nothing."""
+    try:
+        with open(previous_csv, newline="") as f:
+            previous = {tuple(line.get(k) for k in key): line for line in csv.DictReader(f)}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return rows
+    kept = []
+    for row in rows:
+        old = previous.get(tuple(str(row[k]) for k in key))
+        if row["status"] or not old or not old.get("status"):
+            kept.append(row)
+            continue
+        ours = {column: _cell(column, old.get(column) or "") for column in CSV_TO_RESULT}
+        kept.append({**row, **ours})
+    return kept
+
+
+def _cell(column: str, text: str):
+    """A CSV cell of ours back as the row holds it: text, a whole number of epochs, a float or None."""
+    if column in ("status", "run") or not text:
+        return text if column in ("status", "run") else None
+    try:
+        return int(text) if column == "epochs" else float(text)
+    except ValueError:
+        return None
+
+
 def planned_runs(study: str, epochs: int, only: list[str] | None) -> list[tuple[str, TrainConfig]]:
     """(row key, config) for each run the command will train, validated up front."""
     if study == "table1":
@@ -104,16 +135,17 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
         plan = []
     data = load_fashion_mnist() if plan else None
     for key, config in plan:
-        print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {config.epochs} epochs")
+        print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {counted(config.epochs, 'epoch')}")
         run_id = store.create(config, name=config.name).name
         result = train_run(store, run_id, config, callbacks=[ConsoleProgress(), *callbacks], data=data)
         if result["status"] != "finished":
             print(f"{result['status']}: {result['message']}")
     results = results_from_runs(store.list())
     if study == "table1":
-        rows, columns, stem = table1_rows(results), TABLE1_COLUMNS, "table1"
+        rows, columns, stem, key = table1_rows(results), TABLE1_COLUMNS, "table1", ("model", "configuration")
     else:
-        rows, columns, stem = study_rows(study, results), STUDY_COLUMNS, f"study_{study}"
+        rows, columns, stem, key = study_rows(study, results), STUDY_COLUMNS, f"study_{study}", ("setting",)
+    rows = kept_from_previous(rows, out_dir / f"{stem}.csv", key)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(rows, columns)
     atomic_write_bytes(out_dir / f"{stem}.md", markdown.encode())

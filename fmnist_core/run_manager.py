@@ -131,6 +131,8 @@ def prepare_resume(store: RunStore, run_id: str) -> tuple[TrainConfig, ResumeSta
     """Check that a run can continue and set its folder back to its last resume point:
     history.jsonl holds exactly the epochs the resume state has, result.json goes.
     Returns (config, state) for train_run; UserError, changing nothing, when it cannot."""
+    if not (store.root / run_id).is_dir():
+        raise UserError(f"no such run: {store.root / run_id} is not a run folder")
     record = store.read(run_id)
     if record.status not in RESUMABLE:
         raise UserError(f"run {run_id} is {record.status}; only an interrupted, stopped or failed run can be resumed")

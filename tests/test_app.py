@@ -356,3 +356,28 @@ def test_predict_upload_limit_is_streamlits(app):
     finally:
         st.config.set_option("server.maxUploadSize", 50)
     assert any("the limit for images is 1 MB" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_links_own_settings_win_over_its_preset():
+    """/train?preset=fast&epochs=4&name=mine: the fast recipe, with 4 epochs and the name mine (issue 23)."""
+    at = open_train({"preset": "fast", "epochs": "4", "name": "mine", "lr": "banana"})
+    assert at.number_input(key="f_epochs").value == 4 and at.text_input(key="f_name").value == "mine"
+    assert at.selectbox(key="f_model").value == RECIPES["fast"]["model"] and at.number_input(key="f_lr").value == RECIPES["fast"]["lr"]
+    assert any("not from the link" in c.value for c in at.caption)  # a value it cannot honour is still marked
+    assert at.query_params["epochs"] == "4" and at.query_params["name"] == "mine" and "preset" not in at.query_params
+
+
+def test_the_form_refuses_what_it_would_have_rounded():
+    """Epochs 2.5 or 1e9 were cut to 2 or 1 by the browser's int field, and Start ran that; an lr of
+    1e-9 showed as 0.00000 (issue 23). Now the field keeps the number and the config's check marks it."""
+    at = open_train()
+    epochs = at.number_input(key="f_epochs")
+    assert epochs.proto.data_type == epochs.proto.FLOAT and epochs.proto.format == "%g"  # the browser keeps 2.5 and 1e9
+    for typed, words in ((2.5, "Epochs: 2.5 is not a whole number"), (1e9, "Epochs: 1000000000 is out of range; use 1 to 200")):
+        at.number_input(key="f_epochs").set_value(typed).run()
+        assert any(words in e.value for e in at.error), [e.value for e in at.error]
+        assert at.button(key="start").disabled and not any(c.value.startswith("**Will train:**") for c in at.caption)
+    at.number_input(key="f_epochs").set_value(3.0).run()
+    assert not at.button(key="start").disabled and "3 epochs" in will_train(at)
+    at.number_input(key="f_lr").set_value(1e-9).run()
+    assert at.number_input(key="f_lr").proto.format == "%g" and "lr 1e-09" in will_train(at)

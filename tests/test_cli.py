@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -189,13 +190,6 @@ def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path,
     assert not Path("/sys/fmnist-studio-test").exists()
 
 
-def test_train_uses_every_core_by_default_outside_the_app(tiny_dir, tmp_path):
-    env = {**os.environ, "FMNIST_DATA_DIR": str(tiny_dir)}
-    result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(tmp_path / "run"), env=env)
-    assert result.returncode == 0, result.stderr
-    assert f", {os.cpu_count()} threads" in result.stdout.splitlines()[0]
-
-
 def test_bench_compares_each_recipe_with_the_one_it_replaced():
     from fmnist_core.bench import default_recipes, speedups
 
@@ -209,3 +203,95 @@ def test_bench_compares_each_recipe_with_the_one_it_replaced():
     # balanced_v1 was not timed, so balanced has nothing to be compared with.
     assert speedups(timed) == [{"recipe": "fast", "previous": "fast_v1", "threshold": 90.0, "seeds": 2, "ratio": 0.5},
                                {"recipe": "fast", "previous": "fast_v1", "threshold": 92.0, "seeds": 1, "ratio": 0.5}]
+
+
+# ---- issue 23: every README command honest ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_recipe_keeps_a_name_given_beside_it(command):
+    from fmnist_core.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args([command, "--recipe", "fast", "--name", "mine", "--epochs", "4"])
+    config = _config_from_args(args)
+    assert (config.name, config.epochs, config.model, config.lr, config.batch_size) == ("mine", 4, "fast_cnn_v2", 0.15, 192)
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `fmnist models | head -2` once head has its lines: every write now fails
+    result = subprocess.run([sys.executable, "-m", "fmnist_core", "models"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, timeout=300)
+    os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141  # 128 + SIGPIPE, as the shell reports for other tools
+
+
+def test_counts_are_in_the_right_number():
+    import io
+
+    from fmnist_core.console import ConsoleProgress
+    from fmnist_core.words import counted
+
+    assert [counted(1, "epoch"), counted(2, "epoch"), counted(1_875, "batch", "batches"), counted(0, "image")] == [
+        "1 epoch", "2 epochs", "1,875 batches", "0 images"]
+    progress, out = ConsoleProgress(), io.StringIO()
+    progress.out = out
+    progress.on_run_start({"model": "cnn_c", "params": 35_044, "epochs": 1, "batches_per_epoch": 1, "device": "cpu", "threads": 1})
+    assert out.getvalue().splitlines()[0] == "cnn_c: 35,044 parameters, 1 epoch of 1 batch, cpu, 1 thread"
+
+
+def test_resuming_a_run_that_does_not_exist_says_so(tmp_path):
+    missing = tmp_path / "runs" / "nonexistent"
+    result = cli("train", "--resume", str(missing))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: no such run: {missing} is not a run folder"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_explain_and_export_without_out_write_to_the_runs_folder_not_the_current_one(tmp_path):
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    work.mkdir()
+    item = np.zeros((28, 28), np.uint8)
+    item[6:22, 8:20] = 200  # a light item on black, as Fashion-MNIST's
+    Image.fromarray(item).save(tmp_path / "item.png")
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(runs)}
+    checkpoint = str(pretrained_dir() / "cnn_c_report")
+    for args in (["explain", checkpoint, str(tmp_path / "item.png")], ["export", checkpoint, "--check-images", "64"]):
+        result = subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=work, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
+    assert (runs / ".exports" / "cnn_c_report.onnx").is_file()
+    pictures = [p.name for p in (runs / ".exports" / "explanations").iterdir()]
+    assert len(pictures) == 1 and pictures[0].startswith("item.ig.") and pictures[0].endswith(".png")
+
+
+def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
+    """`fmnist models` in well under a second (issue 23): torch's import alone takes 2-6 s here."""
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
+    first = cli("models", env=env)
+    again = subprocess.run([sys.executable, "-X", "importtime", "-m", "fmnist_core", "models"], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=300)
+    assert first.returncode == again.returncode == 0 and again.stdout == first.stdout
+    assert "583,010" in again.stdout and len(again.stdout.splitlines()) == 11  # the header and 10 models
+    imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
+    assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
+
+
+def test_tables_only_on_a_fresh_clone_keeps_the_shipped_reproduction(tmp_path):
+    from fmnist_core.reproduce import run_reproduce
+    from fmnist_core.run_store import RunStore
+
+    shipped = ROOT / "results"
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("table1.csv", "table1.md", "study_optimizers.csv", "study_optimizers.md"):
+        (results / name).write_bytes((shipped / name).read_bytes())
+    store = RunStore(tmp_path / "runs")  # a fresh clone: no runs at all
+    for study in ("table1", "optimizers"):
+        assert run_reproduce(epochs=20, only=None, study=study, out_dir=results, store=store, tables_only=True) == 0
+    table = (results / "table1.md").read_text()
+    assert "| CNN C | No Patching | 93.38 | 92.13 | 90.34 | 90.63 | 400.00 | 393.03 | 20 | 259 | finished |" in table
+    assert (results / "table1.csv").read_text() == (shipped / "table1.csv").read_text()
+    assert "| Adam (lr 0.001) | 92.67 | 90.64 | 366.85 | 20 | 345 | finished |" in (results / "study_optimizers.md").read_text()
+    empty = tmp_path / "nothing-yet"  # no table before and no runs: blanks, not figures from nowhere
+    run_reproduce(epochs=20, only=None, study="table1", out_dir=empty, store=store, tables_only=True)
+    assert "| CNN C | No Patching | 93.38 | – | 90.34 | – | 400.00 | – | – | – |  |" in (empty / "table1.md").read_text()

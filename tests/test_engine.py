@@ -165,8 +165,8 @@ def test_augmentation_keeps_every_tensor_on_the_images_device():
 
 
 @pytest.mark.parametrize("kept_free", [0, 1])
-def test_automatic_threads_use_every_core_but_those_kept_free(tiny_data, kept_free):
-    """`threads 0`: every core from the command line; the app keeps one for its server."""
+def test_automatic_threads_use_the_free_cores_but_those_kept_free(tiny_data, kept_free):
+    """`threads 0`: the cores not busy elsewhere (threads.choose_threads); the app keeps one for its server."""
     rec = Recorder()
     fit(small(threads=0, epochs=1), data=tiny_data, callbacks=[rec], cores_kept_free=kept_free)
-    assert rec.events[0][1]["threads"] == max(1, os.cpu_count() - kept_free)
+    assert 1 <= rec.events[0][1]["threads"] <= max(1, len(os.sched_getaffinity(0)) - kept_free)

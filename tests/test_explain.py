@@ -93,8 +93,8 @@ def test_explanation_shape_range_and_overlay(method):
     assert np.abs(result.heatmap).max() == pytest.approx(1.0)  # scaled to the strongest evidence
     assert result.target == int(result.probabilities.argmax()) and result.target_name == "Ankle boot"
     assert result.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    if method == "gradcam":
-        assert result.heatmap.min() >= 0  # Grad-CAM keeps only what speaks for the class
+    # Grad-CAM is signed as the others since issue 23 (relative to a black image, without its
+    # ReLU): test_gradcam_on_cnn_c_puts_no_heat_on_the_empty_border checks where its heat goes.
     picture = overlay(image, result.heatmap, scale=5)
     assert picture.shape == (140, 140, 3) and picture.dtype == np.uint8
     hot = np.unravel_index(np.argmax(result.heatmap), result.heatmap.shape)
@@ -261,3 +261,17 @@ def test_compare_shows_heatmaps_of_mistakes_and_offers_the_model_card(store_with
     mistakes = [image for image in at.get("image") if image.proto.imgs and image.proto.imgs[0].caption.startswith("#")]
     assert mistakes, "no mistakes shown"
     assert "Model card (Markdown)" in [b.label for b in at.get("download_button")]
+
+
+def test_gradcam_on_cnn_c_puts_no_heat_on_the_empty_border(real_data):
+    """Issue 23: Grad-CAM on cnn_c painted the black border red. Its map is now relative to a black
+    image, so the heat stays on the item and the 4 px its last conv layer reaches past it (measured
+    on these 20 test images: at most 2.2% of the mass outside, 45% before)."""
+    model = load_checkpoint(CNN_C).model
+    shares = []
+    for image in real_data.test_images[:20].numpy():
+        item = torch.from_numpy((image > 0).astype(np.float32))[None, None]
+        near_item = torch.nn.functional.max_pool2d(item, 9, stride=1, padding=4)[0, 0].numpy() > 0  # grown by 4 px
+        heat = np.abs(explain(model, image, None, "gradcam").heatmap)
+        shares.append(heat[~near_item].sum() / heat.sum())
+    assert max(shares) < 0.05 and np.mean(shares) < 0.01, np.round(shares, 3)

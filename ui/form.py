@@ -11,11 +11,27 @@ from fmnist_core.config import DEFAULTS, SETTINGS
 from fmnist_core.errors import UserError
 
 FORMATS = {"patch": lambda p: "off" if p == 0 else f"{p}x{p} tiles"}
-FLOAT_FORMATS = {"lr": "%.5f", "weight_decay": "%.5f", "ema": "%.5f"}
+# "%g" shows a value as typed (1e-09, 0.15): "%.5f" showed an lr of 1e-9 as 0.00000.
+FLOAT_FORMATS = {"lr": "%g", "weight_decay": "%g", "ema": "%g"}
 
 
 def widget_key(name: str) -> str:
     return f"f_{name}"
+
+
+# Whole-number settings sit in float widgets: an int widget's browser side cuts what is typed
+# (epochs "2.5" became 2, "1e9" became 1, and Start ran that). A float widget keeps the
+# number, and the config's own check marks it on its field ("2.5 is not a whole number").
+def to_widget(name: str, value):
+    """A setting's value as its widget holds it."""
+    return float(value) if SETTINGS[name].kind == "int" and value is not None else value
+
+
+def from_widget(name: str, value):
+    """A widget's value as the setting's: a whole float back to int; anything else as it is."""
+    if SETTINGS[name].kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def setting_widget(container, name: str, disabled: bool = False, placeholder: str | None = None, problem: str | None = None) -> None:
@@ -32,8 +48,8 @@ def setting_widget(container, name: str, disabled: bool = False, placeholder: st
     elif declared.kind == "text":
         container.text_input(declared.label, key=key, help=help_text, disabled=disabled, placeholder=placeholder or "optional")
     elif declared.kind == "int":
-        container.number_input(declared.label, step=int(declared.step or 1), key=key, help=help_text, disabled=disabled,
-                               placeholder=placeholder)
+        container.number_input(declared.label, step=float(declared.step or 1), format="%g", key=key, help=help_text,
+                               disabled=disabled, placeholder=placeholder)
     else:
         container.number_input(declared.label, step=float(declared.step or 0.01), format=FLOAT_FORMATS.get(name, "%.3f"), key=key,
                                help=help_text, disabled=disabled, placeholder=placeholder)

@@ -1,0 +1,49 @@
+"""`fmnist models`' listing (name, parameters, description) without importing torch each time.
+
+Counting a model's parameters means building it, and importing torch alone takes 2-6 s
+here. The listing depends only on the registry's source (models.py, and data.py for the
+image size and classes), so it is kept in <runs>/.cache/, named by a hash of that source:
+edit a model and the next listing builds them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .paths import runs_dir
+
+SOURCES = ("models.py", "data.py")  # what the parameter counts and descriptions are made from
+
+
+def _cache_file() -> Path:
+    here = Path(__file__).parent
+    digest = hashlib.sha256(b"".join((here / name).read_bytes() for name in SOURCES)).hexdigest()[:16]
+    return runs_dir() / ".cache" / f"models-{digest}.json"
+
+
+def _built_listing() -> list[dict]:
+    from .models import count_parameters, create_model, list_models, model_info
+
+    return [{"name": name, "params": count_parameters(create_model(name)), "description": model_info(name).description}
+            for name in list_models()]
+
+
+def model_listing() -> list[dict]:
+    """[{name, params, description}] for every registered model, in the registry's order."""
+    cache = _cache_file()
+    try:
+        rows = json.loads(cache.read_text())
+        if isinstance(rows, list) and all(isinstance(r, dict) and set(r) == {"name", "params", "description"} for r in rows):
+            return rows
+    except (OSError, ValueError):
+        pass  # not built yet, or damaged: build it
+    rows = _built_listing()
+    try:
+        from .checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(cache, json.dumps(rows).encode())
+    except OSError:
+        pass  # a read-only run store: the listing is still right, only slower next time
+    return rows
