@@ -30,10 +30,12 @@ from .data import IMAGE_SIZE
 cv2.setNumThreads(1)  # images here are small; threads would only fight torch for the 2 cores
 
 SEGMENT_SIDE = 256  # the item is found at this size (longest side): fast, and plenty for a 28 px result
+RENDER_SIDE = 512  # and rendered from this size: enough detail for 28 px after a crop
 SMOOTHING = 2.0  # Gaussian sigma at SEGMENT_SIDE, px: averages out fabric, grain and tile texture
 BORDER = 0.04  # the ring the background model starts from, as a fraction of the shorter side
 NOISE_SIGMAS = 4.0  # an item pixel differs from the background model by this many noise sigmas...
 MIN_DISTANCE = 7.0  # ...and by at least this Lab distance (about twice a just-noticeable difference)
+GAP_WIDTH = 7  # px at SEGMENT_SIDE: a hole at least this wide shows the surface through the item
 MIN_ITEM_AREA = 0.004  # a component smaller than this fraction of the image is a speck, not an item
 SECOND_ITEM_RATIO = 0.3  # a second component at least this large (relative to the item) is a second item
 INK_THRESHOLD = 0.08  # a drawing's contrast, as a fraction of its highest, that counts as item (for cropping)
@@ -63,9 +65,8 @@ def find_item(image: Image.Image | np.ndarray, fit_size: int = IMAGE_SIZE) -> It
     """Any image -> the item's mask and its Fashion-MNIST-like 28x28 rendering."""
     rgb = as_rgb(image)  # uint8 (H, W, 3)
     height, width = rgb.shape[:2]
-    scale = SEGMENT_SIDE / max(height, width)
-    small_size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    mid = _shrink_to(rgb, RENDER_SIDE)  # a photo's item is rendered from this
+    small = _shrink_to(mid, SEGMENT_SIDE)  # and found in this
     surface = _exact_surface(small)
     flat = surface is not None
     if flat:  # nothing to model: distance to the one colour, unsmoothed (thin strokes are item)
@@ -95,11 +96,20 @@ def find_item(image: Image.Image | np.ndarray, fit_size: int = IMAGE_SIZE) -> It
     if flat:
         mask, model_input = _render_flat(rgb, surface, fit_size)
     else:
-        soft = cv2.resize(item_small.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-        soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, 0.5 / scale))
-        mask = soft > 0.5
-        model_input = _render_photo(rgb, mask, soft, background, fit_size)
+        soft = cv2.resize(item_small.astype(np.float32), mid.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, 0.5 * max(mid.shape) / max(small.shape)))  # a smooth outline
+        model_input = _render_photo(mid, soft > 0.5, soft, background, fit_size)
+        mask = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
     return ItemCut(model_input, mask, confidence, unsure, flat)
+
+
+def _shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Scaled down (area averaging) so the longest side is at most `side`."""
+    height, width = rgb.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return rgb
+    return cv2.resize(rgb, (max(8, round(width * scale)), max(8, round(height * scale))), interpolation=cv2.INTER_AREA)
 
 
 def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -113,7 +123,7 @@ def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
     if image.mode in ("RGBA", "LA"):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _exact_surface(rgb: np.ndarray) -> np.ndarray | None:
@@ -180,12 +190,18 @@ def _components(foreground: np.ndarray, flat: bool) -> tuple[list[int], list[int
     """Clean the foreground and split it: component labels, largest first, with their areas."""
     mask = foreground.astype(np.uint8)
     if not flat:  # texture leaves specks and thin lines (tile joints); a garment is solid
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
-        mask = _fill_holes(mask)
+        seen = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(3))
+        mask = _fill_holes(cv2.morphologyEx(seen, cv2.MORPH_CLOSE, _disc(7)))
+        # A hole wide enough to be surface seen through the item (between a sandal's straps,
+        # inside a bag's handle) is background again; narrow ones are the item's own pattern.
+        mask &= 1 - cv2.morphologyEx(mask & (1 - seen), cv2.MORPH_OPEN, _disc(GAP_WIDTH))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     order = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
     return order, [int(stats[i, cv2.CC_STAT_AREA]) for i in order], labels
+
+
+def _disc(size: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -241,3 +257,14 @@ def _fit_and_centre(ink: np.ndarray, fit_size: int) -> np.ndarray:
     top, left = (IMAGE_SIZE - new_h + 1) // 2, (IMAGE_SIZE - new_w + 1) // 2
     canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
     return canvas
+
+
+def mask_overlay(image: Image.Image | np.ndarray, mask: np.ndarray, tint: tuple[int, int, int] = (255, 40, 40)) -> np.ndarray:
+    """The image with the found item tinted and outlined, for a preview: uint8 (H, W, 3)."""
+    rgb = as_rgb(image).copy()
+    if mask.any():
+        rgb[mask] = (0.55 * rgb[mask] + 0.45 * np.array(tint)).astype(np.uint8)
+        thickness = max(1, round(max(mask.shape) / 300))
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(rgb, contours, -1, tint, thickness)
+    return rgb

@@ -13,11 +13,16 @@ bright pixel of the 28x28 item is a dark part of the garment in the photo.
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from .data import CLASSES
+from .errors import UserError
 
 # Background families per look. "default" is what the pipeline is tuned on (from training
 # images) and measured on (from test images); "night" is kept out of both: dark surfaces under
@@ -38,22 +43,24 @@ JPEG_QUALITY = (70, 90)
 
 @dataclass
 class SynthPhoto:
-    image: Image.Image  # RGB, decoded from JPEG
+    image: Image.Image  # RGB, decoded from `jpeg`
+    jpeg: bytes  # the photo as a phone would save it
     mask: np.ndarray  # bool (H, W): where the item is
     label: int
     look: str  # the background family it was drawn from
 
 
-def synth_photos(images: np.ndarray, labels, seed: int, look: str = "default",
-                 edge: bool = False) -> list[SynthPhoto]:
+def synth_photos(images: np.ndarray, labels, seed: int, look: str = "default", edge: bool = False,
+                 colour: tuple[int, int, int] | None = None) -> list[SynthPhoto]:
     """uint8 (N, 28, 28) Fashion-MNIST items -> N phone-like photos, the same for the same seed.
 
-    `edge`: push each item against a side of the frame (for the "touches the edge" warning)."""
+    `edge`: push each item over a side of the frame (for the "touches the edge" warning).
+    `colour`: one plain RGB garment colour for all, instead of random colours and patterns."""
     if look not in LOOKS:
         raise ValueError(f"unknown look {look!r}; choose from {', '.join(LOOKS)}")
     rng = np.random.default_rng(seed)
     images = np.asarray(images, dtype=np.uint8)
-    return [_one_photo(item, int(label), rng, look, edge) for item, label in zip(images, labels)]
+    return [_one_photo(item, int(label), rng, look, edge, colour) for item, label in zip(images, labels)]
 
 
 def synth_scene(items: list[np.ndarray], seed: int, look: str = "default", empty: bool = False) -> SynthPhoto:
@@ -69,15 +76,16 @@ def synth_scene(items: list[np.ndarray], seed: int, look: str = "default", empty
         top, left = (height - alpha.shape[0]) // 2, i * slot + (slot - alpha.shape[1]) // 2
         scene, placed = _paste(scene, rgb, alpha, top, left, rng)
         mask |= placed
-    return SynthPhoto(_finish(scene, family, rng), mask, -1, str(family))
+    return SynthPhoto(*_finish(scene, family, rng), mask, -1, str(family))
 
 
-def _one_photo(item: np.ndarray, label: int, rng: np.random.Generator, look: str, edge: bool) -> SynthPhoto:
+def _one_photo(item: np.ndarray, label: int, rng: np.random.Generator, look: str, edge: bool,
+               colour: tuple[int, int, int] | None) -> SynthPhoto:
     family = rng.choice(LOOKS[look])
     side = int(rng.integers(*SIDE_RANGE))
     height, width = (side, int(side * 0.75)) if rng.random() < 0.5 else (int(side * 0.75), side)
     scene = _surface(family, height, width, rng)
-    rgb, alpha = _garment(item, int(min(height, width) * rng.uniform(*ITEM_FILL)), rng, family)
+    rgb, alpha = _garment(item, int(min(height, width) * rng.uniform(*ITEM_FILL)), rng, family, colour)
     h, w = alpha.shape
     slack_y, slack_x = max(height - h, 0), max(width - w, 0)
     top = int(slack_y * rng.uniform(0.3, 0.7))
@@ -85,18 +93,22 @@ def _one_photo(item: np.ndarray, label: int, rng: np.random.Generator, look: str
     if edge:  # over a side of the frame by 5-15% of the item
         left = -int(w * rng.uniform(0.05, 0.15)) if rng.random() < 0.5 else width - w + int(w * rng.uniform(0.05, 0.15))
     scene, mask = _paste(scene, rgb, alpha, top, left, rng)
-    return SynthPhoto(_finish(scene, family, rng), mask, label, str(family))
+    return SynthPhoto(*_finish(scene, family, rng), mask, label, str(family))
 
 
-def _garment(item: np.ndarray, size: int, rng: np.random.Generator, family: str) -> tuple[np.ndarray, np.ndarray]:
+def _garment(item: np.ndarray, size: int, rng: np.random.Generator, family: str,
+             colour: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A coloured, patterned, shaded garment: float RGB (h, w, 3) in [0, 1] and its alpha (h, w)."""
     shade = cv2.resize(item.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_CUBIC)
     shade = cv2.GaussianBlur(np.clip(shade, 0, 1), (0, 0), size / 120)  # smooth, not blocky
     alpha = np.clip((shade - 0.03) / 0.06, 0, 1)  # Fashion-MNIST's background is 0; its faint rim is item
-    colour = _garment_colour(rng, family)
-    second = np.clip(colour * rng.uniform(0.4, 1.6) + rng.normal(0, 0.15, 3), 0, 1)
-    pattern = _pattern(size, rng)[..., None]  # (h, w, 1) in [0, 1]
-    base = colour * (1 - pattern) + second * pattern
+    if colour is None:
+        first = _garment_colour(rng, family)
+        second = np.clip(first * rng.uniform(0.4, 1.6) + rng.normal(0, 0.15, 3), 0, 1)
+        pattern = _pattern(size, rng)[..., None]  # (h, w, 1) in [0, 1]
+        base = first * (1 - pattern) + second * pattern
+    else:
+        base = np.broadcast_to(np.array(colour, np.float32) / 255.0, (size, size, 3))
     lighting = (1.0 - 0.55 * shade)[..., None]  # negated, as Fashion-MNIST's items were made
     rgb = np.clip(base * lighting, 0, 1)
     angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
@@ -187,7 +199,7 @@ def _paste(scene: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, top: int, left
     return scene, full_alpha > 0.5
 
 
-def _finish(scene: np.ndarray, family: str, rng: np.random.Generator) -> Image.Image:
+def _finish(scene: np.ndarray, family: str, rng: np.random.Generator) -> tuple[Image.Image, bytes]:
     """Uneven light, sensor noise, JPEG."""
     height, width = scene.shape[:2]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -205,5 +217,30 @@ def _finish(scene: np.ndarray, family: str, rng: np.random.Generator) -> Image.I
     pixels = np.clip(photo * 255 + 0.5, 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="JPEG", quality=int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), buffer.getvalue()
+
+
+def class_folder(label: int) -> str:
+    """A class's folder name in an ImageFolder layout: its name, with '/' (not allowed in a
+    folder name) as '_': T-shirt_top, Trouser, ..."""
+    return CLASSES[label].replace("/", "_")
+
+
+def write_image_folder(photos: list[SynthPhoto], out: Path, start: int = 0) -> None:
+    """Photos as JPEG files, one subfolder per class (torchvision's ImageFolder layout).
+    Written into a temporary sibling folder and renamed: a failure leaves nothing half-written."""
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already exists and is not empty; choose a new folder")
+    temporary = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        for i, photo in enumerate(photos):
+            folder = temporary / class_folder(photo.label)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{start + i:05d}.jpg").write_bytes(photo.jpeg)
+        if out.exists():
+            out.rmdir()
+        temporary.rename(out)
+    except OSError as e:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from e
