@@ -172,7 +172,9 @@ def to_model_input(image: Image.Image | np.ndarray, fit_size: int = FIT_SIZE) ->
     A photo's item is found against its surface's light and texture (fmnist_core.photo;
     `find_item` also gives the mask and what it is unsure about). Raises ImageError when
     nothing stands out from the background (an empty canvas, an empty table)."""
-    cut = find_item(image, fit_size)
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    cut = find_item(to_8bit(image), fit_size)
     if cut.model_input is None:
         raise ImageError(BLANK_MESSAGE)
     return cut.model_input

@@ -62,7 +62,8 @@ class ItemCut:
 
 
 def find_item(image: Image.Image | np.ndarray, fit_size: int = IMAGE_SIZE) -> ItemCut:
-    """Any image -> the item's mask and its Fashion-MNIST-like 28x28 rendering."""
+    """An 8-bit image (L, LA, RGB, RGBA, P) -> the item's mask and its Fashion-MNIST-like
+    28x28 rendering. inference.to_model_input takes any bit depth."""
     rgb = as_rgb(image)  # uint8 (H, W, 3)
     height, width = rgb.shape[:2]
     mid = _shrink_to(rgb, RENDER_SIDE)  # a photo's item is rendered from this
@@ -113,13 +114,11 @@ def _shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
 
 
 def as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3). Transparent pixels become white: a product photo with a transparent
-    background is then treated like one shot on white."""
+    """An 8-bit image (as inference.open_image or to_8bit gives) -> uint8 (H, W, 3).
+    Transparent pixels become white: a product photo with a transparent background is then
+    treated like one shot on white."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    from .inference import to_8bit  # inference imports this module
-
-    image = to_8bit(image)
     if image.mode in ("RGBA", "LA"):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
