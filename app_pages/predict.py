@@ -16,7 +16,8 @@ from torch import nn
 from fmnist_core.catalog import list_checkpoints
 from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
-from fmnist_core.inference import ImageError, Prediction, open_image, predict_images, to_model_input
+from fmnist_core.inference import BLANK_MESSAGE, ImageError, Prediction, open_image, predict_images, to_model_input
+from fmnist_core.photo import Unsure, find_item, mask_overlay
 from ui.charts import probability_chart
 from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel
@@ -31,6 +32,15 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 UPLOAD_LIMIT_BYTES = st.get_option("server.maxUploadSize") * 2**20
 
 
+# What find_item is unsure about, in words: shown above the answer, never instead of it.
+UNSURE_TEXT = {
+    Unsure.NO_CLEAR_ITEM: "No clear item: little stands out from the background, so this answer is a guess. "
+                          "Try a plainer surface or more light.",
+    Unsure.SEVERAL_ITEMS: "Several items: only the largest (tinted red) is classified. Photograph one item at a time.",
+    Unsure.TOUCHES_EDGE: "The item touches the edge of the photo: part of it may be cut off. Step back a little.",
+}
+
+
 @dataclass(frozen=True)
 class Choice:
     name: str  # short, unique on the page
@@ -40,8 +50,9 @@ class Choice:
 
 
 st.title("Predict")
-st.caption("Draw an item or upload a photo. The image is turned into what the model was trained on: "
-           "grayscale, light item on black, cropped to the item, scaled and centred in 28x28.")
+st.caption("Draw an item, upload a photo or take one with the camera. The item is found against its background "
+           "and turned into what the model was trained on: grayscale, light item on black, cropped to the item, "
+           "scaled and centred in 28x28.")
 
 # ---- which model(s) -------------------------------------------------------------------------
 entries = list_checkpoints(run_manager().store)  # identical files listed once
@@ -97,7 +108,7 @@ def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = N
 
 def show_result(image, heading: str = "", truth: str | None = None, prepared: bool = False,
                 verdict=None) -> list[tuple[Choice, Prediction]] | None:
-    """One input: preprocess it (unless `prepared`: already a 28x28 data-set image), predict
+    """One input: preprocess it (unless `prepared`: already a 28x28 model input), predict
     with the active model(s), and show the 28x28 input once beside the answers. `verdict`:
     a container elsewhere on the page that gets the one-line answer (Draw's, above the
     canvas). Panels about one input (e.g. explanations) belong at the end of this function."""
@@ -129,13 +140,28 @@ def show_result(image, heading: str = "", truth: str | None = None, prepared: bo
     return results
 
 
+def show_photo(image, caption: str) -> None:
+    """A photo: the item found in it (tinted) beside the 28x28 input and the answer, and
+    what the preprocessing is unsure about as warnings."""
+    cut = find_item(image)
+    original, result = st.columns([1, 4])
+    original.image(mask_overlay(image, cut.mask), caption=f"{caption}, the item found tinted red", width=140)
+    with result:
+        for reason in cut.unsure:
+            st.warning(UNSURE_TEXT[reason])
+        if cut.model_input is None:
+            st.info(BLANK_MESSAGE.capitalize())
+        else:
+            show_result(cut.model_input, prepared=True)
+
+
 # The one-line answer above the canvas stays in view while drawing: sticky under the app's
 # header for as long as the canvas column is on screen. So on a phone, where the details
 # stack below the canvas, the prediction shows. (Sticky goes on Streamlit's wrapper around
 # the keyed container: a sticky element cannot leave its parent, and that parent is the column.)
 st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){position:sticky;top:3.75rem;z-index:100;"
         "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
-draw_tab, upload_tab, examples_tab = st.tabs(["Draw", "Upload", "Test-set examples"])
+draw_tab, upload_tab, camera_tab, examples_tab = st.tabs(["Draw", "Upload", "Camera", "Test-set examples"])
 
 with draw_tab:
     @st.fragment
@@ -176,10 +202,15 @@ with upload_tab:
         except ImageError as e:
             st.error(f"{plain(file.name)}: {e}")
             continue
-        original, result = st.columns([1, 4])
-        original.image(image, caption="uploaded", width=140)
-        with result:
-            show_result(image)
+        show_photo(image, "uploaded")
+
+with camera_tab:
+    shot = st.camera_input("Photograph one item, flat on a bed, a table or the floor", key="camera")
+    if shot is not None:
+        try:
+            show_photo(open_image(shot.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES), "camera")
+        except ImageError as e:
+            st.error(f"The camera's photo cannot be read: {e}")
 
 with examples_tab:
     data = dataset()

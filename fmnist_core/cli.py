@@ -426,6 +426,68 @@ def _add_sweep_command(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+# ---- photos (issue 20) ------------------------------------------------------------------------
+
+
+def _split_items(split: str, count: int):
+    """The first `count` items of a split: uint8 (N, 28, 28) and labels (N,)."""
+    from .data import load_fashion_mnist
+
+    data = load_fashion_mnist()
+    images, labels = (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
+    if not 1 <= count <= len(labels):
+        raise UserError(f"--count: {count} is out of range; use 1 to {len(labels):,} for the {split} images")
+    return images[:count].numpy(), labels[:count].numpy()
+
+
+def cmd_photos_synth(args) -> int:
+    from .photo_synth import synth_photos, write_image_folder
+
+    images, labels = _split_items(args.split, args.count)
+    write_image_folder(synth_photos(images, labels, seed=args.seed, look=args.look), Path(args.out))
+    print(f"{args.count} photos ({args.look} look, {args.split} images, seed {args.seed}) in {args.out}")
+    return 0
+
+
+def cmd_photos_measure(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .photo_measure import measure_photos
+
+    images, labels = _split_items(args.split, args.count)
+    for checkpoint in args.checkpoints:
+        result = measure_photos(load_checkpoint(checkpoint).model, images, labels, seed=args.seed, look=args.look)
+        if args.json:
+            print(json.dumps({"checkpoint": checkpoint, **vars(result)}))
+            continue
+        print(f"{checkpoint}: {result.photo_accuracy:.1%} on {result.count} photos, {result.image_accuracy:.1%} on the same items "
+              f"as 28x28 images; mask IoU {result.mean_iou:.2f}; no item found in {result.no_item}; "
+              f"find_item {result.milliseconds_p50:.0f} ms p50")
+        for name, (photo, image) in result.per_class.items():
+            print(f"  {name:<12} {photo:6.1%} {image:6.1%}")
+        for name, (photo, overlap) in result.per_family.items():
+            print(f"  surface {name:<6} {photo:6.1%}  IoU {overlap:.2f}")
+    return 0
+
+
+def add_synthetic_photo_commands(photos) -> None:
+    """synth and measure under `photos`: phone-like photos made from Fashion-MNIST items."""
+    from .photo_synth import LOOKS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--from", dest="split", choices=("test", "train"), default="test", help="which images to photograph (default: test)")
+    common.add_argument("--count", type=int, default=500, help="how many (the first N of the split; default 500)")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--look", choices=list(LOOKS), default="default",
+                        help="surfaces and light: default (bed, wood, floor), one of them, or night (kept out of tuning)")
+    q = photos.add_parser("synth", parents=[common], help="make phone-like photos of Fashion-MNIST items, one folder per class")
+    q.add_argument("--out", required=True, help="folder to create (ImageFolder layout)")
+    q.set_defaults(func=cmd_photos_synth)
+    q = photos.add_parser("measure", parents=[common], help="accuracy on synthetic photos beside the same items as 28x28 images")
+    q.add_argument("checkpoints", nargs="*", default=["checkpoints/pretrained/resnet_fm_best"], help="run folders or model files")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_photos_measure)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig setting, made from its declaration (config.SETTINGS).
     Values are range-checked by TrainConfig.validate(), so the CLI, the form and a sweep
@@ -531,9 +593,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         _add_sweep_command(sub)
     else:
         sub.add_parser("sweep", help=SWEEP_HELP)
-    photos = sub.add_parser("photos", help="photo sets: your own labelled photos, to measure models on")
+    photos = sub.add_parser("photos", help="photo sets: your own labelled photos, and synthetic phone-like ones, to measure models on")
     if wants("photos"):
-        add_photoset_commands(photos.add_subparsers(dest="photos_command", required=True))
+        photo_commands = photos.add_subparsers(dest="photos_command", required=True)
+        add_photoset_commands(photo_commands)
+        add_synthetic_photo_commands(photo_commands)
     return parser
 
 

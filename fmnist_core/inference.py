@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import CLASSES, IMAGE_SIZE, normalize
+from .data import CLASSES, normalize
 from .errors import UserError
+from .photo import find_item
 from .scoring import class_probabilities
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # the CLI's cap; the app passes Streamlit's server.maxUploadSize
@@ -29,7 +30,7 @@ MAX_JPEG_PIXELS = 256_000_000  # 200 MP phone cameras, with room to spare
 MAX_DECODED_PIXELS = 64_000_000  # PNG, WebP, BMP, GIF, TIFF: 8000x8000
 WORKING_SIDE = 1024  # images are scaled down to about this before preprocessing; plenty for 28x28
 FIT_SIZE = 28  # longest side of the item in the 28x28 frame (measured: see README, preprocessing)
-INK_THRESHOLD = 0.08  # fraction of the image's contrast that counts as "item", for cropping
+BLANK_MESSAGE = "nothing to classify: the image is blank, or no item stands out from its background (draw or photograph one item)"
 
 # Pillow's own bomb check (in Image.open, before our header check can run) would refuse
 # any image over ~179 MP, phone photos included. Our caps above are stricter per format
@@ -165,45 +166,18 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, HSV, RGBX
 
 
-def _grayscale(image: Image.Image) -> np.ndarray:
-    """Float grayscale in [0, 1]. Transparent pixels become white: a product photo with
-    a transparent background is then treated like one shot on white."""
-    image = to_8bit(image)
-    if image.mode in ("RGBA", "LA"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-
-
 def to_model_input(image: Image.Image | np.ndarray, fit_size: int = FIT_SIZE) -> np.ndarray:
     """Any image -> uint8 (28, 28), light item on black, cropped, scaled, centred.
 
-    Raises ImageError when nothing stands out from the background (an empty canvas)."""
+    A photo's item is found against its surface's light and texture (fmnist_core.photo;
+    `find_item` also gives the mask and what it is unsure about). Raises ImageError when
+    nothing stands out from the background (an empty canvas, an empty table)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    gray = _grayscale(image)  # (H, W) in [0, 1]
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:  # light background (paper, product photo): make it dark
-        gray, background = 1.0 - gray, 1.0 - background
-    ink = np.clip(gray - background, 0.0, None)
-    peak = float(ink.max())
-    if peak < 0.05:
-        raise ImageError("nothing to classify: the image is blank (draw or photograph one item)")
-    ink /= peak  # full contrast, as in Fashion-MNIST
-    rows = np.flatnonzero((ink > INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((ink > INK_THRESHOLD).any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = crop.shape
-    scale = fit_size / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = Image.fromarray((crop * 255).astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS)
-    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    # Round half up, as Fashion-MNIST centres odd margins (checked on its test set).
-    top, left = (IMAGE_SIZE - new_h + 1) // 2, (IMAGE_SIZE - new_w + 1) // 2
-    canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
-    return canvas
+    cut = find_item(to_8bit(image), fit_size)
+    if cut.model_input is None:
+        raise ImageError(BLANK_MESSAGE)
+    return cut.model_input
 
 
 def classify(model: torch.nn.Module, image: Image.Image | np.ndarray) -> tuple[np.ndarray, Prediction]:

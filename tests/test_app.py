@@ -381,3 +381,23 @@ def test_the_form_refuses_what_it_would_have_rounded():
     assert not at.button(key="start").disabled and "3 epochs" in will_train(at)
     at.number_input(key="f_lr").set_value(1e-9).run()
     assert at.number_input(key="f_lr").proto.format == "%g" and "lr 1e-09" in will_train(at)
+
+
+def test_predict_camera_photo_shows_the_item_found_and_what_is_unsure(app, real_data):
+    """A phone photo of two items on a textured, unevenly lit surface: the larger is
+    classified, the found item is shown, and "several items" is a warning (inert text)."""
+    from fmnist_core.photo_synth import synth_scene
+
+    at = app("predict")
+    scene = synth_scene([real_data.train_images[1].numpy(), real_data.train_images[3].numpy()], seed=0)
+    at.camera_input(key="camera").set_value(("shot.jpg", scene.jpeg, "image/jpeg")).run()
+    assert not at.exception
+    captions = [image.captions for image in at.get("image")]
+    assert ["camera, the item found tinted red"] in captions and ["what the model sees (28x28)"] in captions
+    assert [w.value for w in at.warning if w.value.startswith("Several items")], [w.value for w in at.warning]
+
+    empty = synth_scene([], seed=0, empty=True)
+    at.camera_input(key="camera").set_value(("shot.jpg", empty.jpeg, "image/jpeg")).run()
+    assert not at.exception
+    assert any("No clear item" in w.value for w in at.warning)
+    assert any("no item stands out" in i.value for i in at.info)
