@@ -97,8 +97,8 @@ def identity_sidebar() -> None:
             st.caption(f"Signed in as **{me.name}**" + (" · admin" if me.is_admin else ""))
             st.button("Log out", on_click=st.logout, key="logout")
         else:
-            st.caption("You are an anonymous visitor: this browser keeps your runs yours for a year after your "
-                       "last visit (a cookie; clearing it, or another browser, makes you a new visitor).")
+            st.caption("You are an anonymous visitor: this browser keeps your runs yours "
+                       "(a cookie, for a year after your last visit).")
             remember_browser(me)
             if login_configured():
                 st.button("Log in", on_click=st.login, key="login")
