@@ -239,7 +239,7 @@ class RunManager:
     def resume(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Queue an interrupted (or stopped, or failed) run to continue from its last
         finished epoch; UserError, changing nothing, when it cannot. Only its owner or an
-        admin may."""
+        admin may, or anyone for an orphan where no admin can log in."""
         owner = self.owner_of(run_id)
         self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "resume", orphan=self.is_orphan(run_id))
         with self._lock:
@@ -298,7 +298,8 @@ class RunManager:
 
     def stop(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Stop a running run (it keeps its finished epochs) or cancel a queued one.
-        Only its owner or an admin may (NotAllowed otherwise)."""
+        Only its owner or an admin may, or anyone for an orphan where no admin can log in
+        (NotAllowed otherwise)."""
         self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "stop", orphan=self.is_orphan(run_id))
         with self._lock:
             live = self._live.get(run_id)

@@ -119,6 +119,7 @@ def test_a_visitor_keeps_their_runs_across_refresh_tab_and_restart(browser, tmp_
         # Ann, with the same browser (cookies are per host, not per port), is still herself.
         ann = new_page(ann_browser)
         open_page(ann, server, "train")
+        ann.get_by_text("All runs").wait_for(timeout=300_000)  # a fresh server, training at once: its first page is slow here
         pick_run(ann, "ann queued")
         assert buttons(ann) == {"action": True, "rename": True}
         ann.close()
