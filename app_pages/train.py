@@ -191,7 +191,8 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     run = manager.view(run_id)
     status, config = run.status, run.config
     cols = st.columns([2, 1])
-    locked = why_locked(manager.owner_of(run_id))  # shared mode: only the owner or an admin
+    # shared mode: only the owner or an admin; anyone, for a run that outlived its server, where no admin can log in
+    locked = why_locked(manager.owner_of(run_id), orphan=manager.is_orphan(run_id))
     # The buttons come before the rerun below: a click arrives as a rerun of this fragment, and
     # one that comes with a change (an epoch ended, another visitor queued a run) would be dropped
     # by st.rerun() if not acted on first.

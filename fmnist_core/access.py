@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .config import SETTINGS, TrainConfig
 from .errors import UserError
+from .identity import SECRET_SETTING
 from .memory import GB, estimate_memory, machine_memory
 
 MODE_VARIABLE = "FMNIST_STUDIO_MODE"
@@ -101,12 +102,13 @@ class Policy:
     mode: str = "local"
     admins: frozenset[str] = frozenset()  # user ids (emails), lower case
     limits: Limits = field(default_factory=Limits)
+    login: bool = True  # whether visitors can log in ([auth] is set up): admins need it
     machine_bytes: int | None = field(default_factory=machine_memory)  # no run may need more, in any mode
 
     @classmethod
-    def from_settings(cls, mode: str, studio: Mapping | None = None) -> Policy:
+    def from_settings(cls, mode: str, studio: Mapping | None = None, login: bool = True) -> Policy:
         """The policy for `mode` from a [studio] section: `admins = ["a@b.c"]` and a
-        [studio.limits] table (see Limits)."""
+        [studio.limits] table (see Limits); `login`: whether secrets.toml has an [auth] section."""
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; use 'local' or 'shared'")
         studio = dict(studio or {})
@@ -114,9 +116,10 @@ class Policy:
         if not isinstance(admins, (list, tuple)) or not all(isinstance(a, str) for a in admins):
             raise UserError('[studio] admins must be a list of e-mail addresses, e.g. admins = ["ann@example.org"]')
         limits = Limits.from_dict(studio.pop("limits", {}))
+        studio.pop(SECRET_SETTING, None)  # the anonymous identities' secret: identity.load_secret checks it
         if studio:
-            raise UserError(f"[studio] has no setting '{sorted(studio)[0]}'; use admins and [studio.limits]")
-        return cls(mode, frozenset(a.strip().lower() for a in admins), limits)
+            raise UserError(f"[studio] has no setting '{sorted(studio)[0]}'; use admins, {SECRET_SETTING} and [studio.limits]")
+        return cls(mode, frozenset(a.strip().lower() for a in admins), limits, login)
 
     @property
     def shared(self) -> bool:
@@ -129,20 +132,30 @@ class Policy:
     def local_visitor(self) -> Visitor:
         return self.visitor(LOCAL_OWNER, "you")
 
-    def can_modify(self, visitor: Visitor, run_owner: str | None) -> bool:
-        """Whether `visitor` may stop, rename or delete a run owned by `run_owner`
-        (None or "": a run from before owners, which only admins may change)."""
-        return visitor.is_admin or (bool(run_owner) and visitor.id == run_owner)
+    @property
+    def orphans_are_everyones(self) -> bool:
+        """Whether anyone may cancel or resume an orphan: a shared Studio with no admin who can
+        log in has nobody else to clear a queue its visitors left behind."""
+        return self.shared and not (self.admins and self.login)
 
-    def why_not(self, visitor: Visitor, run_owner: str | None) -> str | None:
+    def can_modify(self, visitor: Visitor, run_owner: str | None, orphan: bool = False) -> bool:
+        """Whether `visitor` may stop, rename or delete a run owned by `run_owner`
+        (None or "": a run from before owners, which only admins may change). `orphan`: the
+        run outlived the server that queued or trained it, and the action is to cancel, stop
+        or resume it; the command line's runs stay the command line's."""
+        if visitor.is_admin or (bool(run_owner) and visitor.id == run_owner):
+            return True
+        return orphan and self.orphans_are_everyones and run_owner != LOCAL_OWNER
+
+    def why_not(self, visitor: Visitor, run_owner: str | None, orphan: bool = False) -> str | None:
         """Why `visitor` may not change the run (None when they may), for a disabled button."""
-        if self.can_modify(visitor, run_owner):
+        if self.can_modify(visitor, run_owner, orphan):
             return None
         return "Another visitor started this run: only they or an admin can stop, rename or delete it."
 
-    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str) -> None:
-        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete) the run."""
-        if not self.can_modify(visitor, run_owner):
+    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str, orphan: bool = False) -> None:
+        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete, resume) the run."""
+        if not self.can_modify(visitor, run_owner, orphan):
             raise NotAllowed(f"you cannot {action} this run: only the visitor who started it or an admin can")
 
     def setting_problems(self, config: TrainConfig) -> dict[str, str]:

@@ -162,6 +162,7 @@ class LiveRun:
     id: str
     config: TrainConfig
     owner: str = ""  # access.Visitor.id
+    adopted: bool = False  # queued by a previous server process and queued again by this one
     status: str = "queued"
     message: str = ""
     history: list[dict] = field(default_factory=list)
@@ -240,9 +241,9 @@ class RunManager:
     def resume(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Queue an interrupted (or stopped, or failed) run to continue from its last
         finished epoch; UserError, changing nothing, when it cannot. Only its owner or an
-        admin may."""
+        admin may, or anyone for an orphan where no admin can log in."""
         owner = self.owner_of(run_id)
-        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "resume")
+        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "resume", orphan=self.is_orphan(run_id))
         with self._lock:
             if run_id in self._live and self._live[run_id].status in ACTIVE:
                 raise UserError(f"run {run_id} is already {self._live[run_id].status}")
@@ -278,17 +279,30 @@ class RunManager:
                 continue
             if state is not None:
                 self._resume[record.id] = state
-            self._enqueue(LiveRun(record.id, config, owner=record.owner, history=list(state.history) if state else []))
+            self._enqueue(LiveRun(record.id, config, owner=record.owner, adopted=True,
+                                  history=list(state.history) if state else []))
 
     def owner_of(self, run_id: str) -> str:
         with self._lock:
             live = self._live.get(run_id)
         return live.owner if live else self.store.read(run_id).owner
 
+    def is_orphan(self, run_id: str) -> bool:
+        """Whether the run outlived the server that queued or trained it: queued again after a
+        restart (until it ends) or interrupted. Its visitor may be gone for good, so where no
+        admin can log in, anyone may cancel, stop or resume it (access.Policy.can_modify)."""
+        with self._lock:
+            live = self._live.get(run_id)
+        if live is not None:
+            with live.lock:
+                return live.adopted and live.status in ACTIVE
+        return self.store.read(run_id).status == "interrupted"
+
     def stop(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Stop a running run (it keeps its finished epochs) or cancel a queued one.
-        Only its owner or an admin may (NotAllowed otherwise)."""
-        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "stop")
+        Only its owner or an admin may, or anyone for an orphan where no admin can log in
+        (NotAllowed otherwise)."""
+        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "stop", orphan=self.is_orphan(run_id))
         with self._lock:
             live = self._live.get(run_id)
             if live is None:

@@ -1,23 +1,24 @@
 """Who this session is and what it may do: the Streamlit side of fmnist_core.access.
 
 In shared mode a visitor is the user Streamlit's `st.login` signed in (OIDC, configured
-in .streamlit/secrets.toml [auth]) or else an anonymous visitor of this browser session:
-a random id kept in st.session_state, so two tabs are two visitors, and a refresh is a
-new one (log in to keep your runs across visits). The id lives on the server only, so a
-browser cannot claim someone else's. In local mode everyone is the local admin.
+in .streamlit/secrets.toml [auth]) or else an anonymous visitor of this browser: a random
+id the server signs and keeps in a cookie (fmnist_core.identity), so a refresh, a new tab
+and a server restart keep it, and a browser cannot make up someone else's. In local mode
+everyone is the local admin.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 import streamlit as st
 
+from fmnist_core import identity
 from fmnist_core.access import Policy, Visitor, studio_mode
 from fmnist_core.config import TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.memory import estimate_memory
+from fmnist_core.paths import runs_dir
 
 ANONYMOUS_KEY = "visitor_id"  # st.session_state key of an anonymous visitor's id
 
@@ -31,14 +32,24 @@ def _secrets() -> dict:
 def studio_policy() -> Policy:
     """This server's rules: the mode from FMNIST_STUDIO_MODE, admins and limits from the
     secrets' [studio] section. Read once per process (restart to change them)."""
-    return Policy.from_settings(studio_mode(), _secrets().get("studio"))
+    return Policy.from_settings(studio_mode(), _secrets().get("studio"), login=login_configured())
+
+
+@st.cache_resource
+def identity_secret() -> bytes:
+    """The key that signs anonymous visitors' cookies: [studio] identity_secret, else the run
+    store's own. Read once per process."""
+    return identity.load_secret((_secrets().get("studio") or {}).get(identity.SECRET_SETTING), runs_dir())
 
 
 def check_setup() -> Policy:
     """The policy, or one clear message (not a traceback) and a stopped page when the
-    mode or the [studio] section is wrong. The router calls this before any page."""
+    mode, the [studio] section or the identity secret is wrong. The router calls this before any page."""
     try:
-        return studio_policy()
+        policy = studio_policy()
+        if policy.shared:
+            identity_secret()
+        return policy
     except UserError as e:
         st.error(f"The Studio is not set up correctly: {e}.")
         st.stop()
@@ -56,8 +67,24 @@ def current_visitor() -> Visitor:
     if user.get("is_logged_in"):
         user_id = str(user.get("email") or user.get("sub")).strip().lower()
         return policy.visitor(user_id, str(user.get("name") or user_id))
-    anonymous = st.session_state.setdefault(ANONYMOUS_KEY, f"anon:{secrets.token_hex(8)}")
-    return policy.visitor(anonymous, "anonymous visitor")
+    if ANONYMOUS_KEY not in st.session_state:
+        # The cookie this browser sent when the session began; a missing, forged or foreign one
+        # proves nothing, and this browser becomes a new visitor (remember_browser keeps it).
+        cookie = st.context.cookies.get(identity.COOKIE_NAME)
+        st.session_state[ANONYMOUS_KEY] = identity.visitor_from_token(identity_secret(), cookie) or identity.new_visitor_id()
+    return policy.visitor(st.session_state[ANONYMOUS_KEY], "anonymous visitor")
+
+
+def remember_browser(visitor: Visitor) -> None:
+    """Keep an anonymous visitor's id in their browser: Streamlit cannot set a cookie from
+    Python, so a script in the page sets it (same site only, for a year from this visit). The
+    element is the same on every rerun, so the browser runs it once per page load."""
+    token = identity.token_for(identity_secret(), visitor.id)
+    if token is None:  # not an id this server made (a logged-in user's e-mail)
+        return
+    secure = '(location.protocol === "https:" ? "; Secure" : "")'
+    st.html(f'<script>document.cookie = "{identity.COOKIE_NAME}={token}; Max-Age={identity.COOKIE_MAX_AGE_S}; '
+            f'Path=/; SameSite=Strict" + {secure};</script>', unsafe_allow_javascript=True)
 
 
 def identity_sidebar() -> None:
@@ -70,15 +97,18 @@ def identity_sidebar() -> None:
             st.caption(f"Signed in as **{me.name}**" + (" · admin" if me.is_admin else ""))
             st.button("Log out", on_click=st.logout, key="logout")
         else:
-            st.caption("You are an anonymous visitor: your runs are yours while this tab stays open.")
+            st.caption("You are an anonymous visitor: this browser keeps your runs yours "
+                       "(a cookie, for a year after your last visit).")
+            remember_browser(me)
             if login_configured():
                 st.button("Log in", on_click=st.login, key="login")
 
 
-def why_locked(run_owner: str | None) -> str | None:
+def why_locked(run_owner: str | None, orphan: bool = False) -> str | None:
     """Why this visitor may not stop, rename or delete a run (None when they may): the
-    reason a disabled button shows."""
-    return studio_policy().why_not(current_visitor(), run_owner)
+    reason a disabled button shows. `orphan`: cancel, stop or resume a run that outlived
+    its server (RunManager.is_orphan)."""
+    return studio_policy().why_not(current_visitor(), run_owner, orphan)
 
 
 def act(action: Callable, *args) -> bool:
