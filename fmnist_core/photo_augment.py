@@ -57,7 +57,8 @@ def photo_augment(x: torch.Tensor, generator: torch.Generator, strength: float) 
     gradient = _uniform(2 * n, generator, -MAX_GRADIENT * s, MAX_GRADIENT * s).view(n, 2)
     sigma = _uniform(n, generator, 0, MAX_BLUR_SIGMA * s)
     noise_std = _uniform(n, generator, 0, MAX_NOISE * s)
-    noise = torch.randn(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    # Uniform noise of unit variance: as good as Gaussian at this size, and faster to draw.
+    noise = (torch.rand(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=generator) - 0.5) * math.sqrt(12)
     erase = torch.rand(n, generator=generator) < ERASE_PROBABILITY * s
     area = _uniform(n, generator, *ERASE_AREA)
     aspect = torch.exp(_uniform(n, generator, -math.log(3), math.log(3)))
@@ -68,7 +69,7 @@ def photo_augment(x: torch.Tensor, generator: torch.Generator, strength: float) 
 
     u = (x * STD + MEAN).clamp(0, 1)  # (B, 1, 28, 28) in [0, 1], black background = 0
     u = _affine(u, angle, zoom, shift)
-    u = u.clamp_min(1e-6) ** gamma.view(n, 1, 1, 1) * contrast.view(n, 1, 1, 1)
+    u = torch.exp(torch.log(u.clamp_min(1e-6)) * gamma.view(n, 1, 1, 1)) * contrast.view(n, 1, 1, 1)  # u**gamma, faster
     u = _blur(u, sigma)
     ramp = torch.linspace(-1, 1, IMAGE_SIZE, device=device, dtype=dtype)
     gx, gy = gradient[:, 0].view(n, 1, 1, 1), gradient[:, 1].view(n, 1, 1, 1)
@@ -81,11 +82,17 @@ def photo_augment(x: torch.Tensor, generator: torch.Generator, strength: float) 
 
 
 def _affine(u: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate, zoom and shift each image about its centre; what comes in from outside is black."""
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
-    grid = F.affine_grid(theta, list(u.shape), align_corners=False)
-    return F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    """Rotate, zoom and shift each image about its centre, bilinear; what comes in from
+    outside is black."""
+    n = u.shape[0]
+    cos, sin = (torch.cos(angle) / zoom).view(n, 1, 1), (torch.sin(angle) / zoom).view(n, 1, 1)
+    # affine_grid's sampling positions, built by broadcasting: its batched matmul costs more
+    # than the sampling itself on a CPU.
+    pos = (torch.arange(IMAGE_SIZE, device=u.device, dtype=u.dtype) * 2 + 1) / IMAGE_SIZE - 1  # pixel centres in [-1, 1]
+    px, py = pos.view(1, 1, -1), pos.view(1, -1, 1)
+    gx = cos * px - sin * py + shift[:, 0].view(n, 1, 1)  # (B, 28, 28)
+    gy = sin * px + cos * py + shift[:, 1].view(n, 1, 1)
+    return F.grid_sample(u, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _blur(u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
