@@ -164,3 +164,16 @@ def test_every_batch_is_a_quarter_photos_each_seen_equally_often():
     assert 21 / (64 + 21) == pytest.approx(PHOTO_BATCH_SHARE, abs=0.01)
     counts = torch.bincount(stream.flatten(), minlength=14)
     assert counts.max() - counts.min() <= 1
+
+
+def test_a_run_does_not_continue_on_a_changed_photo_set(tmp_path):
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.finetune import photos_for_run
+    from fmnist_core.photo_data import PhotoSetError
+
+    photos = photo_folder(tmp_path / "photos")
+    config = TrainConfig(photos=str(photos), extra={"photos": load_photo_data(str(photos)).record()})
+    assert photos_for_run(config).hash == config.extra["photos"]["hash"]
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(photos / "Bag" / "new.png")
+    with pytest.raises(PhotoSetError, match="has changed since this run started"):
+        photos_for_run(config)
