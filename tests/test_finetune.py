@@ -174,6 +174,6 @@ def test_a_run_does_not_continue_on_a_changed_photo_set(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     config = TrainConfig(photos=str(photos), extra={"photos": load_photo_data(str(photos)).record()})
     assert photos_for_run(config).hash == config.extra["photos"]["hash"]
-    Image.fromarray(synthetic_images(np.array([8]), seed=99)).save(photos / "Bag" / "new.png")
+    Image.fromarray(synthetic_images(np.array([8]), seed=99)[0]).save(photos / "Bag" / "new.png")
     with pytest.raises(PhotoSetError, match="has changed since this run started"):
         photos_for_run(config)
