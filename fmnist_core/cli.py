@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .config import DEFAULTS, SETTINGS, ConfigError, TrainConfig, flag_of
+from .config import DEFAULTS, SETTINGS, SOURCE_FIELDS, ConfigError, TrainConfig, flag_of
 from .console import ConsoleProgress
 from .data import CLASSES, load_fashion_mnist, normalize
 from .errors import UserError
@@ -38,8 +38,8 @@ def cmd_train(args) -> int:
 
     resume = photo_data = None
     if args.resume:
-        given = [SOURCE_FLAGS.get(k, flag_of(k)) for k, v in vars(args).items()
-                 if v is not None and (k in SETTINGS or k in SOURCE_FLAGS or k in ("recipe", "out"))]
+        given = [SOURCE_FIELDS.get(k, flag_of(k)) for k, v in vars(args).items()
+                 if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
         if given:
             raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
         load_fashion_mnist()
@@ -83,9 +83,6 @@ def cmd_train(args) -> int:
             print(trade_off)
         print(f"saved to {checkpoint}")
     return 0 if result["status"] in ("finished", "stopped") else 1
-
-
-SOURCE_FLAGS = {"init_from": "--from", "photos": "--photos"}  # TrainConfig's non-setting inputs (config.SOURCE_FIELDS)
 
 
 def _fine_tuning_line(result: dict) -> str:
@@ -369,11 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
     add_setting_flags(p)
     p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
-    p.add_argument("--from", dest="init_from", metavar="CHECKPOINT",
+    p.add_argument(SOURCE_FIELDS["init_from"], dest="init_from", metavar="CHECKPOINT",
                    help="fine-tune: start from this run folder's (or .safetensors file's) weights, with its architecture and "
                         f"settings, {FINETUNE_EPOCHS} epochs at {FINETUNE_LR_FACTOR:g}x its learning rate ({FINETUNE_SCHEDULE}); "
                         "other flags override")
-    p.add_argument("--photos", metavar="DIR", help="mix a labelled photo set (a folder with one subfolder per class) into "
+    p.add_argument(SOURCE_FIELDS["photos"], dest="photos", metavar="DIR", help="mix a labelled photo set (a folder with one subfolder per class) into "
                    f"every batch ({PHOTO_BATCH_SHARE * 100:.0f}%% of it) and report accuracy on its held-out part "
                    f"({SPLIT.replace('%', '%%')}) each epoch")
     p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted, stopped or failed run from its last finished epoch")

@@ -29,7 +29,8 @@ MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64
 MAX_WIDTH = 256
 MAX_NAME_LENGTH = 100  # characters of a run's display name
-SOURCE_FIELDS = ("init_from", "photos")  # TrainConfig's inputs that are not settings (see the fields)
+# TrainConfig's inputs that are not settings (see the fields), with their command-line flags.
+SOURCE_FIELDS = {"init_from": "--from", "photos": "--photos"}
 MAX_SOURCE_LENGTH = 4096  # characters of a path (PATH_MAX)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .config import DEFAULTS, SETTINGS, flag_of
+from .config import DEFAULTS, SETTINGS, SOURCE_FIELDS, flag_of
 from .data import CLASSES, MEAN, STD, FashionMNIST
 from .metrics import Analysis
 from .models import model_info
@@ -45,7 +45,7 @@ def rebuild_command(config: dict) -> str:
             parts.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
         else:
             parts += [flag_of(name), shlex.quote(str(value))]
-    for name, flag in (("init_from", "--from"), ("photos", "--photos")):  # config.SOURCE_FIELDS, as the CLI names them
+    for name, flag in SOURCE_FIELDS.items():
         if config.get(name):
             parts += [flag, shlex.quote(str(config[name]))]
     return " ".join(parts)
