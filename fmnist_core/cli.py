@@ -30,15 +30,17 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .config import SETTINGS, flag_of
+    from .config import SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
     from .console import ConsoleProgress
     from .data import load_fashion_mnist
+    from .finetune import finetune_config, prepare_sources
     from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
     from .run_store import RunStore, result_from
 
-    resume = None
+    resume = photo_data = None
     if args.resume:
-        given = [flag_of(k) for k, v in vars(args).items() if v is not None and (k in SETTINGS or k in ("recipe", "out"))]
+        given = [SOURCE_FIELDS.get(k, flag_of(k)) for k, v in vars(args).items()
+                 if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
         if given:
             raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
         load_fashion_mnist()
@@ -46,7 +48,14 @@ def cmd_train(args) -> int:
         store, run_id = RunStore(folder.parent), folder.name
         config, resume = prepare_resume(store, run_id)
     else:
-        config = _config_from_args(args)
+        if args.init_from and args.recipe:
+            raise UserError("--from continues with the checkpoint's own settings; drop --recipe")
+        if args.init_from:
+            given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+            config = finetune_config(args.init_from, given)
+        else:
+            config = _config_from_args(args)
+        config, photo_data = prepare_sources(config)  # the checkpoint and photos checked before anything is written
         load_fashion_mnist()  # fail before creating anything if the data is missing
         out = Path(args.out) if args.out else None
         store = RunStore(out.parent) if out is not None else RunStore()
@@ -55,7 +64,7 @@ def cmd_train(args) -> int:
         except UserError as e:
             raise UserError(f"--out: {e}" if out is not None else str(e)) from e
     try:
-        result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)], resume=resume)
+        result = train_run(store, run_id, config, callbacks=[ConsoleProgress(quiet=args.json)], resume=resume, photo_data=photo_data)
     except Exception as e:
         if not disk_full(e):
             raise
@@ -71,8 +80,21 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(summary_row))
     else:
+        if trade_off := _fine_tuning_line(result):
+            print(trade_off)
         print(f"saved to {checkpoint}")
     return 0 if result["status"] in ("finished", "stopped") else 1
+
+
+def _fine_tuning_line(result: dict) -> str:
+    """'test accuracy 91.20% -> 90.95%; held-out photos 41.7% -> 80.0%' after a fine-tuning run."""
+    parts = []
+    for label, before, after in (("test accuracy", "start_test_accuracy", "test_accuracy"),
+                                 ("held-out photos", "start_photo_accuracy", "photo_accuracy")):
+        if result.get(after) is not None:
+            start = f"{result[before]:.2f}% -> " if result.get(before) is not None else ""
+            parts.append(f"{label} {start}{result[after]:.2f}%")
+    return "; ".join(parts) if "start_test_accuracy" in result or "photo_accuracy" in result else ""
 
 
 def cmd_evaluate(args) -> int:
@@ -534,11 +556,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and save the run")
     if wants("train"):
+        from .config import SOURCE_FIELDS
+        from .engine import PHOTO_BATCH_SHARE
+        from .finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, FINETUNE_SCHEDULE
+        from .photo_data import SPLIT
         from .recipes import RECIPES
 
         p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe; other flags override it")
         add_setting_flags(p)
         p.add_argument("--out", help="run folder to create (default: checkpoints/runs/<id>)")
+        p.add_argument(SOURCE_FIELDS["init_from"], dest="init_from", metavar="CHECKPOINT",
+                       help="fine-tune: start from this run folder's (or .safetensors file's) weights, with its architecture and "
+                            f"settings, {FINETUNE_EPOCHS} epochs at {FINETUNE_LR_FACTOR:g}x its learning rate ({FINETUNE_SCHEDULE}); "
+                            "other flags override")
+        p.add_argument(SOURCE_FIELDS["photos"], dest="photos", metavar="NAME_OR_DIR", help="mix a photo set (a stored set's name, see "
+                       "`photos list`, or a folder with one subfolder per class) into "
+                       f"every batch ({PHOTO_BATCH_SHARE * 100:.0f}%% of it) and report accuracy on its held-out part "
+                       f"({SPLIT.replace('%', '%%')}) each epoch")
         p.add_argument("--resume", metavar="RUN_FOLDER", help="continue an interrupted, stopped or failed run from its last finished epoch")
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_train)

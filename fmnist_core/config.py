@@ -29,6 +29,9 @@ MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64
 MAX_WIDTH = 256
 MAX_NAME_LENGTH = 100  # characters of a run's display name
+# TrainConfig's inputs that are not settings (see the fields), with their command-line flags.
+SOURCE_FIELDS = {"init_from": "--from", "photos": "--photos"}
+MAX_SOURCE_LENGTH = 4096  # characters of a path (PATH_MAX)
 
 
 class ConfigError(UserError):
@@ -166,6 +169,10 @@ class TrainConfig:
     patch: int = setting(0, label="Patching", kind="choice", choices=PATCH_SIZES, unit="px",
                          help="Tile size: train on PxP tiles, predict with the mean of the tiles' probabilities; 0 = whole images.")
     augment: bool = setting(False, label="Augmentation", kind="bool", help="Random horizontal flips and shifts of up to 2 px.")
+    photo_augment: float = setting(0.0, label="Photo augmentation", kind="float", low=0.0, high=1.0, step=0.25,
+                                   help="Strength of photo-like changes to every training image (contrast, tone curve, light "
+                                        "gradient, blur, noise, small rotation and zoom, an erased patch), so the model copes "
+                                        "with preprocessed photos; 0 = off.")
     tta: bool = setting(False, label="Flip TTA", kind="bool",
                         help="Test-time augmentation: every prediction of the model (its test figures, Predict, export) "
                              "averages the image and its mirror image. Use it with Augmentation: a model that never saw "
@@ -193,6 +200,11 @@ class TrainConfig:
                          help="Decay of an exponential moving average of the weights, which is then evaluated; 0 = off.")
     name: str = setting("", label="Run name", kind="text", high=MAX_NAME_LENGTH, sweepable=False,
                         help="A label shown in the app; optional.")
+    # Where training starts and what it mixes in: paths or names, not hyperparameters, so they
+    # are command-line only (`train --from`, `--photos`; fmnist_core.finetune) and not on the
+    # form nor in a sweep's space. What they resolved to (hashes, split) is kept in `extra`.
+    init_from: str = ""  # a checkpoint (run folder or .safetensors) whose weights training starts from; "" = fresh
+    photos: str = ""  # a photo set (a folder of class subfolders, or a stored set's name) mixed into training
     extra: dict = field(default_factory=dict)  # ignored by training; kept with the run
 
     def validate(self) -> TrainConfig:
@@ -203,6 +215,10 @@ class TrainConfig:
             raise ConfigError("nesterov", "Nesterov momentum needs optimizer 'sgd' with momentum > 0")
         if self.softmax_output and self.model != "cnn_b":
             raise ConfigError("softmax_output", "the softmax-output quirk exists only for model 'cnn_b'")
+        for name in SOURCE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_SOURCE_LENGTH:
+                raise ConfigError(name, f"{value!r:.60} is not a path or name of at most {MAX_SOURCE_LENGTH} characters")
         if self.device == "cuda":
             import torch
 

@@ -20,12 +20,19 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import FashionMNIST, augment, load_fashion_mnist, normalize, split_train_validation, tiles_per_image, to_patches
+from .finetune import load_start_weights, photos_for_run
 from .models import count_parameters, create_model
+from .photo_augment import photo_augment
+from .photo_data import PhotoData
 from .resume import ResumeState, capture, restore
 from .scoring import evaluate
 from .weight_init import init_weights
 
 BATCH_EVENTS_PER_SECOND = 4  # enough for a live chart, negligible cost per batch
+# With a photo set (`--photos`), this share of every batch is photos from its training part,
+# drawn in a fresh random order each pass: a few hundred photos next to 60,000 images would
+# otherwise barely move the weights.
+PHOTO_BATCH_SHARE = 0.25
 
 
 class Diverged(RuntimeError):
@@ -39,6 +46,7 @@ class FitResult:
     message: str
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    start: dict = field(default_factory=dict)  # fine-tuning: the starting weights' test (and photo) accuracy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,9 +111,11 @@ class _Emitter:
                 method(*args)
 
 
-def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, config, generator, stop, on_batch, clock=None) -> dict | None:
+def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, config, generator, stop, on_batch, clock=None,
+                    photos: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict | None:
     """One pass over `images` (N, 1, 28, 28) in random order. Returns the epoch's
     training figures, or None when `stop` was set (the partial epoch is dropped).
+    `photos` (images (M, 1, 28, 28), labels (M,)): added to every batch, PHOTO_BATCH_SHARE of it.
 
     `clock`, when given, is called with a phase name as each phase of a step ends
     ("start", "data", "forward", "backward", "step", "other"): bench's step profile
@@ -118,14 +128,20 @@ def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, conf
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     seen = batches = 0
+    photo_stream = _photo_stream(photos, n, bs, generator)
     for start in range(0, n, bs):
         if stop.is_set():
             return None
         mark("start")
         idx = perm[start : start + bs]
         x, y = images[idx], labels[idx]  # (B, 1, 28, 28), (B,)
+        if photo_stream is not None:
+            pick = photo_stream[batches]
+            x, y = torch.cat([x, photos[0][pick]]), torch.cat([y, photos[1][pick]])  # (B + P, 1, 28, 28)
         if config.augment:
             x = augment(x, generator)
+        if config.photo_augment:
+            x = photo_augment(x, generator, config.photo_augment)
         if config.patch:
             x, y = to_patches(x, config.patch), y.repeat_interleave(k)  # (B*k, 1, P, P)
         mark("data")
@@ -160,12 +176,28 @@ def _no_clock(phase: str) -> None:
     pass
 
 
+def _photo_stream(photos, n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor | None:
+    """Which photos go with each batch of an epoch, (batches, P): consecutive random orders
+    of all of them, so every photo is seen about equally often."""
+    if photos is None:
+        return None
+    count = len(photos[1])
+    per_batch = max(1, round(batch_size * PHOTO_BATCH_SHARE / (1 - PHOTO_BATCH_SHARE)))
+    batches = math.ceil(n / batch_size)
+    rounds = math.ceil(batches * per_batch / count)
+    order = torch.cat([torch.randperm(count, generator=generator) for _ in range(rounds)])
+    return order[: batches * per_batch].view(batches, per_batch).to(photos[1].device)
+
+
 def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), stop: threading.Event | None = None,
-        resume: ResumeState | None = None, cores_kept_free: int = 0) -> FitResult:
+        resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data: PhotoData | None = None) -> FitResult:
     """Train `config` on Fashion-MNIST; see the module docstring for the callbacks.
     `resume`: continue after its epoch, with its weights, optimizer, scheduler, EMA and
     random state, exactly as if the run had never stopped. `cores_kept_free`: cores that
-    automatic threads (config.threads 0) leave to others; the app keeps one for itself."""
+    automatic threads (config.threads 0) leave to others; the app keeps one for itself.
+    config.init_from: start from that checkpoint's weights (fine-tuning). config.photos /
+    `photo_data` (already loaded, else read from config.photos): mix the set's training part
+    into every batch and score its held-out part each epoch (photo_accuracy)."""
     config.validate()
     emit = _Emitter(callbacks)
     stop = stop or threading.Event()
@@ -174,6 +206,13 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     torch.set_num_threads(config.resolved_threads(cores_kept_free))
 
     model = build_model(config, device)
+    if config.init_from and resume is None:  # a resumed run's own weights replace these anyway
+        load_start_weights(model, config)
+    photo_data = photo_data or photos_for_run(config)
+    photos = photo_x = photo_y = None
+    if photo_data is not None:
+        photos = (normalize(photo_data.train_images).to(device), photo_data.train_labels.to(device))
+        photo_x, photo_y = normalize(photo_data.heldout_images).to(device), photo_data.heldout_labels.to(device)
     # The whole data set goes to the device once (55 MB as float32): on a GPU every batch
     # is then an index into device memory, with no host-to-device copy per step.
     train_x, train_y = normalize(data.train_images).to(device), data.train_labels.to(device)
@@ -195,11 +234,16 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
         restore(resume, model, optimizer, scheduler, ema, generator)
         history = list(resume.history)
     elapsed_before = history[-1]["elapsed_s"] if history and "elapsed_s" in history[-1] else 0.0
+    start: dict = {}
+    if config.init_from and resume is None:  # where fine-tuning starts, for the trade-off it makes
+        start["start_test_accuracy"] = evaluate(model, test_x, test_y)["accuracy"]
+        if photo_x is not None:
+            start["start_photo_accuracy"] = evaluate(model, photo_x, photo_y)["accuracy"]
 
     emit("on_run_start", {
         "model": config.model, "params": count_parameters(model), "epochs": config.epochs,
         "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x),
-        "device": str(device), "threads": torch.get_num_threads(),
+        "device": str(device), "threads": torch.get_num_threads(), **start,
     })
     run_start = time.perf_counter() - elapsed_before
     status, message = "finished", ""
@@ -227,7 +271,8 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             })
 
         try:
-            figures = train_one_epoch(model, optimizer, scheduler, criterion, train_x, train_y, config, generator, stop, on_batch)
+            figures = train_one_epoch(model, optimizer, scheduler, criterion, train_x, train_y, config, generator, stop, on_batch,
+                                      photos=photos)
         except Diverged as where:
             status = "diverged"
             message = (
@@ -253,6 +298,9 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
         if val_x is not None:
             val = evaluate(scored, val_x, val_y)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        if photo_x is not None:
+            held = evaluate(scored, photo_x, photo_y)
+            record.update(photo_loss=held["loss"], photo_accuracy=held["accuracy"])
         history.append(record)
         emit("on_checkpoint", scored, record)
         if emit.wants("on_resume_point"):
@@ -262,7 +310,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     seconds = time.perf_counter() - run_start
     final = ema.module if ema is not None else model
     emit("on_run_end", {"status": status, "message": message, "epochs_done": len(history), "seconds": seconds})
-    return FitResult(model=final, status=status, message=message, history=history, seconds=seconds)
+    return FitResult(model=final, status=status, message=message, history=history, seconds=seconds, start=start)
 
 
 def _ema_model(model: nn.Module, decay: float) -> nn.Module:

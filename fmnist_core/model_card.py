@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .config import DEFAULTS, SETTINGS, flag_of
+from .config import DEFAULTS, SETTINGS, SOURCE_FIELDS, flag_of
 from .data import CLASSES, MEAN, STD, FashionMNIST
 from .metrics import Analysis
 from .models import model_info
@@ -45,7 +45,36 @@ def rebuild_command(config: dict) -> str:
             parts.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
         else:
             parts += [flag_of(name), shlex.quote(str(value))]
+    for name, flag in SOURCE_FIELDS.items():
+        if config.get(name):
+            parts += [flag, shlex.quote(str(config[name]))]
     return " ".join(parts)
+
+
+def _code(text) -> str:
+    """User text (a path, a set's name) as a Markdown code span it cannot break out of."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
+def provenance_lines(config: dict) -> list[str]:
+    """'Fine-tuned from ...' and the photo set mixed in, from a run's config (finetune.prepare_sources)."""
+    extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+    lines = []
+    if config.get("init_from"):
+        source = extra.get("fine_tuned_from") or {}
+        facts = [f"model `{source['model']}`" if isinstance(source.get("model"), str) else None,
+                 f"its test accuracy {source['test_accuracy']:.2f}%" if isinstance(source.get("test_accuracy"), (int, float)) else None,
+                 f"SHA-256 `{source['sha256'][:16]}…`" if isinstance(source.get("sha256"), str) else None]
+        facts = [f for f in facts if f]
+        lines.append(f"- Fine-tuned from {_code(config['init_from'])}" + (f" ({', '.join(facts)})" if facts else ""))
+    if config.get("photos"):
+        photos = extra.get("photos") or {}
+        facts = [f"{photos['train']} training and {photos['heldout']} held-out photos" if {"train", "heldout"} <= set(photos) else None,
+                 f"split: {photos['split']}" if isinstance(photos.get("split"), str) else None,
+                 f"content SHA-256 `{photos['hash'][:16]}…`" if isinstance(photos.get("hash"), str) else None]
+        facts = [f for f in facts if f]
+        lines.append(f"- Photo set mixed into every batch: {_code(config['photos'])}" + (f" ({'; '.join(facts)})" if facts else ""))
+    return lines
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -91,11 +120,13 @@ def build_card(title: str, metadata: dict, analysis: Analysis, data: FashionMNIS
               + (f", of which {held_out:,} held out for validation" if held_out else "")
               + f"; {len(data.test_labels):,} test images, used only to report the figures below."
               + (" Training used random horizontal flips and shifts of up to 2 px." if config.get("augment") else "")]
-    lines += ["", "## Training", "",
+    lines += ["", "## Training", "", *provenance_lines(config),
               f"- Epochs: {trained.get('epoch', 'not recorded')}",
               f"- Training time: {_seconds(trained.get('elapsed_s'))}",
               f"- Final training accuracy: {trained['train_accuracy']:.2f}%" if isinstance(trained.get("train_accuracy"), (int, float))
               else "- Final training accuracy: not recorded"]
+    if isinstance(trained.get("photo_accuracy"), (int, float)):
+        lines.append(f"- Accuracy on the photo set's held-out part: {trained['photo_accuracy']:.2f}%")
     lines += ["", "## Test results", "",
               f"- Test accuracy: {scores['accuracy']:.2f}% on {len(analysis.labels):,} images",
               f"- Test loss (mean negative log-likelihood): {scores['loss']:.4f}", "", "Per-class accuracy:", ""]

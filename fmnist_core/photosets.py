@@ -28,7 +28,7 @@ import secrets
 import shutil
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -401,6 +401,19 @@ def _validated(candidate: Candidate) -> tuple[bytes, str]:
     return buffer.getvalue(), "png"
 
 
+def validated_photos(candidates: list[Candidate]) -> Iterator[tuple[Candidate, bytes, str, str]]:
+    """(candidate, bytes to keep, extension, SHA-256) per photo, in a fixed order; PhotoSetError
+    at the first photo that cannot be read or repeats another's bytes."""
+    seen: dict[str, str] = {}
+    for candidate in sorted(candidates, key=lambda c: (c.label, c.source)):
+        data, extension = _validated(candidate)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            raise PhotoSetError(f"{candidate.source} and {seen[digest]} are the same photo (same bytes): keep one")
+        seen[digest] = candidate.source
+        yield candidate, data, extension, digest
+
+
 class PhotoSetStore:
     """Photo sets under `root` (default: <runs>/.photosets)."""
 
@@ -509,14 +522,8 @@ class PhotoSetStore:
         temp = self.root / f".new-{secrets.token_hex(4)}"
         (temp / IMAGES_DIR).mkdir(parents=True)
         try:
-            seen: dict[str, str] = {}
             stored = []
-            for candidate in sorted(candidates, key=lambda c: (c.label, c.source)):
-                data, extension = _validated(candidate)
-                digest = hashlib.sha256(data).hexdigest()
-                if digest in seen:
-                    raise PhotoSetError(f"{candidate.source} and {seen[digest]} are the same photo (same bytes): keep one")
-                seen[digest] = candidate.source
+            for candidate, data, extension, digest in validated_photos(candidates):
                 file = f"{len(stored):05d}.{extension}"
                 (temp / IMAGES_DIR / file).write_bytes(data)
                 stored.append({"file": file, "label": candidate.label, "sha256": digest, "source": candidate.source[-MAX_SOURCE_CHARS:]})

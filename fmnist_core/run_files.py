@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path
 
-from .config import SETTINGS, ConfigError
+from .config import MAX_SOURCE_LENGTH, SETTINGS, SOURCE_FIELDS, ConfigError
 
 MAX_JSON_BYTES = 1 << 20  # a run's JSON files are a few KB; refuse to read a planted giant
 MAX_HISTORY_BYTES = 16 << 20  # 200 epochs are ~100 KB
@@ -106,11 +106,15 @@ RESULT = {
     "train_accuracy": (False, _or_none(_is_number)), "test_accuracy": (False, _or_none(_is_number)),
     "test_loss": (False, _or_none(_is_number)), "train_loss_sum": (False, _or_none(_is_number)),
     "best_test_accuracy": (False, _or_none(_is_number)),
+    # fine-tuning (fmnist_core.finetune): the starting weights' figures, and the photo set's held-out part
+    "start_test_accuracy": (False, _or_none(_is_number)), "start_photo_accuracy": (False, _or_none(_is_number)),
+    "photo_accuracy": (False, _or_none(_is_number)),
 }
 HISTORY_LINE = {
     "epoch": (True, lambda v: _is_count(v) and v >= 1),
     **{key: (True, _is_number) for key in ("train_accuracy", "test_accuracy", "train_loss_sum", "test_loss", "images_per_s")},
-    **{key: (False, _is_number) for key in ("train_loss", "seconds", "lr", "elapsed_s", "val_loss", "val_accuracy")},
+    **{key: (False, _is_number) for key in ("train_loss", "seconds", "lr", "elapsed_s", "val_loss", "val_accuracy",
+                                           "photo_loss", "photo_accuracy")},
     "batches": (False, _is_count),
 }
 OWNER = {"pid": (True, lambda v: _is_count(v) and v > 0), "started": (False, _or_none(_is_count))}
@@ -162,6 +166,12 @@ def check_config(value) -> tuple[dict, list[str]]:
         if key == "extra":
             if isinstance(item, dict):
                 kept[key] = item
+            continue
+        if key in SOURCE_FIELDS:
+            if isinstance(item, str) and len(item) <= MAX_SOURCE_LENGTH:
+                kept[key] = item
+            else:
+                problems.append(f"config.json has an invalid '{key}' ({_short(item)}) (ignored)")
             continue
         if key not in SETTINGS:
             problems.append(f"config.json has an unknown setting '{_short(key)}' (ignored)")

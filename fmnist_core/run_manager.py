@@ -107,12 +107,14 @@ class RunWriter:
 
 
 def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None,
-              resume: ResumeState | None = None, cores_kept_free: int = 0) -> dict:
+              resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data=None) -> dict:
     """Train an already-created run folder (or continue it from `resume`, see
-    prepare_resume) and write its result; returns the result. `cores_kept_free`: see fit."""
+    prepare_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit."""
     writer = RunWriter(store.root / run_id, config)
-    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free)
+    outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free,
+                  photo_data=photo_data)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
+    result.update(outcome.start)
     store.write_result(run_id, result)
     if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
         (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)

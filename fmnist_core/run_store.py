@@ -408,6 +408,7 @@ def result_from(fit_status: str, message: str, history: list[dict], seconds: flo
         "params": params, "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy"),
         "test_loss": last.get("test_loss"), "train_loss_sum": last.get("train_loss_sum"),
         "best_test_accuracy": best_test_accuracy(history),
+        **({"photo_accuracy": last["photo_accuracy"]} if "photo_accuracy" in last else {}),
     }
 
 
