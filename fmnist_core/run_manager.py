@@ -347,6 +347,13 @@ class RunManager:
         with self._lock:
             self._live.pop(run_id, None)
 
+    def restore(self, run_id: str, visitor: Visitor | None = None) -> None:
+        """Bring a run back from the trash. Only its owner or an admin may: checked here, not
+        only by a page's disabled button (a forged click reaches this too)."""
+        owner = RunStore(self.store.trash_root).read(run_id).owner
+        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "restore")
+        self.store.restore(run_id)
+
     def wait_idle(self, timeout: float = 600.0) -> bool:
         """Block until nothing is queued or running (for the CLI and tests)."""
         deadline = time.time() + timeout

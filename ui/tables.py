@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from fmnist_core.csv_cells import inert_cell
 from fmnist_core.run_store import RunRecord
 
 
@@ -73,8 +74,13 @@ def rows_frame(rows: list[dict], show_cancelled: bool = False) -> pd.DataFrame:
 
 
 def csv_text(frame: pd.DataFrame) -> str:
-    """The frame as CSV under the labels the table shows; missing values are empty fields."""
-    return frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns}).to_csv(index=False)
+    """The runs table as CSV under the labels the table shows; missing values are empty fields."""
+    return frame_csv(frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns}))
+
+
+def frame_csv(frame: pd.DataFrame) -> str:
+    """Any frame as a CSV to download: no cell can be a spreadsheet formula (csv_cells)."""
+    return frame.map(inert_cell).to_csv(index=False)
 
 
 def column_config(visible: list[str]) -> dict:

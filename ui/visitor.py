@@ -18,6 +18,7 @@ from fmnist_core.access import Policy, Visitor, studio_mode
 from fmnist_core.config import TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.memory import estimate_memory
+from ui.text import plain
 
 ANONYMOUS_KEY = "visitor_id"  # st.session_state key of an anonymous visitor's id
 
@@ -87,7 +88,7 @@ def act(action: Callable, *args) -> bool:
     try:
         action(*args, visitor=current_visitor())
     except UserError as e:
-        st.error(f"{str(e)[:1].upper()}{str(e)[1:]}. Nothing was changed.")
+        st.error(plain(f"{str(e)[:1].upper()}{str(e)[1:]}. Nothing was changed."))  # may quote a run id or name
         return False
     return True
 
