@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .config import DEFAULTS, SETTINGS, flag_of
 from .data import CLASSES, MEAN, STD, FashionMNIST
-from .markdown_text import code_fence, escape_markdown
+from .markdown_text import code_fence, escape_markdown, one_line
 from .metrics import Analysis
 from .models import model_info
 from .scoring import score_probabilities
@@ -44,8 +44,8 @@ def rebuild_command(config: dict) -> str:
             continue
         if declared.kind == "bool":
             parts.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
-        else:
-            parts += [flag_of(name), shlex.quote(str(value))]
+        else:  # text on one line (a run name): the command stays one line of its block
+            parts += [flag_of(name), shlex.quote(one_line(str(value)))]
     return " ".join(parts)
 
 

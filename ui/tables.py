@@ -79,8 +79,10 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 
 def frame_csv(frame: pd.DataFrame) -> str:
-    """Any frame as a CSV to download: no cell can be a spreadsheet formula (csv_cells)."""
-    return frame.map(inert_cell).to_csv(index=False)
+    """Any frame as a CSV to download: no cell can be a spreadsheet formula (csv_cells). Lines
+    end in CRLF, as RFC 4180 has it: a cell holding a bare CR is then quoted too (with "\n"
+    as the line end it is left bare, and a spreadsheet splits the row there)."""
+    return frame.map(inert_cell).to_csv(index=False, lineterminator="\r\n")
 
 
 def column_config(visible: list[str]) -> dict:
