@@ -20,12 +20,13 @@ from pathlib import Path
 from .checkpoint import atomic_write_json
 from .config import SETTINGS
 from .errors import UserError
-from .run_files import FileProblem, read_regular_text
+from .run_files import FileProblem, read_regular_tail, read_regular_text
 from .run_store import RunRecord, RunStore
 
 SWEEPS_FOLDER = ".sweeps"
 SWEEP_ACTIVE = ("starting", "running", "stopping")
 SWEEP_ENDED = ("finished", "stopped", "failed", "interrupted")
+LOG_TAIL_BYTES = 64 << 10  # the end of a driver's log, where its last line is
 
 
 def _is_text(value) -> bool:
@@ -57,12 +58,16 @@ SWEEP_RECORD = {
     "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool), None), "host": (lambda v: v is None or _is_text(v), None),
 }
 
+REQUIRED_SWEEP_KEYS = ("status", "space")  # the driver writes both before anything else
+
 
 def checked_record(sweep_id: str, values: dict) -> tuple[dict, list[str]]:
     """The record's values, each key that is not of its documented shape replaced by its
     default, with one problem per such key."""
     checked, problems = dict(values), []
     for key, (check, default) in SWEEP_RECORD.items():
+        if key not in values and key in REQUIRED_SWEEP_KEYS:
+            problems.append(f"{sweep_id}.json has no '{key}'")
         if key in values and not check(values[key]):
             text = json.dumps(values[key])
             problems.append(f"{sweep_id}.json has an invalid '{key}' ({text if len(text) <= 40 else text[:37] + '...'}); ignored")
@@ -134,6 +139,16 @@ class SweepStore:
     def log_path(self, sweep_id: str) -> Path:
         return self.root / f"{sweep_id}.log"
 
+    def last_log_line(self, sweep_id: str) -> str:
+        """The last line of the driver's log ("" when there is none): read from its end,
+        never through a symlink or from a FIFO."""
+        try:
+            found = read_regular_tail(self.log_path(sweep_id), LOG_TAIL_BYTES)
+        except FileProblem:
+            return ""
+        lines = [line for line in ([found[0], *found[1].splitlines()] if found else []) if line.strip()]
+        return lines[-1].strip() if lines else ""
+
     def storage_path(self, sweep_id: str) -> Path:
         """Where Ray Tune keeps its own experiment state for this sweep."""
         return self.root / f"{sweep_id}.tune"
@@ -173,7 +188,8 @@ class SweepStore:
             values = {}
             problems.append(f"{sweep_id}.json is damaged ({e})")
         values, shape_problems = checked_record(sweep_id, values)
-        problems += shape_problems
+        if not problems:  # an unreadable file is one problem, not one per missing key as well
+            problems += shape_problems
         status = values["status"]
         if status in SWEEP_ACTIVE and _alive(values.get("pid"), values.get("host")) is False:
             status = "interrupted"  # its driver is gone: a crash, a kill -9 or a reboot
