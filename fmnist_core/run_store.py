@@ -22,6 +22,7 @@ Training a run into its folder is `run_manager.train_run`; this module never tra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -302,6 +303,8 @@ class RunStore:
             # started): no writer to race but the one creating it, so only old temp files go.
             with _TIDY_LOCK:
                 _remove_temp_files(path, older_than=STALE_TEMP_SECONDS)
+                with contextlib.suppress(OSError):  # a creation killed before any file: nothing left to show
+                    path.rmdir()  # only ever removes an empty folder
         if not any(os.path.lexists(path / name) for name in ("run.json", "config.json")):
             problems.append("run.json and config.json are missing (its creation was cut off); delete it")
         name = info.get("name") or run_id
