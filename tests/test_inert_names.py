@@ -66,7 +66,7 @@ def assert_inert(at: AppTest) -> list[str]:
 
 
 @pytest.fixture
-def hostile_app(tmp_path, template_run, tiny_dir, monkeypatch):  # noqa: F811
+def hostile_app(tmp_path, template_run, monkeypatch):  # noqa: F811  (the real data: the shipped models cache their scores on it)
     root = tmp_path / "runs"
     root.mkdir()
     ids = hostile_store(template_run, root, NAMES)
@@ -75,7 +75,6 @@ def hostile_app(tmp_path, template_run, tiny_dir, monkeypatch):  # noqa: F811
         "message": NAMES[2], "space": [{"name": "lr", "kind": "grid", "values": [0.01]}], "base": {}, "options": {},
         "trial_runs": ids[:2]})
     monkeypatch.setenv("FMNIST_RUNS_DIR", str(root))
-    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
     yield root, ids

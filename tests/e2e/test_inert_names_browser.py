@@ -41,8 +41,9 @@ def tracker():
 def hostile_server(tmp_path_factory, template_run, tracker):  # noqa: F811
     folder = tmp_path_factory.mktemp("hostile")
     (folder / "runs").mkdir()
-    hostile_store(template_run, folder / "runs", hostile_names(tracker))
+    ids = hostile_store(template_run, folder / "runs", hostile_names(tracker))
     server = StreamlitServer(folder / "runs", folder / "streamlit.log").start()
+    server.hostile_ids = ids
     yield server
     server.stop()
 
@@ -58,7 +59,7 @@ def test_no_page_fetches_an_image_a_name_points_at(browser, hostile_server, trac
         open_page(page, hostile_server, "train")  # the newest run is shown: the failed one, with its message
         page.wait_for_selector("[data-testid=stAlertContentError]")
         assert "![t](http://" + tracked in page.locator("[data-testid=stAlertContentError]").first.inner_text()
-        open_page(page, hostile_server, "compare")
+        open_page(page, hostile_server, "compare?runs=" + ",".join(hostile_server.hostile_ids))  # all selected
         caption = page.get_by_text("Identical numbers", exact=False)
         caption.wait_for()
         assert "# heading" in caption.inner_text()  # the names, as text
