@@ -19,7 +19,7 @@ from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
 from ui.photoset_panel import photoset_columns
 from ui.state import dataset, run_analysis, run_manager
-from ui.tables import csv_text, is_cancelled_unstarted, rows_frame, runs_table
+from ui.tables import csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table
 from ui.text import literal, plain
 
 # What fits 1400 px without a sideways scroll (tests/e2e: tables fit); the rest: column menu and CSV.
@@ -78,7 +78,7 @@ if selected:
     names = dict(zip(selected, unique_names([by_key[key].name for key in selected])))  # chart series need distinct names
     histories = {names[key]: by_key[key].history for key in selected}
     if len(selected) > 1:
-        st.info("Config: " + describe_differences(config_differences({names[key]: by_key[key].config for key in selected})))
+        st.info("Config: " + plain(describe_differences(config_differences({names[key]: by_key[key].config for key in selected}))))  # names and run names are user text
     for group in identical_runs(histories):  # drawn a hair apart on the epoch axis, and said here
         st.caption(f":material/content_copy: Identical numbers (same config and seed): {', '.join(literal(n) for n in group)}")
     log_loss = st.toggle("Log scale (loss)", key="compare_log_loss")
@@ -86,7 +86,7 @@ if selected:
     left.altair_chart(runs_overlay_chart(histories, "accuracy"), width="stretch")
     right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
     long = pd.DataFrame([{"run": names[key], "run_id": key, **h} for key in selected for h in by_key[key].history])
-    st.download_button("Download the selected runs' histories (CSV)", long.to_csv(index=False), "histories.csv", "text/csv", key="download_histories")
+    st.download_button("Download the selected runs' histories (CSV)", frame_csv(long), "histories.csv", "text/csv", key="download_histories")
 
 # ---- one model in depth -----------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ def show_mistakes(entry: Comparable) -> None:
     try:
         analysis = run_analysis(str(entry.weights))
     except CheckpointError as e:
-        st.warning(f"Cannot score this model: {e}")
+        st.warning(f"Cannot score this model: {plain(str(e))}")
         return
     matrix = analysis.matrix
     left, right = st.columns([3, 2])

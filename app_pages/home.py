@@ -10,6 +10,8 @@ from fmnist_core.data import CLASSES, class_counts, example_grid
 from fmnist_core.models import list_models, model_info
 from fmnist_core.recipes import DESCRIPTIONS
 from ui.state import dataset, model_card
+from ui.text import literal
+from ui.visitor import studio_policy
 
 FAST_PRESET = "fast"  # the recipe behind "a 90% model in under a minute" (README: 90% after ~8 s here)
 
@@ -68,7 +70,9 @@ with left:
 with right:
     table, source = counts()
     st.table(table.set_index("class"))  # static HTML: st.dataframe shows a grey placeholder while its grid loads
-    st.caption(f"Rows of the mosaic, top to bottom: {', '.join(CLASSES)}. Files read from `{source}`.")
+    # Where the server keeps its files is for its operator, not for a shared Studio's visitors.
+    where = "" if studio_policy().shared else f" Files read from {literal(source)}."
+    st.caption(f"Rows of the mosaic, top to bottom: {', '.join(CLASSES)}.{where}")
 
 st.subheader("Model zoo")
 st.caption("The report's five models reproduce its Figure 2 layer for layer; VGG11 and ours are new.")

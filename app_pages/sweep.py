@@ -14,6 +14,7 @@ from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
 from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
 from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
+from ui.text import literal, plain
 
 REFRESH_SECONDS = 2.0
 
@@ -115,16 +116,16 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
         st.toast("Stopping every trial…")
     if record is None:
         if status == "failed":
-            st.error(f"The sweep did not start: {launcher.last_log_line(sweep_id) or 'see its log in the run store'}")
+            st.error(f"The sweep did not start: {plain(launcher.last_log_line(sweep_id) or 'see its log in the run store')}")
         else:
             st.caption("Starting Ray (a few seconds)…")
         return
     for problem in record.problems:
-        st.warning(problem)
+        st.warning(plain(problem))
     if record.message and status not in ("finished", "running"):
-        st.info(record.message)
+        st.info(plain(record.message))  # a stored message is text, never Markdown
     options = record.options
-    st.caption(f"`{record.id}` · {options.get('trials')} trial(s) · search {options.get('search')} · early stopping "
+    st.caption(f"{literal(record.id)} · {options.get('trials')} trial(s) · search {options.get('search')} · early stopping "
                f"{'ASHA' if options.get('early_stop') == 'asha' else 'off'} · Ray: {options.get('address')}"
                + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
     trials = launcher.sweeps.trials(record)

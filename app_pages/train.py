@@ -210,7 +210,7 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
         st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
     cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
-        (st.error if status in ("diverged", "failed") else st.info)(run.message)
+        (st.error if status in ("diverged", "failed") else st.info)(plain(run.message))  # result.json is a file: its text stays text
     if status == "queued":
         st.info(f"Waiting in the queue (position {manager.queue_position(run_id)}): one run trains at a time so runs don't fight over the CPU.")
     if run.live and status == "running":
@@ -230,7 +230,7 @@ def draw_run(run_id: str) -> None:
     name = by_id[run_id].name if run_id in by_id else run_id
     # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
     st.html(heading_html(name, HEADING_CHARS))
-    st.caption(f"`{run_id}` · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · "
+    st.caption(f"{literal(run_id)} · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · "
                f"{counted(config.get('epochs') or 0, 'epoch')}")
     # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
     st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
@@ -295,11 +295,7 @@ def undo_bar() -> None:
     a, b = st.columns([4, 1])
     a.success(f"Deleted {literal(truncate(name, HEADING_CHARS))}: it is in the trash.", icon=":material/delete:")
     if b.button("Undo", key="undo_delete_button", width="stretch"):
-        try:
-            manager.store.restore(run_id)
-        except UserError as e:
-            st.error(plain(str(e)))
-        else:
+        if act(manager.restore, run_id):
             st.session_state["selected_run"] = run_id
         st.session_state.pop("undo_delete", None)
         st.rerun()
@@ -315,11 +311,7 @@ def trash_box() -> None:
             a.text(f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {counted(len(record.history), 'epoch')} · {record.id}")
             locked = why_locked(record.owner)
             if b.button("Restore", key=f"restore-{record.id}", width="stretch", disabled=bool(locked), help=locked):
-                try:
-                    manager.store.restore(record.id)
-                except UserError as e:
-                    st.error(plain(str(e)))
-                else:
+                if act(manager.restore, record.id):  # the owner check is the manager's, not only the button's
                     st.session_state["selected_run"] = record.id
                     st.session_state.pop("undo_delete", None)
                     st.rerun()
@@ -360,7 +352,7 @@ if records:
     st.download_button("Download this table (CSV)", csv_text(frame), "runs.csv", "text/csv", key="download_runs")
     for r in records:
         for problem in r.problems:
-            st.warning(f"{r.id}: {plain(problem)}")
+            st.warning(plain(f"{r.id}: {problem}"))  # a folder name is user text (the CLI's --out)
 else:
     st.caption("Runs you start appear here, and stay after a restart.")
 trash_box()

@@ -7,10 +7,12 @@ run code. The metadata carries the model name and constructor args, so
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
 import signal
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,18 @@ def crash_point(name: str, epoch: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def refuse_non_regular(path: Path) -> None:
+    """Raise OSError when something other than a regular file (or a symlink, which a rename
+    replaces without touching its target) is at `path`: a rename would replace a device
+    node, a FIFO or a socket (as root, /dev/null became a regular file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OSError(errno.EEXIST, "it is not a regular file (a folder, device, FIFO or socket), which is never replaced", str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + rename: readers never see half a file."""
     path = Path(path)
@@ -74,6 +88,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         crash_point(path.name)
         os.chmod(tmp, FILE_MODE)
+        refuse_non_regular(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -104,6 +119,7 @@ def save_checkpoint(model: nn.Module, path: Path, config: dict | None = None, me
         save_file(state, tmp, metadata=metadata)
         crash_point(path.name, (metrics or {}).get("epoch"))
         os.chmod(tmp, FILE_MODE)
+        refuse_non_regular(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

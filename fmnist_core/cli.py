@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
     from .console import ConsoleProgress
     from .data import load_fashion_mnist
     from .finetune import finetune_config, prepare_sources
-    from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
+    from .run_manager import disk_full, disk_full_message, prepare_resume, train_run
     from .run_store import RunStore, result_from
 
     resume = photo_data = None
@@ -68,11 +68,12 @@ def cmd_train(args) -> int:
     except Exception as e:
         if not disk_full(e):
             raise
+        message = disk_full_message(store, run_id)
         try:  # the run ends as failed, not interrupted, if there is room for its result
-            store.write_result(run_id, result_from("failed", DISK_FULL, store.read(run_id).history, 0.0, None))
+            store.write_result(run_id, result_from("failed", message, store.settled_history(run_id), 0.0, None))
         except OSError:
             pass
-        raise UserError(f"{DISK_FULL} (run folder {store.root / run_id})") from e
+        raise UserError(f"{message} (run folder {store.root / run_id})") from e
     checkpoint = store.root / run_id
     if result["status"] != "finished":
         print(f"{result['status']}: {result['message']}", file=sys.stderr)
@@ -294,16 +295,12 @@ def cmd_bench(args) -> int:
 
 def _model_inputs(paths: list[str]) -> list:
     """Each image file as the uint8 (28, 28) input the model sees; a bad file names itself."""
-    from .inference import ImageError, open_image, to_model_input
+    from .inference import ImageError, open_image, read_image_file, to_model_input
 
     inputs = []
     for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise ImageError(f"{path}: cannot read ({e.strerror})") from e
-        try:
-            inputs.append(to_model_input(open_image(data)))
+        try:  # read_image_file: bounded, refuses a folder or a FIFO (as predict does)
+            inputs.append(to_model_input(open_image(read_image_file(path))))
         except ImageError as e:
             raise ImageError(f"{path}: {e}") from e
     return inputs
@@ -350,7 +347,7 @@ def cmd_export(args) -> int:
         raise ExportError(f"--check-images {args.check_images} is out of range; use 1 to 10000 (the test set's size)")
     loaded = load_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else default_output(loaded.path, args.format)
-    if out.is_dir():
+    if os.path.isdir(out):  # False, not an error, for a name too long to look up (ensure_writable says why)
         out = out / default_output(loaded.path, args.format).name
     card = out.with_suffix(".md") if args.card else None
     ensure_writable(out)
@@ -540,12 +537,20 @@ def _typed(declared):
     return parse
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A bad command line is one line, as every other refusal is (not 20 lines of usage);
+    --help still prints the usage. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog.removeprefix('python -m ')}: {message}; see {self.prog} --help\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `command`, only that command's flags (see the module's docstring)."""
     def wants(name: str) -> bool:
         return command is None or command == name
 
-    parser = argparse.ArgumentParser(prog="python -m fmnist_core", description="Fashion-MNIST Studio, headless.")
+    parser = OneLineErrors(prog="python -m fmnist_core", description="Fashion-MNIST Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("data", help="find (or download) the data set and report it").set_defaults(func=cmd_data)

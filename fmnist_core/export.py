@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, refuse_non_regular
 from .data import CLASSES, IMAGE_SIZE, MEAN, STD
 from .errors import UserError
 from .paths import exports_dir
@@ -35,6 +35,9 @@ from .scoring import EVAL_BATCH, ImageClassifier, predict_dataset
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+# Linux allows 255 bytes per file name; the atomic write's temp file (".NAME.xxxxxxxx.tmp")
+# and the card's ".md" need room beside it.
+MAX_OUT_NAME = 200
 TOLERANCE = 1e-4  # largest accepted |exported - PyTorch| on any probability
 INPUT_LAYOUT = "NCHW float32 (N, 1, 28, 28): grayscale in [0, 1] (light item on black), then (x - mean) / std"
 EXAMPLE_BATCH = 2  # torch.export specialises a dimension of size 0 or 1; 2 keeps the batch dynamic
@@ -171,9 +174,12 @@ def default_output(checkpoint: Path, fmt: str) -> Path:
 def ensure_writable(path: Path) -> None:
     """Fail before the slow part when `path` cannot be written; the message says which path and why."""
     path = Path(path)
+    if len(path.name) > MAX_OUT_NAME:  # the temp file beside it adds ~15 characters to the name
+        raise ExportError(f"the file name '{path.name[:20]}...' is {len(path.name)} characters long; use at most {MAX_OUT_NAME}")
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder")
+        refuse_non_regular(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
         os.close(fd)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .config import DEFAULTS, SETTINGS, SOURCE_FIELDS, flag_of
 from .data import CLASSES, MEAN, STD, FashionMNIST
+from .markdown_text import code_fence, escape_markdown, one_line
 from .metrics import Analysis
 from .models import model_info
 from .scoring import score_probabilities
@@ -43,11 +44,11 @@ def rebuild_command(config: dict) -> str:
             continue
         if declared.kind == "bool":
             parts.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
-        else:
-            parts += [flag_of(name), shlex.quote(str(value))]
+        else:  # text on one line (a run name): the command stays one line of its block
+            parts += [flag_of(name), shlex.quote(one_line(str(value)))]
     for name, flag in SOURCE_FIELDS.items():
         if config.get(name):
-            parts += [flag, shlex.quote(str(config[name]))]
+            parts += [flag, shlex.quote(one_line(str(config[name])))]
     return " ".join(parts)
 
 
@@ -102,7 +103,9 @@ def build_card(title: str, metadata: dict, analysis: Analysis, data: FashionMNIS
     except ValueError:
         description = "(not in this version's registry)"
     patch = config.get("patch") or 0
-    lines = [f"# Model card: {title}", ""]
+    # The title (a run name) and the config's values are user text: escaped, on one line, so
+    # they cannot add an image, HTML, a heading or a table cell to the card.
+    lines = [f"# Model card: {escape_markdown(title)}", ""]
     lines += ["## Model", "", f"- Architecture: `{name}`: {description}", f"- Parameters: {metadata.get('params', 0):,}",
               f"- Constructor arguments: `{metadata.get('model_args', {})}`",
               f"- Input: one 28x28 grayscale image, light item on black, scaled to [0, 1] then (x - {MEAN}) / {STD}",
@@ -111,7 +114,7 @@ def build_card(title: str, metadata: dict, analysis: Analysis, data: FashionMNIS
         lines.append(f"- Trained on {patch}x{patch} tiles; an image's class is the mean of its tiles' probabilities")
     lines += ["", "## Training configuration", ""]
     if config:
-        lines += _table(["setting", "value"], [[f"`{k}`", f"`{config[k]}`"] for k in SETTINGS if k in config])
+        lines += _table(["setting", "value"], [[f"`{k}`", escape_markdown(str(config[k]))] for k in SETTINGS if k in config])
     else:
         lines.append("Not recorded in this checkpoint.")
     held_out = config.get("validation", 0) or 0
@@ -133,11 +136,12 @@ def build_card(title: str, metadata: dict, analysis: Analysis, data: FashionMNIS
     lines += _table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in zip(CLASSES, analysis.per_class_accuracy)])
     lines += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
     lines += _table(["true \\ predicted", *CLASSES], [[c, *row] for c, row in zip(CLASSES, analysis.matrix)])
-    lines += ["", "## Rebuild", "", "Same config, same seed, same machine: the same numbers.", "", "```sh",
-              rebuild_command(config) if config else f"python -m fmnist_core train --model {name}", "```"]
+    command = rebuild_command(config) if config else f"python -m fmnist_core train --model {name}"
+    fence = code_fence(command) * 3  # longer than any backtick run in a quoted name: the block holds it whole
+    lines += ["", "## Rebuild", "", "Same config, same seed, same machine: the same numbers.", "", f"{fence}sh", command, fence]
     if export is not None:
         lines += ["", "## Export", "",
-                  f"- File: `{export.file_name}` ({export.format}, {export.size_bytes:,} bytes)",
+                  f"- File: {escape_markdown(export.file_name)} ({export.format}, {export.size_bytes:,} bytes)",
                   f"- SHA-256: `{export.sha256}`",
                   f"- Checked against PyTorch on {export.checked_images:,} test images: "
                   f"largest difference of a probability {export.max_difference:.1e}"]

@@ -25,6 +25,7 @@ from .config import MAX_SOURCE_LENGTH, SETTINGS, SOURCE_FIELDS, ConfigError
 
 MAX_JSON_BYTES = 1 << 20  # a run's JSON files are a few KB; refuse to read a planted giant
 MAX_HISTORY_BYTES = 16 << 20  # 200 epochs are ~100 KB
+MAX_LINE_BYTES = 4096  # a line of a run's JSON-lines files is ~100 bytes
 RESULT_STATUSES = ("finished", "stopped", "diverged", "failed", "cancelled")
 
 
@@ -32,20 +33,9 @@ class FileProblem(Exception):
     """Why a run file cannot be used; the message is one line for RunRecord.problems."""
 
 
-def read_regular_text(path: Path, limit: int = MAX_JSON_BYTES) -> str | None:
-    """A regular file's text, or None when it does not exist. Symlinks, directories,
-    FIFOs, devices and oversized files raise FileProblem; a FIFO is never opened."""
-    data = read_regular_bytes(path, limit)
-    if data is None:
-        return None
-    try:
-        return data.decode()
-    except UnicodeDecodeError as e:
-        raise FileProblem(f"{path.name} is not UTF-8 text") from e
-
-
-def read_regular_bytes(path: Path, limit: int) -> bytes | None:
-    """read_regular_text's bytes: the same checks, without decoding (photo sets' images)."""
+def open_regular(path: Path):
+    """The file opened for reading in binary, or None when it does not exist. Symlinks,
+    directories, FIFOs and devices raise FileProblem; a FIFO is never opened."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -64,13 +54,54 @@ def read_regular_bytes(path: Path, limit: int) -> bytes | None:
         return None
     except OSError as e:
         raise FileProblem(f"{path.name} cannot be read ({e.strerror})") from e
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise FileProblem(f"{path.name} is not a regular file; ignored")
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise FileProblem(f"{path.name} is not a regular file; ignored")
+    return f
+
+
+def read_regular_bytes(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes, at most `limit`, or None when it does not exist. Symlinks,
+    directories, FIFOs, devices and oversized files raise FileProblem; a FIFO is never opened."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    with f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise FileProblem(f"{path.name} is larger than {limit // 1024} KB; ignored")
     return data
+
+
+def read_regular_text(path: Path, limit: int = MAX_JSON_BYTES) -> str | None:
+    """read_regular_bytes decoded as UTF-8."""
+    data = read_regular_bytes(path, limit)
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise FileProblem(f"{path.name} is not UTF-8 text") from e
+
+
+def read_regular_tail(path: Path, limit: int) -> tuple[str, str] | None:
+    """(first line, the last `limit` bytes' whole lines) of a regular file that only grows
+    (a log), or None when it does not exist; at most ~`limit` bytes are read however large
+    it is. Raises FileProblem as open_regular does."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= limit:
+            text = f.read(limit).decode(errors="replace")
+            head, _, rest = text.partition("\n")
+            return head, rest
+        head = f.readline(MAX_LINE_BYTES).decode(errors="replace")
+        f.seek(size - limit)
+        tail = f.read(limit).decode(errors="replace")
+    return head.rstrip("\n"), tail.partition("\n")[2]  # the tail's first line is cut: dropped
 
 
 def is_regular_file(path: Path) -> bool:

@@ -231,7 +231,11 @@ class RunManager:
             active = [live for live in self._live.values() if live.status in ACTIVE]
             # Checked and queued under one lock, so two quick clicks cannot both pass the limit.
             self.policy.check_queue(visitor, sum(live.owner == visitor.id for live in active), len(active))
-            run_id = self.store.create(config, name, owner=visitor.id).name
+            try:
+                run_id = self.store.create(config, name, owner=visitor.id).name
+            except UserError as e:  # a visitor learns why (a full disk), not where the server keeps its runs
+                root = str(self.store.root)
+                raise UserError(str(e).replace(root + os.sep, "").replace(root, "the run store")) from e
             try:
                 self.store.mark_queued(run_id)
             except OSError as e:  # a disk that filled up since create: leave nothing behind
@@ -365,6 +369,13 @@ class RunManager:
         with self._lock:
             self._live.pop(run_id, None)
 
+    def restore(self, run_id: str, visitor: Visitor | None = None) -> None:
+        """Bring a run back from the trash. Only its owner or an admin may: checked here, not
+        only by a page's disabled button (a forged click reaches this too)."""
+        owner = RunStore(self.store.trash_root).read(run_id).owner
+        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "restore")
+        self.store.restore(run_id)
+
     def wait_idle(self, timeout: float = 600.0) -> bool:
         """Block until nothing is queued or running (for the CLI and tests)."""
         deadline = time.time() + timeout
@@ -418,9 +429,8 @@ class RunManager:
                 result = {"status": "interrupted", "message": "the server stopped while it trained"}
             self._finish(live, result["status"], result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
-            message = _failure_message(e)
-            with live.lock:
-                history = list(live.history)
+            message = _failure_message(e, self.store, live.id)
+            history = self.store.settled_history(live.id)  # the disk's epochs: the live copy can be one behind
             # Should the disk be full, result.json may not be written either; the run still
             # ends here, so it never reads as running (Stop and Delete work).
             self._write_result(live.id, result_from("failed", message, history, 0.0, None))
@@ -447,7 +457,15 @@ def _lower_this_threads_priority(niceness: int) -> None:
         pass
 
 
-DISK_FULL = "disk full: no space left to save the run; free some space, then resume it from its last finished epoch"
+DISK_FULL = "disk full: no space left to save the run; free some space, then "
+
+
+def disk_full_message(store: RunStore, run_id: str) -> str:
+    """What to do after a full disk ended the run: resume only where a resume state was saved
+    (the Resume button and `train --resume` refuse otherwise)."""
+    if can_resume(store, run_id):
+        return DISK_FULL + "resume it from its last saved epoch"
+    return DISK_FULL + "train it again (no epoch was saved with what resuming needs)"
 
 
 def _close_at_exit(manager_ref: weakref.ref) -> None:
@@ -456,9 +474,9 @@ def _close_at_exit(manager_ref: weakref.ref) -> None:
         manager.close()
 
 
-def _failure_message(error: Exception) -> str:
+def _failure_message(error: Exception, store: RunStore, run_id: str) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "out of memory: try a smaller batch size or a smaller model"
     if disk_full(error):
-        return DISK_FULL
+        return disk_full_message(store, run_id)
     return f"{type(error).__name__}: {error}"

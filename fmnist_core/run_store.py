@@ -22,6 +22,7 @@ Training a run into its folder is `run_manager.train_run`; this module never tra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -30,6 +31,7 @@ import secrets
 import shutil
 import stat
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ from .run_files import (
     read_config_file,
     read_history_file,
     read_json_file,
+    read_regular_tail,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,10 @@ ACTIVE = ("queued", "running")
 QUEUED_NAME = "queued.json"
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
 BATCH_LOSSES_NAME = "batch_losses.jsonl"
+MAX_BATCH_LOSSES_BYTES = 1 << 20  # ~2000 points are ~60 KB; beyond this only the newest are read
+# A temp file nobody has written for this long belongs to a save that was killed: an atomic
+# write of the largest weights takes seconds.
+STALE_TEMP_SECONDS = 600
 TRASH_DIR = ".trash"  # under the store's root; the leading dot keeps it apart from run ids
 
 
@@ -251,7 +258,7 @@ class RunStore:
             if entry.is_symlink():
                 log.warning("run store %s: %s is a symbolic link, not a run folder; ignored", self.root, entry.name)
                 continue
-            if entry.is_dir(follow_symlinks=False) and any(os.path.lexists(Path(entry.path) / name) for name in ("config.json", "run.json")):
+            if entry.is_dir(follow_symlinks=False) and _holds_run_files(Path(entry.path)):
                 found.append(entry.name)
         return sorted(found, reverse=True)
 
@@ -291,6 +298,15 @@ class RunStore:
                 if history_ok:
                     history, _ = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
                     history = _reconcile_history(path, history, problems)
+        elif status == "interrupted" and owner is None:
+            # Never claimed by a trainer (a kill while its folder was created, or before it
+            # started): no writer to race but the one creating it, so only old temp files go.
+            with _TIDY_LOCK:
+                _remove_temp_files(path, older_than=STALE_TEMP_SECONDS)
+                with contextlib.suppress(OSError):  # a creation killed before any file: nothing left to show
+                    path.rmdir()  # only ever removes an empty folder
+        if not any(os.path.lexists(path / name) for name in ("run.json", "config.json")):
+            problems.append("run.json and config.json are missing (its creation was cut off); delete it")
         name = info.get("name") or run_id
         return RunRecord(run_id, path, name, info.get("created", ""), config or {}, history, result, status, problems,
                          owner=info.get("owner") or "", sweep=info.get("sweep"))
@@ -316,6 +332,15 @@ class RunStore:
         # never written through.
         atomic_write_json(path, {**info, "name": name})
 
+    def settled_history(self, run_id: str) -> list[dict]:
+        """The history of a run whose training just failed in this process, made to agree
+        with its weights first (a failure between saving them and the history line, e.g. a
+        full disk while the resume state was saved): what its result.json must count."""
+        path = self.root / run_id
+        with _TIDY_LOCK:
+            history, _ = _read([], read_history_file, path / "history.jsonl", default=([], []))
+            return _reconcile_history(path, history, [])
+
     def view(self, run_id: str) -> RunView:
         """The stored run as a RunView (no progress or per-batch losses on disk)."""
         record = self.read(run_id)
@@ -336,7 +361,7 @@ class RunStore:
     def trash(self, run_id: str) -> None:
         """Move a run to the trash (one rename on the same file system: nothing is copied)."""
         source = self.root / run_id
-        if not (source / "config.json").is_file():
+        if os.path.islink(source) or not source.is_dir() or not _holds_run_files(source):
             raise UserError(f"there is no run '{run_id}' to delete")
         self.trash_root.mkdir(parents=True, exist_ok=True)
         target = self.trash_root / run_id
@@ -351,7 +376,7 @@ class RunStore:
     def restore(self, run_id: str) -> None:
         """Bring a run back from the trash; refused when a run with its id exists again."""
         source = self.trash_root / run_id
-        if not (source / "config.json").is_file():
+        if os.path.islink(source) or not source.is_dir() or not _holds_run_files(source):
             raise UserError(f"run '{run_id}' is not in the trash")
         if (self.root / run_id).exists():
             raise UserError(f"a run '{run_id}' already exists; delete or rename it before restoring this one")
@@ -384,10 +409,15 @@ def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:
     damaged or of the wrong shape are skipped (it only feeds a chart)."""
     points, total = [], None
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, ValueError):
+        # Its first line holds the total; the points are the last ones (the file is ~100 KB,
+        # but a resumed run appends, and a planted one could be anything).
+        found = read_regular_tail(path, MAX_BATCH_LOSSES_BYTES)
+    except FileProblem:
         return points, total
-    for line in lines:
+    if found is None:
+        return points, total
+    head, tail = found
+    for line in [head, *tail.splitlines()]:
         try:
             item = json.loads(line)
         except ValueError:
@@ -412,16 +442,36 @@ def result_from(fit_status: str, message: str, history: list[dict], seconds: flo
     }
 
 
-def _remove_temp_files(folder: Path) -> None:
+def _is_temp_file(name: str) -> bool:
+    """A checkpoint.atomic_write_bytes temp file: `.<name>.<random>.tmp`."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _holds_run_files(folder: Path) -> bool:
+    """A run folder: it has run.json or config.json, or the temp file of one (a creation
+    killed before its rename: listed, so that it can be seen and tidied)."""
+    if any(os.path.lexists(folder / name) for name in ("config.json", "run.json")):
+        return True
+    try:
+        return any(_is_temp_file(name) and name.startswith((".run.json.", ".config.json.")) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def _remove_temp_files(folder: Path, older_than: float | None = None) -> None:
     """Delete the temp files of a save that was killed before its rename
-    (`.model.safetensors.*.tmp`, `.result.json.*.tmp`): they are never read, only take space."""
+    (`.model.safetensors.*.tmp`, `.result.json.*.tmp`): they are never read, only take space.
+    `older_than` (seconds): only those not written for that long."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
+    now = time.time()
     for entry in entries:
-        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+        if _is_temp_file(entry.name) and entry.is_file(follow_symlinks=False):
             try:
+                if older_than is not None and now - entry.stat(follow_symlinks=False).st_mtime < older_than:
+                    continue
                 os.unlink(entry.path)
             except FileNotFoundError:
                 pass

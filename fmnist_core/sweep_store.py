@@ -18,12 +18,62 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .checkpoint import atomic_write_json
+from .config import SETTINGS
 from .errors import UserError
+from .run_files import FileProblem, read_regular_tail, read_regular_text
 from .run_store import RunRecord, RunStore
 
 SWEEPS_FOLDER = ".sweeps"
 SWEEP_ACTIVE = ("starting", "running", "stopping")
 SWEEP_ENDED = ("finished", "stopped", "failed", "interrupted")
+LOG_TAIL_BYTES = 64 << 10  # the end of a driver's log, where its last line is
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_space(value) -> bool:
+    """A list of varied settings, each {"name": a sweepable setting, "kind": text, ...}, no name twice."""
+    if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
+        return False
+    names = [d.get("name") for d in value]
+    return (all(isinstance(n, str) and n in SETTINGS and SETTINGS[n].sweepable for n in names) and len(set(names)) == len(names)
+            and all(_is_text(d.get("kind", "")) for d in value))
+
+
+# {key: (check, value when missing or invalid)}: what SweepRecord and the Sweep page use. A
+# record is written by a driver process but read by every visitor's page, so a damaged or
+# planted one must cost a warning on that sweep, never the page.
+SWEEP_RECORD = {
+    "name": (_is_text, ""), "status": (lambda v: v in SWEEP_ACTIVE + SWEEP_ENDED, "failed"), "created": (_is_text, ""),
+    "space": (_is_space, []), "base": (lambda v: isinstance(v, dict), {}), "options": (lambda v: isinstance(v, dict), {}),
+    "trial_runs": (lambda v: isinstance(v, list) and all(_is_text(t) for t in v), []), "message": (_is_text, ""),
+    "seconds": (lambda v: v is None or _is_number(v), None), "best_run": (lambda v: v is None or _is_text(v), None),
+    "ray_start_s": (lambda v: v is None or _is_number(v), None),
+    "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool), None), "host": (lambda v: v is None or _is_text(v), None),
+}
+
+REQUIRED_SWEEP_KEYS = ("status", "space")  # the driver writes both before anything else
+
+
+def checked_record(sweep_id: str, values: dict) -> tuple[dict, list[str]]:
+    """The record's values, each key that is not of its documented shape replaced by its
+    default, with one problem per such key."""
+    checked, problems = dict(values), []
+    for key, (check, default) in SWEEP_RECORD.items():
+        if key not in values and key in REQUIRED_SWEEP_KEYS:
+            problems.append(f"{sweep_id}.json has no '{key}'")
+        if key in values and not check(values[key]):
+            text = json.dumps(values[key])
+            problems.append(f"{sweep_id}.json has an invalid '{key}' ({text if len(text) <= 40 else text[:37] + '...'}); ignored")
+        if key not in values or not check(values[key]):
+            checked[key] = default
+    return checked, problems
 
 
 def new_sweep_id(name: str = "") -> str:
@@ -89,6 +139,16 @@ class SweepStore:
     def log_path(self, sweep_id: str) -> Path:
         return self.root / f"{sweep_id}.log"
 
+    def last_log_line(self, sweep_id: str) -> str:
+        """The last line of the driver's log ("" when there is none): read from its end,
+        never through a symlink or from a FIFO."""
+        try:
+            found = read_regular_tail(self.log_path(sweep_id), LOG_TAIL_BYTES)
+        except FileProblem:
+            return ""
+        lines = [line for line in ([found[0], *found[1].splitlines()] if found else []) if line.strip()]
+        return lines[-1].strip() if lines else ""
+
     def storage_path(self, sweep_id: str) -> Path:
         """Where Ray Tune keeps its own experiment state for this sweep."""
         return self.root / f"{sweep_id}.tune"
@@ -103,12 +163,17 @@ class SweepStore:
         return values
 
     def raw(self, sweep_id: str) -> dict:
-        return json.loads(self.path(sweep_id).read_text())
+        """The record as stored; FileProblem when it is missing, not a regular file (a FIFO
+        is never opened, a symlink never followed), too large, or not JSON."""
+        text = read_regular_text(self.path(sweep_id))
+        if text is None:
+            raise FileProblem(f"{sweep_id}.json is missing")
+        return json.loads(text)
 
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted((p.stem for p in self.root.glob("*.json")), reverse=True)
+        return sorted((p.stem for p in self.root.glob("*.json") if not p.name.startswith(".")), reverse=True)
 
     def read(self, sweep_id: str) -> SweepRecord:
         problems: list[str] = []
@@ -116,18 +181,23 @@ class SweepStore:
             values = self.raw(sweep_id)
             if not isinstance(values, dict):
                 raise ValueError("not a JSON object")
+        except FileProblem as e:
+            values = {}
+            problems.append(str(e))
         except (OSError, ValueError) as e:
             values = {}
             problems.append(f"{sweep_id}.json is damaged ({e})")
-        status = values.get("status", "failed")
+        values, shape_problems = checked_record(sweep_id, values)
+        if not problems:  # an unreadable file is one problem, not one per missing key as well
+            problems += shape_problems
+        status = values["status"]
         if status in SWEEP_ACTIVE and _alive(values.get("pid"), values.get("host")) is False:
             status = "interrupted"  # its driver is gone: a crash, a kill -9 or a reboot
-        trials = [t for t in values.get("trial_runs", []) if isinstance(t, str)]
         return SweepRecord(
-            id=sweep_id, name=str(values.get("name") or sweep_id), status=status, created=str(values.get("created", "")),
-            space=list(values.get("space", [])), base=dict(values.get("base", {})), options=dict(values.get("options", {})),
-            trial_runs=trials, message=str(values.get("message", "")), seconds=values.get("seconds"),
-            best_run=values.get("best_run"), ray_start_s=values.get("ray_start_s"), problems=problems,
+            id=sweep_id, name=values["name"] or sweep_id, status=status, created=values["created"],
+            space=values["space"], base=values["base"], options=values["options"],
+            trial_runs=values["trial_runs"], message=values["message"], seconds=values["seconds"],
+            best_run=values["best_run"], ray_start_s=values["ray_start_s"], problems=problems,
         )
 
     def list(self) -> list[SweepRecord]:

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import tomllib
 from pathlib import Path
@@ -216,3 +218,162 @@ def test_visitors_never_get_tracebacks():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     value = config["client"]["showErrorDetails"]
     assert value == ShowErrorDetailsConfigOptions.NONE and value in set(ShowErrorDetailsConfigOptions)
+
+
+# ---- batch_losses.jsonl: read with a bound, never through a link or from a FIFO ----------------
+
+BATCH_KINDS = [*SHAPES, "directory", "fifo", "symlink-to-dev-zero", "huge"]
+
+
+def damage_batch_losses(folder: Path, kind: str) -> None:
+    target = folder / "batch_losses.jsonl"
+    target.unlink()
+    if kind == "directory":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink-to-dev-zero":
+        target.symlink_to("/dev/zero")
+    elif kind == "huge":  # 40 MB of valid points: only the newest are read, the total from the first line
+        line = b'{"step": 1, "loss": 0.5}\n'
+        with open(target, "wb") as f:
+            f.write(b'{"total_steps": 7}\n')
+            f.write(line * (40 * 2**20 // len(line)))
+            f.write(b'{"step": 99, "loss": 0.25}\n')
+    else:
+        target.write_text(json.dumps(SHAPES[kind]) + "\n")
+
+
+@pytest.mark.parametrize("kind", BATCH_KINDS)
+def test_each_damaged_batch_losses_file_costs_only_the_chart(tmp_path, template_run, kind):
+    root = tmp_path / "runs"
+    shutil.copytree(template_run, root / "r")
+    damage_batch_losses(root / "r", kind)
+    view = within(10, lambda: RunStore(root).view("r"))
+    assert view.status == "finished" and len(view.history) == 1
+    assert all(isinstance(s, int) and isinstance(v, float) for s, v in view.batch_losses)
+    if kind == "huge":
+        assert view.total_steps == 7 and view.batch_losses[-1] == (99, 0.25)
+        assert len(view.batch_losses) < 50_000  # ~1 MB of the 40 MB
+    elif kind in ("directory", "fifo", "symlink-to-dev-zero"):
+        assert view.batch_losses == [] and view.total_steps is None
+
+
+BOUNDED_READ = """
+import resource, sys
+from fmnist_core.run_store import RunStore
+store = RunStore(sys.argv[1])
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+bound = size + 256 * 2**20  # what is mapped now, and 256 MB: /dev/zero or 40 MB read whole would pass it
+resource.setrlimit(resource.RLIMIT_AS, (bound, bound))
+for run_id in sys.argv[2:]:
+    view = store.view(run_id)
+    print(run_id, len(view.batch_losses), view.total_steps)
+"""
+
+
+def test_batch_losses_are_read_within_a_memory_bound(tmp_path, template_run):
+    """/dev/zero behind a symlink and a 40 MB file, read in a process whose address space is
+    capped at 256 MB over what it has mapped: the store reads neither whole."""
+    root = tmp_path / "runs"
+    for kind in ("symlink-to-dev-zero", "huge"):
+        shutil.copytree(template_run, root / kind)
+        damage_batch_losses(root / kind, kind)
+    result = subprocess.run([sys.executable, "-c", BOUNDED_READ, str(root), "symlink-to-dev-zero", "huge"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.split("\n")
+    assert lines[0] == "symlink-to-dev-zero 0 None" and lines[1].startswith("huge ") and lines[1].endswith(" 7"), lines
+
+
+# ---- sweep records: each wrong shape a warning on that sweep ------------------------------------
+
+def valid_sweep_record(sweep_id: str) -> dict:
+    return {"id": sweep_id, "name": "fine", "status": "finished", "created": "2026-01-01T00:00:00", "pid": 1, "host": "elsewhere",
+            "space": [{"name": "lr", "kind": "grid", "values": [0.01, 0.1], "low": None, "high": None}],
+            "base": TrainConfig(model="cnn_a", epochs=1).to_dict(), "options": {"trials": 2, "search": "random"},
+            "trial_runs": [], "message": "", "seconds": 1.0, "best_run": None, "ray_start_s": 1.0}
+
+
+# The issue's cases ({"space": 5}, [5], {"status": ["x"]}), and each key of the record given a
+# value of a wrong type or shape.
+SWEEP_CASES = {
+    "space-5": {"space": 5}, "status-list": {"status": ["x"]}, "status-unknown": {"status": "exploded"},
+    "space-of-numbers": {"space": [5]}, "space-unknown-setting": {"space": [{"name": "nope", "kind": "grid"}]},
+    "space-unsweepable": {"space": [{"name": "threads", "kind": "grid"}]}, "space-twice": {"space": [{"name": "lr"}, {"name": "lr"}]},
+    "space-name-list": {"space": [{"name": ["lr"]}]}, "base-text": {"base": "x"}, "options-list": {"options": [1]},
+    "trial-runs-number": {"trial_runs": 5}, "trial-runs-objects": {"trial_runs": [{}]}, "name-number": {"name": 5},
+    "message-list": {"message": ["x"]}, "created-null": {"created": None}, "seconds-text": {"seconds": "x"},
+    "best-run-number": {"best_run": 5}, "ray-start-text": {"ray_start_s": "soon"}, "pid-text": {"pid": "1"},
+}
+WHOLE_CASES = {**{f"whole-{kind}": SHAPES[kind] for kind in SHAPES}, "whole-list-5": [5]}
+SPECIAL_CASES = ("directory", "fifo", "symlink-to-dev-zero")
+
+
+def sweep_store_with_every_case(root: Path) -> list[str]:
+    """A .sweeps folder with one record per case (and one valid record); returns the damaged ids."""
+    from fmnist_core.checkpoint import atomic_write_json
+
+    folder = root / ".sweeps"
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / "sweep-good.json", valid_sweep_record("sweep-good"))
+    for case, change in SWEEP_CASES.items():
+        atomic_write_json(folder / f"sweep-{case}.json", {**valid_sweep_record(f"sweep-{case}"), **change})
+    for case, value in WHOLE_CASES.items():
+        (folder / f"sweep-{case}.json").write_text(json.dumps(value))
+    os.mkdir(folder / "sweep-directory.json")
+    os.mkfifo(folder / "sweep-fifo.json")
+    (folder / "sweep-symlink-to-dev-zero.json").symlink_to("/dev/zero")
+    return [f"sweep-{case}" for case in (*SWEEP_CASES, *WHOLE_CASES, *SPECIAL_CASES)]
+
+
+def test_each_damaged_sweep_record_is_a_warning_on_that_sweep(tmp_path):
+    from fmnist_core.sweep_store import SWEEP_ACTIVE, SWEEP_ENDED, SweepStore
+
+    damaged = sweep_store_with_every_case(tmp_path / "runs")
+    records = {r.id: r for r in within(10, lambda: SweepStore(RunStore(tmp_path / "runs")).list())}
+    assert set(records) == {*damaged, "sweep-good"}
+    assert records["sweep-good"].problems == [] and records["sweep-good"].varied == ["lr"]
+    for sweep_id in damaged:
+        record = records[sweep_id]
+        assert record.problems and all(sweep_id in p for p in record.problems), (sweep_id, record.problems)
+        # what the Sweep page uses is always of the documented type
+        assert record.status in (*SWEEP_ACTIVE, *SWEEP_ENDED) and isinstance(record.name, str) and isinstance(record.message, str)
+        assert all(isinstance(d, dict) and isinstance(d["name"], str) for d in record.space)
+        assert isinstance(record.base, dict) and isinstance(record.options, dict)
+        assert all(isinstance(t, str) for t in record.trial_runs)
+        assert record.seconds is None or isinstance(record.seconds, (int, float))
+        assert record.ray_start_s is None or isinstance(record.ray_start_s, (int, float))
+
+
+def test_the_sweep_page_opens_each_damaged_sweep(tmp_path, monkeypatch):
+    damaged = sweep_store_with_every_case(tmp_path / "runs")
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        at.switch_page("app_pages/sweep.py").run()  # (the store's reads never block: the test above)
+        assert not at.exception, at.exception
+        for sweep_id in damaged:
+            at.selectbox(key="sweep_picker").set_value(sweep_id).run()
+            assert not at.exception, (sweep_id, at.exception)
+            warned = " ".join(re.sub(r"\\(.)", r"\1", w.value) for w in at.warning)
+            assert sweep_id in warned, (sweep_id, warned)
+    finally:
+        st.cache_resource.clear()
+
+
+def test_the_last_log_line_is_read_from_the_end_and_never_from_a_special_file(tmp_path):
+    from fmnist_core.sweep_store import SweepStore
+
+    sweeps = SweepStore(RunStore(tmp_path / "runs"))
+    sweeps.root.mkdir(parents=True)
+    assert sweeps.last_log_line("sweep-none") == ""
+    with open(sweeps.log_path("sweep-big"), "w") as f:
+        f.write("starting\n" + "progress\n" * 2_000_000 + "ValueError: the last words\n\n")
+    assert sweeps.last_log_line("sweep-big") == "ValueError: the last words"
+    sweeps.log_path("sweep-zero").symlink_to("/dev/zero")
+    os.mkfifo(sweeps.log_path("sweep-fifo"))
+    assert within(10, lambda: (sweeps.last_log_line("sweep-zero"), sweeps.last_log_line("sweep-fifo"))) == ("", "")

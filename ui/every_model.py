@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
+from ui.text import plain
+
 ROW_PX = 24  # heatmap row height per model
 NAME_LABEL_PX = 150  # longer model names are cut with an ellipsis on the heatmap's axis (the table has them whole)
 
@@ -37,7 +39,7 @@ def answers_frame(answers: list[ModelAnswer], classes: list[str]) -> pd.DataFram
     for answer in answers:
         top = max(range(len(classes)), key=lambda i: answer.probabilities[i])
         rows.append({
-            "Model": unbreakable(answer.name),
+            "Model": plain(unbreakable(answer.name)),  # st.table renders its cells as Markdown
             "Test acc.": f"{answer.test_accuracy:.1f}%" if answer.test_accuracy is not None else "",
             "Top class": f"{unbreakable(classes[top])} {answer.probabilities[top]:.0%}",
         })

@@ -132,11 +132,7 @@ class SweepLauncher:
             launched.process.send_signal(signal.SIGTERM)
 
     def last_log_line(self, sweep_id: str) -> str:
-        try:
-            lines = self.sweeps.log_path(sweep_id).read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1] if lines else ""
+        return self.sweeps.last_log_line(sweep_id)
 
 
 @st.cache_resource

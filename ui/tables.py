@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from fmnist_core.csv_cells import inert_cell
 from fmnist_core.run_store import RunRecord
 
 
@@ -73,8 +74,15 @@ def rows_frame(rows: list[dict], show_cancelled: bool = False) -> pd.DataFrame:
 
 
 def csv_text(frame: pd.DataFrame) -> str:
-    """The frame as CSV under the labels the table shows; missing values are empty fields."""
-    return frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns if name in RUN_COLUMNS}).to_csv(index=False)
+    """The runs table as CSV under the labels the table shows; missing values are empty fields."""
+    return frame_csv(frame.rename(columns={name: RUN_COLUMNS[name].label for name in frame.columns if name in RUN_COLUMNS}))
+
+
+def frame_csv(frame: pd.DataFrame) -> str:
+    """Any frame as a CSV to download: no cell can be a spreadsheet formula (csv_cells). Lines
+    end in CRLF, as RFC 4180 has it: a cell holding a bare CR is then quoted too (with "\n"
+    as the line end it is left bare, and a spreadsheet splits the row there)."""
+    return frame.map(inert_cell).to_csv(index=False, lineterminator="\r\n")
 
 
 def column_config(visible: list[str]) -> dict:

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import html
-import re
 
-# CommonMark lets any ASCII punctuation be backslash-escaped, and an escaped character is
-# always literal; that also covers Streamlit's own syntax (:red[..], :material/x:, $math$).
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+from fmnist_core.markdown_text import code_fence, escape_markdown, one_line
 
 
 def plain(text: str) -> str:
-    """`text` escaped for a Streamlit call that renders Markdown (st.markdown, labels, help),
-    for messages that quote what a user typed. (Bare URLs may still be shown as links:
-    for names use `literal`, which shows text only.)"""
-    return _PUNCTUATION.sub(r"\\\1", text)
+    """`text` escaped for a Streamlit call that renders Markdown (st.markdown, labels, help,
+    st.table's cells), for messages that quote what a user typed. (Bare URLs may still be
+    shown as links: for names use `literal`, which shows text only.)"""
+    return escape_markdown(text)
 
 
 def literal(text: str) -> str:
     """`text` as a Markdown code span: shown character for character, no link, image,
-    emphasis or HTML, whatever it holds (the fence is longer than any backtick run inside)."""
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    emphasis or HTML, whatever it holds (the fence is longer than any backtick run inside;
+    line breaks, which would end the span, are spaces)."""
+    text = one_line(text)
+    fence = code_fence(text)
     return f"{fence} {text} {fence}"
 
 

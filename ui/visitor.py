@@ -19,6 +19,7 @@ from fmnist_core.config import TrainConfig, config_problems
 from fmnist_core.errors import UserError
 from fmnist_core.memory import estimate_memory
 from fmnist_core.paths import runs_dir
+from ui.text import plain
 
 ANONYMOUS_KEY = "visitor_id"  # st.session_state key of an anonymous visitor's id
 
@@ -117,7 +118,7 @@ def act(action: Callable, *args) -> bool:
     try:
         action(*args, visitor=current_visitor())
     except UserError as e:
-        st.error(f"{str(e)[:1].upper()}{str(e)[1:]}. Nothing was changed.")
+        st.error(plain(f"{str(e)[:1].upper()}{str(e)[1:]}. Nothing was changed."))  # may quote a run id or name
         return False
     return True
 
