@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
-    from .run_manager import DISK_FULL, disk_full, prepare_resume, train_run
+    from .access import Policy
+    from .run_manager import DISK_FULL, check_resume, disk_full, rewind_to_resume_point, train_run
     from .run_store import RunStore, result_from
 
     resume = None
@@ -43,9 +45,12 @@ def cmd_train(args) -> int:
         load_fashion_mnist()
         folder = Path(args.resume).absolute()
         store, run_id = RunStore(folder.parent), folder.name
-        config, resume = prepare_resume(store, run_id)
+        config, resume = check_resume(store, run_id)
+        Policy().check_config(config)  # as the app: a run bigger than this machine would be killed mid-epoch
+        rewind_to_resume_point(store, run_id, resume)
     else:
         config = _config_from_args(args)
+        Policy().check_config(config)  # as the app: a run bigger than this machine would be killed mid-epoch
         load_fashion_mnist()  # fail before creating anything if the data is missing
         out = Path(args.out) if args.out else None
         store = RunStore(out.parent) if out is not None else RunStore()
@@ -251,13 +256,15 @@ def add_explain_export_commands(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSpec, run_sweep
+    from .access import LOCAL_OWNER
+    from .sweep import OWNER_ENV, SweepSpec, run_sweep
     from .sweep_space import parse_space
 
     base = _config_from_args(args)
     spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
                      early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
-                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset)
+                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset,
+                     owner=os.environ.get(OWNER_ENV) or LOCAL_OWNER)
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     summary_row = run_sweep(spec, address=args.address, sweep_id=args.id, echo=echo)
     if args.json:
