@@ -136,16 +136,18 @@ class Policy:
         (None or "": a run from before owners, which only admins may change)."""
         return visitor.is_admin or (bool(run_owner) and visitor.id == run_owner)
 
-    def why_not(self, visitor: Visitor, run_owner: str | None) -> str | None:
-        """Why `visitor` may not change the run (None when they may), for a disabled button."""
+    def why_not(self, visitor: Visitor, run_owner: str | None, what: str = "run") -> str | None:
+        """Why `visitor` may not change the run (or sweep: `what`; None when they may), for a disabled button."""
         if self.can_modify(visitor, run_owner):
             return None
+        if what == "sweep":
+            return "Another visitor (or the command line) started this sweep: only they or an admin can stop or delete it."
         return "Another visitor started this run: only they or an admin can stop, rename or delete it."
 
-    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str) -> None:
-        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete) the run."""
+    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str, what: str = "run") -> None:
+        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete) the run (or sweep)."""
         if not self.can_modify(visitor, run_owner):
-            raise NotAllowed(f"you cannot {action} this run: only the visitor who started it or an admin can")
+            raise NotAllowed(f"you cannot {action} this {what}: only the visitor who started it or an admin can")
 
     def setting_problems(self, config: TrainConfig) -> dict[str, str]:
         """Settings over shared mode's limits, {field: message}, for a form to show beside

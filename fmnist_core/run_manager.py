@@ -233,7 +233,7 @@ class RunManager:
         self.policy.check_config(config)  # before the lock: the memory estimate builds the model on meta
         with self._lock:
             # Checked and queued under one lock, so two quick clicks cannot both pass the limit.
-            self._check_queue(visitor)
+            self.check_queue(visitor)
             run_id = self.store.create(config, name, owner=visitor.id).name
             try:
                 self.store.mark_queued(run_id)
@@ -256,7 +256,7 @@ class RunManager:
             if run_id in self._live and self._live[run_id].status in ACTIVE:
                 raise UserError(f"run {run_id} is already {self._live[run_id].status}")
             # The run counts against its owner's runs, whoever resumes it (an admin may).
-            self._check_queue(self.policy.visitor(owner, owner) if owner else visitor)
+            self.check_queue(self.policy.visitor(owner, owner) if owner else visitor)
             rewind_to_resume_point(self.store, run_id, state)  # only once nothing can refuse
             self.store.mark_queued(run_id)
             self._resume[run_id] = state
@@ -269,17 +269,16 @@ class RunManager:
             owners = [live.owner for live in self._live.values() if live.status in ACTIVE]
         return owners + list(self.held_elsewhere())
 
-    def _check_queue(self, visitor: Visitor, adding: int = 1) -> None:
+    def check_queue(self, visitor: Visitor, adding: int = 1) -> None:
+        """LimitError when `adding` more runs of `visitor` would go over the queue limits.
+        To start runs elsewhere (a sweep's trials at once) on its verdict, hold `queue_lock`
+        from the check to the start: runs are queued here under it too."""
         owners = self.active_owners()
         self.policy.check_queue(visitor, owners.count(visitor.id), len(owners), adding)
 
-    def admit(self, visitor: Visitor, adding: int, start):
-        """Check the queue limits for `adding` runs that train elsewhere (a sweep's trials at
-        once) and call `start()` under the lock new runs are queued under, so a sweep launched
-        and a run started at the same moment cannot both take the last place."""
-        with self._lock:
-            self._check_queue(visitor, adding)
-            return start()
+    @property
+    def queue_lock(self) -> threading.Condition:
+        return self._lock
 
     def can_resume(self, run_id: str) -> bool:
         """Whether the run saved a resume state (for a page's Resume button)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_json
 from .errors import UserError
-from .run_store import RunRecord, RunStore, owner_alive
+from .run_store import ACTIVE, RunRecord, RunStore, owner_alive
 
 SWEEPS_FOLDER = ".sweeps"
 SWEEP_ACTIVE = ("starting", "running", "stopping")
@@ -162,7 +162,10 @@ class SweepStore:
         record = self.read(sweep_id)
         if record.status in SWEEP_ACTIVE:
             raise UserError("stop this sweep before deleting it")
-        moved = [run.id for run in self.trials(record)]
+        trials = self.trials(record)
+        if any(run.status in ACTIVE for run in trials):  # a worker still training it (its driver was killed)
+            raise UserError("a trial of this sweep is still training; stop it on the Train page first")
+        moved = [run.id for run in trials]
         for run_id in moved:
             self.runs.trash(run_id)
         target = self.runs.trash_root / SWEEPS_FOLDER
