@@ -420,12 +420,12 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     """Run a checked sweep to the end (or until stopped); returns the summary that
     `sweep --json` prints: sweep id, trials, best trial's config and test accuracy, seconds."""
     spec.check()
-    spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
     store = store or RunStore()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto":
         address = check_address(address)
     data_dir = find_data_dir()  # fail before anything starts when the data is missing
+    spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
     sweeps = SweepStore(store)
     sweep_id = sweep_id or new_sweep_id()
     if sweeps.path(sweep_id).exists():
