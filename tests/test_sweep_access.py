@@ -25,7 +25,7 @@ from fmnist_core.run_store import RunStore, process_start_time, result_from
 from fmnist_core.sweep import _settle_sweep, _StopFlag
 from fmnist_core.sweep_store import SweepStore, this_host
 from tests.test_access import held_manager, shared_app, tiny  # noqa: F401 - fixtures
-from tests.test_sweep import fake_finished_sweep
+from tests.test_sweep import fake_finished_sweep, wait_gone
 from ui.sweeps import SweepLauncher
 
 ANN, BOB = "anon:ann", "anon:bob"
@@ -312,3 +312,4 @@ def test_a_launched_sweep_is_its_visitors_and_a_second_click_starts_no_second_ra
     trial = store.read(trial.id)
     assert trial.status == "stopped" and "stopped by request" in trial.result["message"] and len(trial.history) < 200
     assert not (trial.path / "stop.json").exists()
+    assert wait_gone(sweeps.raw(sweep_id)["ray_session"]) == []  # the driver took its Ray down
