@@ -13,12 +13,15 @@ from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
 from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
 from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
+from ui.state import run_manager
 from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
 from ui.text import literal, plain
+from ui.visitor import act, current_visitor, studio_policy
 
 REFRESH_SECONDS = 2.0
 
 launcher = sweep_launcher()
+policy = studio_policy()
 st.title("Sweep")
 st.caption("Many runs at once on Ray Tune: every trial is an ordinary run (on Train and Compare too), tagged with its sweep.")
 form_col, sweep_col = st.columns([1, 2], gap="large")
@@ -50,7 +53,9 @@ with form_col:
     search = right.selectbox("Search", ["random", "optuna"], key="sw_search", disabled=not sampled,
                              format_func=lambda s: "random" if s == "random" else "Optuna (model-based)",
                              help="Optuna's TPE picks each next trial from the results so far; it needs sampled settings only.")
-    concurrency = left.number_input("Trials at once", value=os.cpu_count() or 1, step=1, key="sw_concurrency",
+    # shared mode: at most the server's limit, so the form starts valid
+    at_once = min(os.cpu_count() or 1, policy.limits.trials_at_once) if policy.shared else os.cpu_count() or 1
+    concurrency = left.number_input("Trials at once", value=at_once, step=1, key="sw_concurrency",
                                     help="Each trial trains with one thread on one CPU.")
     early = right.selectbox("Early stopping", EARLY_STOPS, key="sw_early", format_func=lambda e: "off" if e == "none" else "ASHA",
                             help="ASHA stops trials whose test accuracy trails the others' after the same number of epochs.")
@@ -66,7 +71,7 @@ with form_col:
     if subset:
         args += ["--subset", str(int(subset))]
     if name.strip():
-        args += ["--name", name.strip()]
+        args += [f"--name={name.strip()}"]  # one argument: a name starting with "-" is not an option
     try:  # the CLI's own checks, so the page refuses exactly what `sweep` refuses
         base = recipe_config(preset, epochs=int(epochs)) if preset != "custom" else TrainConfig(model=model, epochs=int(epochs))
         space = parse_space([f for k, f in zip(flags[::2], flags[1::2]) if k == "--grid"], [f for k, f in zip(flags[::2], flags[1::2]) if k == "--sample"])
@@ -82,9 +87,16 @@ with form_col:
     if st.button("Launch sweep", type="primary", width="stretch", key="launch", disabled=problem is not None,
                  help="Fix the message above first." if problem else None):
         sweep_id = new_sweep_id()
-        launcher.launch(sweep_id, args)
-        st.session_state["sweep_picker"] = sweep_id
-        st.toast(f"Sweep {sweep_id} launched")
+        try:  # the server's limits, checked before anything starts (access.LimitError says which)
+            launcher.launch_as(current_visitor(), run_manager(), sweep_id, args, spec)
+        except UserError as e:
+            st.error(f"{plain(str(e)[:1].upper() + str(e)[1:])}. Nothing was started.", icon=":material/block:")
+        else:
+            st.session_state["sweep_picker"] = sweep_id
+            st.toast(f"Sweep {sweep_id} launched")
+    if policy.shared:
+        me = current_visitor()
+        st.caption(policy.describe_sweep_limits(run_manager().active_owners().count(me.id), launcher.sweeps_of(me.id)))
 
 # ---- the sweeps, live ------------------------------------------------------------------------------
 BADGES = {"starting": ":material/hourglass_top: starting Ray", "running": ":green[:material/play_circle:] running",
@@ -110,10 +122,24 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
     record = records.get(sweep_id)
     top = st.columns([3, 1])
     top[0].markdown(f"**Status:** {BADGES.get(status, status)}")
-    if status in SWEEP_ACTIVE and top[1].button("Stop", key=f"stop-{sweep_id}", width="stretch",
-                                                help="Stop every trial; their finished epochs are kept."):
-        launcher.stop(sweep_id)
-        st.toast("Stopping every trial…")
+    locked = launcher.why_locked(sweep_id, current_visitor())  # shared mode: only its owner or an admin
+    if status in SWEEP_ACTIVE and top[1].button("Stop", key=f"stop-{sweep_id}", width="stretch", disabled=bool(locked),
+                                                help=locked or "Stop every trial; their finished epochs are kept."):
+        if act(launcher.stop, sweep_id):  # refused server-side too: a forged click changes nothing
+            st.toast("Stopping every trial…")
+    if status not in SWEEP_ACTIVE and top[1].button("Delete", key=f"delete-{sweep_id}", width="stretch", disabled=bool(locked),
+                                                    help=locked or "Move the sweep and its trial runs to the trash (restorable on Train)."):
+        st.session_state["confirm_delete_sweep"] = sweep_id
+    if st.session_state.get("confirm_delete_sweep") == sweep_id:
+        st.warning("Delete this sweep and its trial runs? The runs go to the trash; Train can restore them.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete", key="confirm_delete_sweep_yes", type="primary"):
+            st.session_state.pop("confirm_delete_sweep", None)
+            if act(launcher.delete, sweep_id):
+                st.rerun()
+        if no.button("Keep it", key="confirm_delete_sweep_no"):
+            st.session_state.pop("confirm_delete_sweep", None)
+            st.rerun()
     if record is None:
         if status == "failed":
             st.error(f"The sweep did not start: {plain(launcher.last_log_line(sweep_id) or 'see its log in the run store')}")

@@ -196,7 +196,8 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     # The buttons come before the rerun below: a click arrives as a rerun of this fragment, and
     # one that comes with a change (an epoch ended, another visitor queued a run) would be dropped
     # by st.rerun() if not acted on first.
-    if status in ACTIVE and not run.live:
+    trial = run_id in by_id and by_id[run_id].sweep  # a sweep's trial, in a Ray worker: Stop asks it to stop itself
+    if status in ACTIVE and not run.live and not trial:
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
     elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
                                              disabled=bool(locked), help=locked):

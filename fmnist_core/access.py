@@ -62,6 +62,11 @@ class Limits:
     files_per_photoset: int = 500  # photos in one photo set (fmnist_core.photosets)
     bytes_per_photoset: int = 200 * 2**20  # their bytes together
     photosets_per_visitor: int = 5  # photo sets one visitor may keep
+    # A sweep's trials are runs (each counts above, and is held to the limits above); the
+    # sweep as a whole is held to these.
+    trials_per_sweep: int = 16  # trials one sweep may plan in all
+    trials_at_once: int = 2  # trials one sweep may train at the same time
+    sweeps_per_visitor: int = 1  # sweeps one visitor may have starting or running at once
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Limits:
@@ -72,7 +77,8 @@ class Limits:
         if unknown:
             raise UserError(f"[studio.limits] has no setting '{unknown[0]}'; the limits are: {', '.join(sorted(known))}")
         limits = cls(**values)
-        for name in ("runs_per_visitor", "queue_length", "files_per_photoset", "bytes_per_photoset", "photosets_per_visitor"):
+        for name in ("runs_per_visitor", "queue_length", "files_per_photoset", "bytes_per_photoset", "photosets_per_visitor",
+                     "trials_per_sweep", "trials_at_once", "sweeps_per_visitor"):
             value = getattr(limits, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"[studio.limits] {name} = {value!r}: use a whole number of at least 1")
@@ -139,7 +145,7 @@ class Policy:
         return self.shared and not (self.admins and self.login)
 
     def can_modify(self, visitor: Visitor, run_owner: str | None, orphan: bool = False) -> bool:
-        """Whether `visitor` may stop, rename or delete a run owned by `run_owner`
+        """Whether `visitor` may stop, rename or delete a run (or sweep) owned by `run_owner`
         (None or "": a run from before owners, which only admins may change). `orphan`: the
         run outlived the server that queued or trained it, and the action is to cancel, stop
         or resume it; the command line's runs stay the command line's."""
@@ -147,16 +153,18 @@ class Policy:
             return True
         return orphan and self.orphans_are_everyones and run_owner != LOCAL_OWNER
 
-    def why_not(self, visitor: Visitor, run_owner: str | None, orphan: bool = False) -> str | None:
-        """Why `visitor` may not change the run (None when they may), for a disabled button."""
+    def why_not(self, visitor: Visitor, run_owner: str | None, orphan: bool = False, what: str = "run") -> str | None:
+        """Why `visitor` may not change the run (or sweep: `what`; None when they may), for a disabled button."""
         if self.can_modify(visitor, run_owner, orphan):
             return None
+        if what == "sweep":
+            return "Another visitor (or the command line) started this sweep: only they or an admin can stop or delete it."
         return "Another visitor started this run: only they or an admin can stop, rename or delete it."
 
-    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str, orphan: bool = False) -> None:
-        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete, resume) the run."""
+    def check_modify(self, visitor: Visitor, run_owner: str | None, action: str, orphan: bool = False, what: str = "run") -> None:
+        """Raise NotAllowed unless `visitor` may `action` (stop, rename, delete, resume) the run (or sweep)."""
         if not self.can_modify(visitor, run_owner, orphan):
-            raise NotAllowed(f"you cannot {action} this run: only the visitor who started it or an admin can")
+            raise NotAllowed(f"you cannot {action} this {what}: only the visitor who started it or an admin can")
 
     def setting_problems(self, config: TrainConfig) -> dict[str, str]:
         """Settings over shared mode's limits, {field: message}, for a form to show beside
@@ -187,20 +195,50 @@ class Policy:
             raise LimitError(f"this run needs {estimate.describe()} of memory and this machine has "
                              f"{self.machine_bytes / GB:.0f} GB in all: {fix}")
 
-    def check_queue(self, visitor: Visitor, visitor_active: int, total_active: int) -> None:
-        """Raise LimitError when a new run would go over the queue limits; `*_active` count
-        runs queued or training now (the visitor's own, and everyone's)."""
+    def check_queue(self, visitor: Visitor, visitor_active: int, total_active: int, adding: int = 1) -> None:
+        """Raise LimitError when `adding` new runs (1, or a sweep's trials at once) would go
+        over the queue limits; `*_active` count runs queued or training now (the visitor's
+        own, and everyone's; a running sweep's trials at once included)."""
         if not self.shared:
             return
-        if visitor_active >= self.limits.runs_per_visitor:
+        lim = self.limits
+        if adding == 1 and visitor_active >= lim.runs_per_visitor:
             raise LimitError(
                 f"you already have {_runs(visitor_active)} queued or training, the most this server allows per visitor: "
                 "wait for one to finish or stop one"
             )
-        if total_active >= self.limits.queue_length:
+        if adding == 1 and total_active >= lim.queue_length:
             raise LimitError(
                 f"the queue is full ({_runs(total_active)} queued or training, the most this server allows): try again later"
             )
+        if visitor_active + adding > lim.runs_per_visitor:
+            raise LimitError(
+                f"this sweep trains {adding} trials at once and you already have {_runs(visitor_active)} queued or training: "
+                f"{visitor_active + adding - lim.runs_per_visitor} over this server's {_runs(lim.runs_per_visitor)} per visitor; "
+                "lower Trials at once, or wait for a run to finish"
+            )
+        if total_active + adding > lim.queue_length:
+            raise LimitError(
+                f"this sweep trains {adding} trials at once and {_runs(total_active)} are queued or training: "
+                f"{total_active + adding - lim.queue_length} over this server's queue of {_runs(lim.queue_length)}; "
+                "lower Trials at once, or try again later"
+            )
+
+    def check_sweep(self, trials: int, at_once: int, visitor_sweeps: int) -> None:
+        """Raise LimitError when a sweep is over the sweep limits: `trials` planned in all,
+        `at_once` trained at the same time, `visitor_sweeps` the visitor's sweeps running now."""
+        if not self.shared:
+            return
+        lim = self.limits
+        if trials > lim.trials_per_sweep:
+            raise LimitError(f"this sweep plans {trials} trials: {trials - lim.trials_per_sweep} over this server's "
+                             f"{lim.trials_per_sweep} per sweep; vary fewer values or lower Trials")
+        if at_once > lim.trials_at_once:
+            raise LimitError(f"{at_once} trials at once is {at_once - lim.trials_at_once} over this server's "
+                             f"{lim.trials_at_once}; lower Trials at once")
+        if visitor_sweeps >= lim.sweeps_per_visitor:
+            raise LimitError(f"you already have {_sweeps(visitor_sweeps)} running, the most this server allows per visitor: "
+                             "wait for it to end or stop it")
 
     def describe_limits(self, visitor_active: int) -> str:
         """One line for the form, e.g. 'Shared server: 1 of your 2 runs in use · batch size
@@ -211,6 +249,20 @@ class Policy:
         return (f"Shared server: {visitor_active} of your {_runs(lim.runs_per_visitor)} in use · batch size up to "
                 f"{lim.max_batch_size} · width up to {lim.max_width} · {lim.memory_per_run_gb:g} GB per run")
 
+    def describe_sweep_limits(self, visitor_active: int, visitor_sweeps: int) -> str:
+        """One line for the Sweep form; empty in local mode."""
+        if not self.shared:
+            return ""
+        lim = self.limits
+        return (f"Shared server: {visitor_sweeps} of your {_sweeps(lim.sweeps_per_visitor)} and {visitor_active} of your "
+                f"{_runs(lim.runs_per_visitor)} in use · up to {lim.trials_per_sweep} trials a sweep, {lim.trials_at_once} at once · "
+                f"every trial within the Train limits ({lim.memory_per_run_gb:g} GB, batch size up to {lim.max_batch_size}, "
+                f"width up to {lim.max_width})")
+
 
 def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _sweeps(n: int) -> str:
+    return f"{n} sweep" if n == 1 else f"{n} sweeps"

@@ -30,11 +30,12 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
+    from .access import Policy
     from .config import SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
     from .console import ConsoleProgress
     from .data import load_fashion_mnist
     from .finetune import finetune_config, prepare_sources
-    from .run_manager import disk_full, disk_full_message, prepare_resume, train_run
+    from .run_manager import check_resume, disk_full, disk_full_message, rewind_to_resume_point, train_run
     from .run_store import RunStore, result_from
 
     resume = photo_data = None
@@ -46,7 +47,9 @@ def cmd_train(args) -> int:
         load_fashion_mnist()
         folder = Path(args.resume).absolute()
         store, run_id = RunStore(folder.parent), folder.name
-        config, resume = prepare_resume(store, run_id)
+        config, resume = check_resume(store, run_id)
+        Policy().check_config(config)  # as the app: a run bigger than this machine would be killed mid-epoch
+        rewind_to_resume_point(store, run_id, resume)
     else:
         if args.init_from and args.recipe:
             raise UserError("--from continues with the checkpoint's own settings; drop --recipe")
@@ -55,6 +58,7 @@ def cmd_train(args) -> int:
             config = finetune_config(args.init_from, given)
         else:
             config = _config_from_args(args)
+        Policy().check_config(config)  # as the app: a run bigger than this machine would be killed mid-epoch
         config, photo_data = prepare_sources(config)  # the checkpoint and photos checked before anything is written
         load_fashion_mnist()  # fail before creating anything if the data is missing
         out = Path(args.out) if args.out else None
@@ -396,13 +400,15 @@ def add_explain_export_commands(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSpec, run_sweep
+    from .access import LOCAL_OWNER
+    from .sweep import OWNER_ENV, SweepSpec, run_sweep
     from .sweep_space import parse_space
 
     base = _config_from_args(args)
     spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
                      early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
-                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset)
+                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset,
+                     owner=os.environ.get(OWNER_ENV) or LOCAL_OWNER)
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     summary_row = run_sweep(spec, address=args.address, sweep_id=args.id, echo=echo)
     if args.json:

@@ -36,6 +36,9 @@ RUNTIME_OVERHEAD = 180_000_000
 # 0.74-1.04x of measured peaks for cnn_c (batch 1 to 2048), vgg11 and resnet_fm.
 BACKWARD_FACTOR = 1.5
 GB = 1e9
+# The settings estimate_memory reads (through model_kwargs and optimizer_copies too): a
+# sweep checks its trials' memory over every combination of these it can draw.
+SIZE_SETTINGS = ("model", "width", "batch_size", "patch", "optimizer", "momentum", "ema", "dropout", "softmax_output", "tta")
 
 
 @dataclass(frozen=True)

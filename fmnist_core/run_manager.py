@@ -18,6 +18,7 @@ import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,7 @@ class RunWriter:
 def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None,
               resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data=None) -> dict:
     """Train an already-created run folder (or continue it from `resume`, see
-    prepare_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit."""
+    check_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit."""
     writer = RunWriter(store.root / run_id, config)
     outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free,
                   photo_data=photo_data)
@@ -129,10 +130,10 @@ def can_resume(store: RunStore, run_id: str) -> bool:
     return is_regular_file(store.root / run_id / RESUME_NAME)
 
 
-def prepare_resume(store: RunStore, run_id: str) -> tuple[TrainConfig, ResumeState]:
-    """Check that a run can continue and set its folder back to its last resume point:
-    history.jsonl holds exactly the epochs the resume state has, result.json goes.
-    Returns (config, state) for train_run; UserError, changing nothing, when it cannot."""
+def check_resume(store: RunStore, run_id: str) -> tuple[TrainConfig, ResumeState]:
+    """Check that a run can continue: (config, state) for train_run, after
+    rewind_to_resume_point; UserError when it cannot. Reads only, so a refusal (here, or
+    by a limit checked after it) changes nothing."""
     if not (store.root / run_id).is_dir():
         raise UserError(f"no such run: {store.root / run_id} is not a run folder")
     record = store.read(run_id)
@@ -149,12 +150,18 @@ def prepare_resume(store: RunStore, run_id: str) -> tuple[TrainConfig, ResumeSta
     state = load_resume(folder / RESUME_NAME)
     if state.epoch > config.epochs:
         raise UserError(f"cannot resume run {run_id}: its resume state is from epoch {state.epoch} of {config.epochs}")
+    return config, state
+
+
+def rewind_to_resume_point(store: RunStore, run_id: str, state: ResumeState) -> None:
+    """Set the run's folder back to its resume point: history.jsonl holds exactly the epochs
+    the resume state has, result.json goes. Call once every check has passed."""
+    folder = store.root / run_id
     # This process owns the run from here: nobody tidies its folder while it is rewritten.
     atomic_write_json(folder / "owner.json", owner_record())
     history = "".join(json.dumps(line) + "\n" for line in state.history)
     atomic_write_bytes(folder / "history.jsonl", history.encode())
     (folder / "result.json").unlink(missing_ok=True)
-    return config, state
 
 
 @dataclass
@@ -207,9 +214,11 @@ class RunManager:
     """Owns one worker thread that trains queued runs in order, so two runs never fight
     over the CPU cores. One per process (the app keeps it in st.cache_resource)."""
 
-    def __init__(self, store: RunStore | None = None, data_loader=None, policy: Policy | None = None):
+    def __init__(self, store: RunStore | None = None, data_loader=None, policy: Policy | None = None,
+                 held_elsewhere: Callable[[], list[str]] = list):
         self.store = store or RunStore()
         self.policy = policy or Policy()  # local mode unless told: everyone may do everything
+        self.held_elsewhere = held_elsewhere  # owners of runs queued or training outside this manager (sweeps)
         self._data_loader = data_loader
         self._live: dict[str, LiveRun] = {}
         self._resume: dict[str, ResumeState] = {}
@@ -228,9 +237,8 @@ class RunManager:
         visitor = visitor or self.policy.local_visitor()
         self.policy.check_config(config)  # before the lock: the memory estimate builds the model on meta
         with self._lock:
-            active = [live for live in self._live.values() if live.status in ACTIVE]
             # Checked and queued under one lock, so two quick clicks cannot both pass the limit.
-            self.policy.check_queue(visitor, sum(live.owner == visitor.id for live in active), len(active))
+            self.check_queue(visitor)
             try:
                 run_id = self.store.create(config, name, owner=visitor.id).name
             except UserError as e:  # a visitor learns why (a full disk), not where the server keeps its runs
@@ -249,14 +257,37 @@ class RunManager:
         finished epoch; UserError, changing nothing, when it cannot. Only its owner or an
         admin may, or anyone for an orphan where no admin can log in."""
         owner = self.owner_of(run_id)
-        self.policy.check_modify(visitor or self.policy.local_visitor(), owner, "resume", orphan=self.is_orphan(run_id))
-        with self._lock:
+        visitor = visitor or self.policy.local_visitor()
+        self.policy.check_modify(visitor, owner, "resume", orphan=self.is_orphan(run_id))
+        config, state = check_resume(self.store, run_id)
+        self.policy.check_config(config)  # limits may have changed since it started
+        with self._lock:  # like submit: two quick clicks cannot both pass the queue limits
             if run_id in self._live and self._live[run_id].status in ACTIVE:
                 raise UserError(f"run {run_id} is already {self._live[run_id].status}")
-        config, state = prepare_resume(self.store, run_id)
-        self.store.mark_queued(run_id)
-        self._resume[run_id] = state
-        self._enqueue(LiveRun(run_id, config, owner=owner, history=list(state.history)))
+            # The run counts against its owner's runs, whoever resumes it (an admin may).
+            self.check_queue(self.policy.visitor(owner, owner) if owner else visitor)
+            rewind_to_resume_point(self.store, run_id, state)  # only once nothing can refuse
+            self.store.mark_queued(run_id)
+            self._resume[run_id] = state
+            self._enqueue(LiveRun(run_id, config, owner=owner, history=list(state.history)))
+
+    def active_owners(self) -> list[str]:
+        """One owner per run queued or training: this manager's runs, and the places sweeps
+        hold for their trials at once (`held_elsewhere`)."""
+        with self._lock:
+            owners = [live.owner for live in self._live.values() if live.status in ACTIVE]
+        return owners + list(self.held_elsewhere())
+
+    def check_queue(self, visitor: Visitor, adding: int = 1) -> None:
+        """LimitError when `adding` more runs of `visitor` would go over the queue limits.
+        To start runs elsewhere (a sweep's trials at once) on its verdict, hold `queue_lock`
+        from the check to the start: runs are queued here under it too."""
+        owners = self.active_owners()
+        self.policy.check_queue(visitor, owners.count(visitor.id), len(owners), adding)
+
+    @property
+    def queue_lock(self) -> threading.Condition:
+        return self._lock
 
     def can_resume(self, run_id: str) -> bool:
         """Whether the run saved a resume state (for a page's Resume button)."""
@@ -312,6 +343,9 @@ class RunManager:
         with self._lock:
             live = self._live.get(run_id)
             if live is None:
+                record = self.store.read(run_id)
+                if record.sweep and record.status == "running":
+                    self.store.request_stop(run_id)  # a sweep's trial, in a Ray worker: it stops itself
                 return
             if run_id in self._queue:
                 self._queue.remove(run_id)
@@ -363,7 +397,7 @@ class RunManager:
     def delete(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Move a run to the store's trash (RunStore.restore brings it back)."""
         self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(run_id), "delete")
-        if run_id in self.active_ids():
+        if run_id in self.active_ids() or self.store.read(run_id).status in ACTIVE:  # here, or in another process
             raise UserError("stop this run before deleting it")
         self.store.trash(run_id)
         with self._lock:

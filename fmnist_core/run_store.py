@@ -12,6 +12,7 @@ A run is a folder `<root>/<id>/`:
     queued.json     present while the run waits in a queue (the queue is on disk: a
                     restarted RunManager queues these runs again)
     resume.safetensors  what resuming after the last finished epoch needs (resume.py)
+    stop.json       asks a sweep's trial, trained in a Ray worker, to stop (StopRequest)
     result.json     written once, when the run ends (finished/stopped/diverged/failed/cancelled)
 A folder without result.json whose owner process is gone was cut off by a crash or
 restart: it reads back as "interrupted", with the epochs it completed.
@@ -60,6 +61,7 @@ _TIDY_LOCK = threading.Lock()
 
 ACTIVE = ("queued", "running")
 QUEUED_NAME = "queued.json"
+STOP_NAME = "stop.json"  # asks the process that trains a run elsewhere (a sweep's trial) to stop it
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
 BATCH_LOSSES_NAME = "batch_losses.jsonl"
 MAX_BATCH_LOSSES_BYTES = 1 << 20  # ~2000 points are ~60 KB; beyond this only the newest are read
@@ -157,9 +159,10 @@ def owner_record() -> dict:
     return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
 
 
-def _owner_alive(owner: dict | None) -> bool:
-    """Is the process that wrote owner.json still running (this one included)? A live pid
-    whose start time differs is another process that reused the number."""
+def owner_alive(owner: dict | None) -> bool:
+    """Is the process that wrote owner.json (or a sweep record: the same pid and start
+    time) still running (this one included)? A live pid whose start time differs is another
+    process that reused the number."""
     if not owner:
         return False
     if not HAVE_PROC:  # no /proc (macOS): the pid is all there is to go by
@@ -278,19 +281,19 @@ class RunStore:
         problems += history_problems
         history_ok = len(problems) == before  # readable, of the right shape, in sequence
         owner = _read(problems, read_json_file, path / "owner.json", OWNER)
-        owner_alive = _owner_alive(owner)
+        alive = owner_alive(owner)
         if result is not None:
             status = result["status"]
         elif is_regular_file(path / QUEUED_NAME):
             status = "queued"
-        elif owner_alive and owner["pid"] != os.getpid():
+        elif alive and owner["pid"] != os.getpid():
             status = "running"
         else:
             status = "interrupted"
         weights = path / WEIGHTS_NAME
         if os.path.lexists(weights) and not is_regular_file(weights):
             problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
-        elif status != "queued" and (result is not None or (owner is not None and not owner_alive)):
+        elif status != "queued" and (result is not None or (owner is not None and not alive)):
             # The run has ended, or the process that trained it is gone and nobody has
             # claimed it since: what a kill left behind can be tidied without racing a writer.
             with _TIDY_LOCK:  # two sessions reading the run at once must not both append
@@ -395,6 +398,11 @@ class RunStore:
     def write_result(self, run_id: str, result: dict) -> None:
         atomic_write_json(self.root / run_id / "result.json", result)
 
+    def request_stop(self, run_id: str) -> None:
+        """Ask the process training this run elsewhere (a sweep's trial, watching a
+        StopRequest) to stop it after the batch in progress; finished epochs stay."""
+        atomic_write_json(self.root / run_id / STOP_NAME, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
+
     def mark_queued(self, run_id: str, queued: bool = True) -> None:
         """Record on disk that the run waits in a queue (or no longer does)."""
         marker = self.root / run_id / QUEUED_NAME
@@ -402,6 +410,27 @@ class RunStore:
             atomic_write_json(marker, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
         else:
             marker.unlink(missing_ok=True)
+
+
+class StopRequest:
+    """The stop flag of a run trained in another process than the one that may stop it:
+    set once `<run>/stop.json` exists (RunStore.request_stop). The engine asks every batch;
+    the file is looked at twice a second at most."""
+
+    CHECK_EVERY_S = 0.5
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / STOP_NAME
+        self._set, self._next_check = False, 0.0
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        if not self._set and now >= self._next_check:
+            self._set, self._next_check = os.path.lexists(self.path), now + self.CHECK_EVERY_S
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
 
 
 def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:

@@ -17,6 +17,8 @@ every trial; `ray.shutdown()` always runs, so no Ray process outlives the sweep.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import os
 import signal
 import socket
@@ -26,13 +28,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MAX_THREADS, TrainConfig
+from .access import LOCAL_OWNER, LimitError, Policy
+from .config import MAX_THREADS, SETTINGS, ConfigError, TrainConfig
 from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
+from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
+from .models import list_models, model_info
 from .run_manager import train_run
-from .run_store import RunStore, best_test_accuracy, result_from
+from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, process_start_time, result_from
 from .sweep_space import Dimension, SpaceError, check_against, grid_size, has_samples
-from .sweep_store import SweepStore, new_sweep_id, this_host
+from .sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
 
 SEARCHES = ("random", "optuna")
 EARLY_STOPS = ("none", "asha")
@@ -57,6 +62,7 @@ class SweepSpec:
     name: str = ""
     subset: int | None = None  # train/test on the first N images: quick tries and tests only
     rows: list[TrainConfig] | None = None
+    owner: str = LOCAL_OWNER  # access.Visitor.id of who launched it: it owns every trial run
 
     @property
     def num_samples(self) -> int:
@@ -68,6 +74,43 @@ class SweepSpec:
         if self.rows is not None:
             return len(self.rows)
         return grid_size(self.space) * self.num_samples
+
+    def trials_at_once(self) -> int:
+        return trials_at_once(self.planned_trials(), self.max_concurrent)
+
+    def size_configs(self) -> list[TrainConfig]:
+        """The trial configs that bound the sweep's memory and sizes: every combination of
+        the values its trials can take of the settings the memory estimate reads, a number
+        at its largest (memory never shrinks as a batch, a width, momentum or EMA grows)."""
+        if self.rows is not None:
+            return list(self.rows)
+        dims = [d for d in self.space if d.name in SIZE_SETTINGS]
+        choices = [(max(d.corners()),) if SETTINGS[d.name].kind in ("int", "float") else d.corners() for d in dims]
+        configs = []
+        for values in itertools.product(*choices):
+            try:
+                configs.append(dataclasses.replace(self.base, **{d.name: v for d, v in zip(dims, values)}).validate())
+            except ConfigError:  # e.g. the softmax quirk beside a model without it: no trial gets this
+                continue
+        return configs or [self.base]
+
+    def check_limits(self, policy: Policy) -> None:
+        """Every trial within the limits a Train run has (its settings and its memory, from
+        `policy`), and the trials at once within this machine's memory; LimitError naming the
+        trial's values otherwise. Builds models on the meta device only: nothing is allocated."""
+        largest = 0
+        for config in self.size_configs():
+            try:
+                policy.check_config(config)
+            except LimitError as e:
+                varied = ", ".join(f"{d.name}={getattr(config, d.name)}" for d in self.space if d.name in SIZE_SETTINGS)
+                raise LimitError(f"a trial{' with ' + varied if varied else ''}: {e.message}") from None
+            largest = max(largest, estimate_memory(config).total)
+        at_once = self.trials_at_once()
+        if policy.machine_bytes and at_once > 1 and at_once * largest > policy.machine_bytes:
+            raise LimitError(f"{at_once} trials at once need up to {format_bytes(at_once * largest)} of memory and this machine has "
+                             f"{policy.machine_bytes / GB:.0f} GB in all: lower trials at once to "
+                             f"{max(1, policy.machine_bytes // largest)} or less")
 
     def check(self) -> SweepSpec:
         """Raise a UserError naming the first bad option; nothing has started yet."""
@@ -95,6 +138,7 @@ class SweepSpec:
         if not self.space:
             raise SpaceError("the search space is empty: vary at least one setting, e.g. --grid lr=0.01,0.05 or --sample lr=loguniform:1e-4:0.3")
         check_against(self.space, self.base)
+        self._check_width()
         if self.search == "optuna":
             grids = [d.name for d in self.space if d.kind == "grid"]
             if grids:
@@ -104,6 +148,20 @@ class SweepSpec:
             raise SpaceError("--trials repeats the random draws, and this space has no --sample; "
                              "a grid alone runs each combination once (drop --trials)")
         return self
+
+
+    def _check_width(self) -> None:
+        """A width varied on a model that has none would run trials that all ignore it."""
+        width = next((d for d in self.space if d.name == "width"), None)
+        if width is None:
+            return
+        model_dim = next((d for d in self.space if d.name == "model"), None)
+        without = [m for m in (model_dim.corners() if model_dim else (self.base.model,)) if not model_info(m).takes_width]
+        if without:
+            flag = "--grid" if width.kind == "grid" else "--sample"
+            takers = ", ".join(m for m in list_models() if model_info(m).takes_width)
+            raise SpaceError(f"{flag} width: {without[0]} has no width setting, so every trial would ignore it; "
+                             f"width varies only {takers}")
 
 
 # ---- the trial: runs inside a Ray worker process ---------------------------------------------
@@ -157,15 +215,19 @@ def sweep_trial(params: dict, context: dict) -> None:
     config = trial_config(context, params)
     store = RunStore(context["store"])
     run_id = trial_run_id(context["sweep"], tune.get_context().get_trial_id())
-    store.create(config, name=config.name, run_id=run_id, sweep=context["sweep"])
+    store.create(config, name=config.name, run_id=run_id, owner=context["owner"], sweep=context["sweep"])
     try:
-        train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context))
+        # StopRequest: its owner may stop this one trial on the Train page (RunStore.request_stop)
+        train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context),
+                  stop=StopRequest(store.root / run_id))
     except Exception as e:
         # A diverged run is not an exception (train_run records it); this is a real failure:
         # keep the finished epochs, say what happened, and let Ray mark the trial errored.
         history = store.read(run_id).history
         store.write_result(run_id, result_from("failed", f"{type(e).__name__}: {e}", history, _seconds(history), None))
         raise
+    finally:
+        (store.root / run_id / STOP_NAME).unlink(missing_ok=True)
 
 
 def _seconds(history: list[dict]) -> float:
@@ -212,6 +274,7 @@ def ray_auth_env() -> None:
 
 
 PARENT_ENV = "FMNIST_SWEEP_PARENT_PID"  # set by the app: a sweep it started ends when the app does
+OWNER_ENV = "FMNIST_SWEEP_OWNER"  # set by the app: the visitor who launched it (the command line's sweeps are "local")
 
 
 class _StopFlag:
@@ -226,10 +289,23 @@ class _StopFlag:
     def is_set(cls) -> bool:
         if not cls.event.is_set() and cls.stop_file is not None and cls.stop_file.exists():
             cls.event.set()
-        parent = os.environ.get(PARENT_ENV, "")
-        if not cls.event.is_set() and parent.isdigit() and os.getppid() != int(parent):
+        if not cls.event.is_set() and cls.parent_gone():
             cls.event.set()
         return cls.event.is_set()
+
+    @staticmethod
+    def parent_gone() -> bool:
+        parent = os.environ.get(PARENT_ENV, "")
+        return parent.isdigit() and os.getppid() != int(parent)
+
+    @classmethod
+    def reason(cls) -> str:
+        """Why the sweep stopped, for its record: asked to, its app went away, or a signal."""
+        if cls.stop_file is not None and cls.stop_file.exists():
+            return "stopped by request; finished epochs are kept"
+        if cls.parent_gone():
+            return "the Studio server that launched it stopped; finished epochs are kept"
+        return "stopped by Ctrl-C or SIGTERM; finished epochs are kept"
 
 
 def _stopper():
@@ -349,6 +425,7 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     if address and address != "auto":
         address = check_address(address)
     data_dir = find_data_dir()  # fail before anything starts when the data is missing
+    spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
     sweeps = SweepStore(store)
     sweep_id = sweep_id or new_sweep_id()
     if sweeps.path(sweep_id).exists():
@@ -362,8 +439,8 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     # trials first, so their runs are settled and Ray is shut down in order.
     previous_handlers = _install_signal_handlers()
     record = {
-        "id": sweep_id, "name": name, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "pid": os.getpid(), "host": this_host(), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir(),
+        "id": sweep_id, "name": name, "owner": spec.owner, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pid": os.getpid(), "started": process_start_time(os.getpid()), "host": this_host(), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir(),
         "space": [d.to_dict() for d in spec.space],
         "base": spec.base.to_dict(),
         "options": {"trials": spec.planned_trials(), "samples": spec.num_samples, "search": spec.search, "early_stop": spec.early_stop,
@@ -382,7 +459,7 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
         tuner = _tuner(spec, store, sweeps, sweep_id, name, str(data_dir), echo)
         tuner.fit()
         status = "stopped" if _StopFlag.is_set() else "finished"
-        message = "stopped by request; finished epochs are kept" if status == "stopped" else ""
+        message = _StopFlag.reason() if status == "stopped" else ""
     except BaseException as e:
         status, message = ("stopped", "interrupted") if isinstance(e, KeyboardInterrupt) else ("failed", f"{type(e).__name__}: {e}")
         raise
@@ -393,7 +470,7 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
             if ray.is_initialized():
                 ray.shutdown()
         finally:
-            runs, best = _settle_sweep(sweeps, sweep_id, status, message, time.perf_counter() - started)
+            runs, best, status = _settle_sweep(sweeps, sweep_id, status, message, time.perf_counter() - started)
             _restore(previous_handlers)
     seconds = sweeps.raw(sweep_id)["seconds"]
     varied = [d.name for d in spec.space] if spec.rows is None else []
@@ -453,15 +530,19 @@ def _quiet_stderr():
 
 
 def _settle_sweep(sweeps: SweepStore, sweep_id: str, status: str, message: str, seconds: float):
-    """After Ray is down: every trial run gets a result, the record its end state."""
+    """After Ray is down: every trial run gets a result, the record its end state (failed
+    when every trial failed: nothing was learnt). Returns (runs, best, status)."""
     for run_id in sweeps.raw(sweep_id).get("trial_runs", []):
         settle_run(sweeps.runs, run_id, error=None)
     runs = sweeps.trials(sweeps.read(sweep_id))
+    if status == "finished" and runs and all(r.status == "failed" for r in runs):
+        why = (runs[0].result or {}).get("message") or "unknown error"
+        status, message = "failed", f"every trial failed; the first: {why}"[:500]
     best = best_trial(runs)
     sweeps.update(sweep_id, status=status, message=message, seconds=seconds, best_run=best and best["run"],
                   trial_runs=[r.id for r in runs])
     sweeps.stop_path(sweep_id).unlink(missing_ok=True)
-    return runs, best
+    return runs, best, status
 
 
 def _restore(handlers: dict) -> None:
@@ -475,7 +556,7 @@ def _tuner(spec: SweepSpec, store: RunStore, sweeps: SweepStore, sweep_id: str, 
     from .sweep_space import to_tune
 
     context = {
-        "store": str(store.root.resolve()), "sweep": sweep_id, "name": name, "base": spec.base.to_dict(),
+        "store": str(store.root.resolve()), "sweep": sweep_id, "name": name, "owner": spec.owner, "base": spec.base.to_dict(),
         "cpus_per_trial": spec.cpus_per_trial, "subset": spec.subset, "data_dir": data_dir,
         "rows": [row.to_dict() for row in spec.rows] if spec.rows is not None else None,
     }

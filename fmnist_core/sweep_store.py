@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from .checkpoint import atomic_write_json
 from .config import SETTINGS
 from .errors import UserError
 from .run_files import FileProblem, read_regular_tail, read_regular_text
-from .run_store import RunRecord, RunStore
+from .run_store import ACTIVE, RunRecord, RunStore, owner_alive
 
 SWEEPS_FOLDER = ".sweeps"
 SWEEP_ACTIVE = ("starting", "running", "stopping")
@@ -56,6 +57,7 @@ SWEEP_RECORD = {
     "seconds": (lambda v: v is None or _is_number(v), None), "best_run": (lambda v: v is None or _is_text(v), None),
     "ray_start_s": (lambda v: v is None or _is_number(v), None),
     "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool), None), "host": (lambda v: v is None or _is_text(v), None),
+    "started": (lambda v: v is None or _is_number(v), None), "owner": (_is_text, ""),
 }
 
 REQUIRED_SWEEP_KEYS = ("status", "space")  # the driver writes both before anything else
@@ -81,23 +83,28 @@ def new_sweep_id(name: str = "") -> str:
     return f"sweep-{stamp:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def trials_at_once(trials: int | None, max_concurrent: int | None) -> int:
+    """How many trials a sweep trains at the same time: its --max-concurrent (default: one
+    per CPU of this machine), never more than its trials. Each holds a run's place in the
+    shared-mode limits while the sweep runs."""
+    at_once = max_concurrent or os.cpu_count() or 1
+    return min(at_once, trials) if trials else at_once
+
+
 def this_host() -> str:
     return socket.gethostname()
 
 
-def _alive(pid, host) -> bool | None:
-    """Is the driver alive? None when it runs on another machine (we cannot tell)."""
+def _alive(values: dict) -> bool | None:
+    """Is the driver alive? None when it runs on another machine (we cannot tell). Its pid
+    and start time together, as for runs: a pid alone may be reused after a crash."""
+    host = values.get("host")
     if host and host != this_host():
         return None
-    if not isinstance(pid, int):
+    pid = values.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return owner_alive({"pid": pid, "started": values.get("started")})
 
 
 @dataclass
@@ -115,10 +122,18 @@ class SweepRecord:
     best_run: str | None = None
     ray_start_s: float | None = None
     problems: list[str] = field(default_factory=list)
+    owner: str = ""  # access.Visitor.id of who launched it ("local": the CLI); "" before owners
 
     @property
     def varied(self) -> list[str]:
         return [d["name"] for d in self.space]
+
+    @property
+    def trials_at_once(self) -> int:
+        """Run slots the sweep holds while it runs (see trials_at_once)."""
+        trials, at_once = self.options.get("trials"), self.options.get("max_concurrent")
+        return trials_at_once(trials if isinstance(trials, int) and trials > 0 else None,
+                              at_once if isinstance(at_once, int) and at_once > 0 else None)
 
 
 class SweepStore:
@@ -191,13 +206,13 @@ class SweepStore:
         if not problems:  # an unreadable file is one problem, not one per missing key as well
             problems += shape_problems
         status = values["status"]
-        if status in SWEEP_ACTIVE and _alive(values.get("pid"), values.get("host")) is False:
+        if status in SWEEP_ACTIVE and _alive(values) is False:
             status = "interrupted"  # its driver is gone: a crash, a kill -9 or a reboot
         return SweepRecord(
             id=sweep_id, name=values["name"] or sweep_id, status=status, created=values["created"],
             space=values["space"], base=values["base"], options=values["options"],
             trial_runs=values["trial_runs"], message=values["message"], seconds=values["seconds"],
-            best_run=values["best_run"], ray_start_s=values["ray_start_s"], problems=problems,
+            best_run=values["best_run"], ray_start_s=values["ray_start_s"], problems=problems, owner=values["owner"],
         )
 
     def list(self) -> list[SweepRecord]:
@@ -210,6 +225,31 @@ class SweepStore:
         known = {r.id for r in tagged}
         listed = [self.runs.read(rid) for rid in record.trial_runs if rid not in known and (self.runs.root / rid).is_dir()]
         return sorted(tagged + listed, key=lambda r: r.id)
+
+    def trash(self, sweep_id: str) -> list[str]:
+        """Move an ended sweep's trial runs to the run store's trash (restorable on Train)
+        and its record, log and Ray state to `<trash>/.sweeps/`; returns the trial ids."""
+        record = self.read(sweep_id)
+        if record.status in SWEEP_ACTIVE:
+            raise UserError("stop this sweep before deleting it")
+        trials = self.trials(record)
+        if any(run.status in ACTIVE for run in trials):  # a worker still training it (its driver was killed)
+            raise UserError("a trial of this sweep is still training; stop it on the Train page first")
+        moved = [run.id for run in trials]
+        for run_id in moved:
+            self.runs.trash(run_id)
+        target = self.runs.trash_root / SWEEPS_FOLDER
+        target.mkdir(parents=True, exist_ok=True)
+        for path in (self.path(sweep_id), self.log_path(sweep_id), self.storage_path(sweep_id), self.stop_path(sweep_id)):
+            if not os.path.lexists(path):
+                continue
+            older = target / path.name  # a sweep with this id deleted before: the newer one wins
+            if older.is_dir() and not older.is_symlink():
+                shutil.rmtree(older)
+            elif os.path.lexists(older):
+                older.unlink()
+            path.rename(older)
+        return moved
 
     def request_stop(self, sweep_id: str) -> None:
         """Ask the sweep's driver to stop every trial (it polls for this file)."""

@@ -75,6 +75,8 @@ def wait_gone(session_dir: str | None, seconds: float = 20.0) -> list[str]:
     (["--grid", "lr=0.1,0.2", "--cpus-per-trial", "0"], "--cpus-per-trial: 0 is out of range"),
     (["--grid", "lr=0.1,0.2", "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
     (["--grid", "lr=0.1,0.2", "--address", "nonsense"], "give the head node as HOST:PORT"),
+    (["--model", "mlp4", "--grid", "width=32,64"], "--grid width: mlp4 has no width setting, so every trial would ignore it"),
+    (["--grid", "model=cnn_c,vgg11", "--sample", "width=randint:16:64"], "--sample width: cnn_c has no width setting"),
 ])
 def test_bad_input_is_refused_in_one_line_before_anything_starts(args, words, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
@@ -352,6 +354,7 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
     while Path(f"/proc/{driver}").exists() and time.time() < deadline:
         time.sleep(0.5)
     assert not Path(f"/proc/{driver}").exists(), "the sweep driver outlived the app"
-    assert sweeps.read("sweep-orphan-test").status == "stopped"
+    record = sweeps.read("sweep-orphan-test")
+    assert record.status == "stopped" and record.message == "the Studio server that launched it stopped; finished epochs are kept"
     assert all(r.status == "stopped" and r.history for r in store.list())
     assert wait_gone(sweeps.raw("sweep-orphan-test")["ray_session"]) == []

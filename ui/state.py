@@ -13,13 +13,15 @@ from fmnist_core.metrics import cached_analysis
 from fmnist_core.models import count_parameters, create_model, layer_table
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
+from ui.sweeps import sweep_launcher
 from ui.visitor import studio_policy
 
 
 @st.cache_resource
 def run_manager() -> RunManager:
-    """One manager (and so one training thread) per server process, whatever the page or tab."""
-    return RunManager(RunStore(), policy=studio_policy())
+    """One manager (and so one training thread) per server process, whatever the page or tab.
+    Running sweeps hold places in its queue limits: their trials are runs too."""
+    return RunManager(RunStore(), policy=studio_policy(), held_elsewhere=lambda: sweep_launcher().slot_owners())
 
 
 @st.cache_resource(show_spinner="Reading Fashion-MNIST…")

@@ -142,7 +142,7 @@ def limits_caption(values: dict, manager) -> str:
     if not policy.shared:
         return ""
     me = current_visitor()
-    text = policy.describe_limits(sum(manager.owner_of(run_id) == me.id for run_id in manager.active_ids()))
+    text = policy.describe_limits(manager.active_owners().count(me.id))  # a running sweep's trials at once too
     if not config_problems(values):
         text += f" · this run needs {_estimate_text(values)}"
     return text
