@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +135,10 @@ def test_split_is_fixed_by_content_not_names(tmp_path):
 
 
 @pytest.mark.parametrize("damage, words", [
-    (lambda root: (root / "Hat").mkdir(), "unknown class folder 'Hat'"),
-    (lambda root: (root / "Bag" / "notes.txt").write_text("x"), "not an image file"),
+    (lambda root: shutil.copytree(root / "Bag", root / "Hat"), 'unknown class folder "Hat"'),
+    (lambda root: (root / "Bag" / "notes.txt").write_text("x"), "notes.txt: the file is not an image"),
     (lambda root: (root / "Bag" / "9.png").write_text("not a png"), "9.png: the file is not an image"),
-    (lambda root: (root / "stray.png").write_bytes(b""), "'stray.png' is not a class folder"),
+    (lambda root: (root / "stray.png").write_bytes(b""), "stray.png is not in a class folder"),
 ])
 def test_a_bad_photo_folder_is_one_line_and_nothing_is_written(tiny_env, tmp_path, capsys, damage, words):
     photos = photo_folder(tmp_path / "photos")
@@ -149,7 +150,7 @@ def test_a_bad_photo_folder_is_one_line_and_nothing_is_written(tiny_env, tmp_pat
 
 def test_an_empty_or_missing_photo_set_is_one_line(tiny_env, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    for ref, words in ((tmp_path / "empty", "holds no photos"), (tmp_path / "nope", "not found")):
+    for ref, words in ((tmp_path / "empty", "holds no photos"), (tmp_path / "nope", "there is no photo set")):
         assert main(["train", "--model", "cnn_a", "--photos", str(ref), "--out", str(tmp_path / "run")]) == 2
         assert words in one_error_line(capsys)
     assert not (tmp_path / "run").exists()
