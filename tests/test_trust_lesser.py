@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from fmnist_core.access import NotAllowed, Policy
 from fmnist_core.config import TrainConfig
+from fmnist_core.identity import load_secret
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import STALE_TEMP_SECONDS, RunStore, result_from
 from tests.conftest import APP, ROOT, run_app
@@ -163,6 +164,7 @@ def test_a_full_disk_on_the_train_page_does_not_show_the_run_folder(studio, tiny
     disk = tiny_disk("64k")
     runs = disk / "runs"
     runs.mkdir()
+    load_secret(None, runs)  # shared mode's identity secret, made while there was room (a server's first start)
     with open(disk / "filler", "wb", buffering=0) as f:
         try:
             while True:
