@@ -21,6 +21,7 @@ from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, ma
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from tests.conftest import APP, ROOT, run_app
+from tests.hostile import shown_text, unsafe_tags
 
 SHARED = Policy.from_settings("shared", {"admins": ["Admin@Example.org"]})
 
@@ -361,6 +362,10 @@ def test_sidebar_says_who_you_are(shared_app):
     admin = shared_app(studio={"admins": ["ann@example.org"]}, user={"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}, page=None)
     assert admin.sidebar.caption[0].value == "Signed in as **Ann** · admin"
     assert [b.label for b in admin.sidebar.button] == ["Log out"]
+    # A name from the identity provider is the user's own text: shown as text, never Markdown.
+    hostile = shared_app(user={"is_logged_in": True, "email": "eve@example.org", "name": "![t](http://127.0.0.1:9/x.png) *eve*"}, page=None)
+    caption = hostile.sidebar.caption[0].value
+    assert unsafe_tags(caption) == [] and shown_text(caption) == "Signed in as ![t](http://127.0.0.1:9/x.png) *eve*"
 
 
 @pytest.mark.skipif((machine_memory() or 0) < 1e9 or (machine_memory() or 0) > 70e9,

@@ -95,7 +95,7 @@ def identity_sidebar() -> None:
     me = current_visitor()
     with st.sidebar:
         if st.user.to_dict().get("is_logged_in"):
-            st.caption(f"Signed in as **{me.name}**" + (" · admin" if me.is_admin else ""))
+            st.caption(f"Signed in as **{plain(me.name)}**" + (" · admin" if me.is_admin else ""))
             st.button("Log out", on_click=st.logout, key="logout")
         else:
             st.caption("You are an anonymous visitor: this browser keeps your runs yours "
