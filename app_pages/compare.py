@@ -3,7 +3,6 @@ what a model gets wrong, and the report's Table 1 beside ours."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -14,7 +13,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
 from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
 from fmnist_core.words import counted
-from ui.charts import confusion_chart, identical_runs, runs_overlay_chart
+from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
 from ui.photoset_panel import photoset_columns
@@ -101,13 +100,8 @@ def show_mistakes(entry: Comparable) -> None:
     matrix = analysis.matrix
     left, right = st.columns([3, 2])
     left.altair_chart(confusion_chart(matrix, list(CLASSES)), width="stretch")
-    per_class = pd.DataFrame({"class": CLASSES, "accuracy": analysis.per_class_accuracy})
-    right.altair_chart(
-        alt.Chart(per_class, height=420, title=f"Per-class accuracy (overall {analysis.accuracy:.2f}%)").mark_bar().encode(
-            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 100]), title="%"), y=alt.Y("class:N", sort=list(CLASSES), title=None),
-            tooltip=["class", alt.Tooltip("accuracy:Q", format=".2f")]),
-        width="stretch",
-    )
+    right.altair_chart(per_class_chart(list(CLASSES), analysis.per_class_accuracy, height=420,
+                                       title=f"Per-class accuracy (overall {analysis.accuracy:.2f}%)"), width="stretch")
     worst_true, _ = analysis.worst_confusion()
     a, b = st.columns(2)
     true_class = a.selectbox("True class", CLASSES, index=worst_true, key="mistake_true")

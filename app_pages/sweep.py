@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
+from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS, TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.models import list_models
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
@@ -62,7 +62,7 @@ with form_col:
     with st.expander("Quick try"):
         subset = st.number_input("Train and test on the first N images (0 = all)", value=0, step=1000, key="sw_subset",
                                  help="For a first look in seconds; accuracies on a subset are not comparable with full runs.")
-    name = st.text_input("Sweep name", key="sw_name", placeholder="optional", max_chars=100)
+    name = st.text_input("Sweep name", key="sw_name", placeholder="optional", max_chars=MAX_NAME_LENGTH)
 
     args = ["--recipe", preset] if preset != "custom" else ["--model", model]
     args += ["--epochs", str(int(epochs)), *flags, "--max-concurrent", str(int(concurrency)), "--early-stop", early]

@@ -10,11 +10,11 @@ checkpoint.py's safe loader (no pickle; arguments, header and values checked).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 from torch import nn
 
+from .catalog import file_hash
 from .checkpoint import ARG_SETTINGS, CheckpointError, inspect_checkpoint, load_checkpoint, resolve_checkpoint_path
 from .config import DEFAULTS, SETTINGS, TrainConfig, flag_of
 from .photo_data import PhotoData, PhotoSetError, load_photo_data
@@ -74,14 +74,6 @@ def load_start_weights(model: nn.Module, config: TrainConfig) -> None:
     model.load_state_dict(loaded.model.state_dict(), strict=True)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare_sources(config: TrainConfig) -> tuple[TrainConfig, PhotoData | None]:
     """Check a run's starting checkpoint and photo set before anything is written, and record
     what they resolved to in config.extra: {"fine_tuned_from": {path, sha256, model, ...},
@@ -92,7 +84,7 @@ def prepare_sources(config: TrainConfig) -> tuple[TrainConfig, PhotoData | None]
         metadata = inspect_checkpoint(path)
         check_architecture(config, metadata, path)
         extra["fine_tuned_from"] = {
-            "path": str(path.absolute()), "sha256": file_sha256(path), "model": metadata["model"],
+            "path": str(path.absolute()), "sha256": file_hash(path), "model": metadata["model"],
             "run": path.parent.name, "test_accuracy": metadata["metrics"].get("test_accuracy"),
         }
     photo_data = load_photo_data(config.photos) if config.photos else None

@@ -38,6 +38,7 @@ BLANK_MESSAGE = "nothing to classify: the image is blank, or no item stands out 
 Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS
 
 FORMATS_HINT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")  # what an upload field accepts
 
 
 class ImageError(UserError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,23 @@ def run_app(at, page: str | None = None):
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
+
+
+# ---- a full disk: a small tmpfs (needs root; skipped where mounting is not allowed) ------------
+
+
+def mount_tmpfs(folder: Path, size: str) -> None:
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+
+def fill_disk(folder: Path) -> None:
+    """Write zeros into folder/filler until the disk it is on is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass

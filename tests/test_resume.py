@@ -21,7 +21,7 @@ from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.run_manager import RunManager, train_run
 from fmnist_core.run_store import RunStore, process_start_time
-from tests.conftest import APP, ROOT, run_app
+from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation
 # and batch order (the run's generator), momentum (optimizer), one-cycle (scheduler), EMA.
@@ -215,10 +215,7 @@ def test_a_reused_pid_is_not_the_runs_process(tmp_path, tiny_data):
 def small_disk(tmp_path):
     """A 2 MB tmpfs (skipped where mounting is not allowed)."""
     folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    mount_tmpfs(folder, "2m")
     yield folder
     subprocess.run(["umount", "-l", str(folder)])
 
@@ -242,13 +239,7 @@ def test_a_full_disk_ends_the_run_as_failed_and_the_queue_goes_on(small_disk, ti
 def test_a_full_disk_refuses_a_new_run_and_leaves_nothing(small_disk, tiny_data):
     manager = RunManager(RunStore(small_disk / "runs"), data_loader=lambda: tiny_data)
     (small_disk / "runs").mkdir()
-    filler = small_disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(small_disk)
     with pytest.raises(UserError, match="No space left on device"):
         manager.submit(TrainConfig(model="cnn_a", epochs=1))
     assert list((small_disk / "runs").iterdir()) == []
@@ -299,12 +290,7 @@ def test_the_train_page_says_when_the_disk_is_full(small_disk, monkeypatch):
 
     runs = small_disk / "runs"
     runs.mkdir()
-    with open(small_disk / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(small_disk)
     try:
         at = open_train_page(monkeypatch, runs)
         at.button(key="start").click().run()

@@ -21,7 +21,7 @@ from fmnist_core.config import TrainConfig
 from fmnist_core.identity import load_secret
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import STALE_TEMP_SECONDS, RunStore, result_from
-from tests.conftest import APP, ROOT, run_app
+from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
 
 TRAIN = ["-m", "fmnist_core", "train", "--model", "cnn_a", "--optimizer", "adam", "--batch-size", "256", "--threads", "1"]
 
@@ -71,13 +71,6 @@ def test_a_temp_config_json_of_a_killed_creation_is_tidied(tmp_path, tiny_dir):
 
 
 # ---- a full disk --------------------------------------------------------------------------------
-
-def mount_tmpfs(folder: Path, size: str) -> None:
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-
 
 @pytest.fixture
 def tiny_disk(tmp_path):
@@ -165,12 +158,7 @@ def test_a_full_disk_on_the_train_page_does_not_show_the_run_folder(studio, tiny
     runs = disk / "runs"
     runs.mkdir()
     load_secret(None, runs)  # shared mode's identity secret, made while there was room (a server's first start)
-    with open(disk / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(disk)
     at = studio("train", "shared", runs)
     at.button(key="start").click().run()
     errors = [e.value for e in at.error]

@@ -173,6 +173,14 @@ def probability_chart(classes: list[str], probabilities: list[float], height: in
     )
 
 
+def per_class_chart(classes: list[str], accuracy: list[float | None], height: int, title: str, decimals: int = 2) -> alt.Chart:
+    """A bar per class: its accuracy in %, classes in data-set order (a class with no item, None, is left out)."""
+    frame = pd.DataFrame({"class": classes, "accuracy": accuracy}).dropna()
+    return alt.Chart(frame, height=height, title=title).mark_bar().encode(
+        x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 100]), title="%"), y=alt.Y("class:N", sort=list(classes), title=None),
+        tooltip=["class", alt.Tooltip("accuracy:Q", format=f".{decimals}f")])
+
+
 def confusion_chart(matrix: list[list[int]], classes: list[str], height: int = 420, title: str = "Confusion matrix (test set)") -> alt.Chart:
     rows = [{"true": classes[t], "predicted": classes[p], "count": matrix[t][p]} for t in range(len(classes)) for p in range(len(classes))]
     frame = pd.DataFrame(rows)

@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from fmnist_core.checkpoint import CheckpointError
+from fmnist_core.config import MAX_NAME_LENGTH
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import UserError
-from fmnist_core.inference import ImageError, open_image
+from fmnist_core.inference import IMAGE_EXTENSIONS, ImageError, open_image
 from fmnist_core.photosets import FOLDER_HINT, PhotoSet, PhotoSetScore, PhotoSetStore, evaluate_on_photoset, original_photo
-from ui.charts import confusion_chart
+from ui.charts import confusion_chart, per_class_chart
 from ui.every_model import unbreakable
 from ui.state import cached_model
 from ui.text import literal, plain
@@ -60,9 +60,9 @@ def _visible_sets() -> list[PhotoSet]:
     return [s for s in sets if not s.problems]
 
 
-def _refused(error: UserError) -> None:
+def _refused(error: UserError, outcome: str = "Nothing was added.") -> None:
     text = str(error)
-    st.error(f"{plain(text[:1].upper() + text[1:])}. Nothing was added.")
+    st.error(f"{plain(text[:1].upper() + text[1:])}. {outcome}")
 
 
 # ---- adding a set ------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _refused(error: UserError) -> None:
 def _add_form() -> None:
     policy, me = studio_policy(), current_visitor()
     with st.expander("Add a photo set"):
-        name = st.text_input("Name of the set", key="photoset_name", max_chars=100,
+        name = st.text_input("Name of the set", key="photoset_name", max_chars=MAX_NAME_LENGTH,
                              help="Letters, digits, spaces, '.', '_' and '-'.")
         public = policy.shared and st.toggle("Visible to every visitor", key="photoset_public",
                                              help="Private by default: only you and the admins see your photos.")
@@ -82,7 +82,7 @@ def _add_form() -> None:
             if st.button("Add the zip", key="photoset_add_zip", disabled=archive is None):
                 _add(lambda: _store().add_zip(name, archive.getvalue(), me, policy, public))
         with table_tab:
-            photos = st.file_uploader("Photos", type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
+            photos = st.file_uploader("Photos", type=list(IMAGE_EXTENSIONS),
                                       accept_multiple_files=True, key="photoset_photos")
             if photos:
                 table = pd.DataFrame({"photo": [f.name for f in photos], "class": [None] * len(photos)})
@@ -130,8 +130,7 @@ def _act(action) -> bool:
     try:
         action()
     except UserError as e:
-        text = str(e)
-        st.error(f"{plain(text[:1].upper() + text[1:])}. Nothing was changed.")
+        _refused(e, "Nothing was changed.")
         return False
     return True
 
@@ -161,12 +160,7 @@ def _in_depth(photoset: PhotoSet, choice) -> None:
                 + (f" (test set {choice.test_accuracy:.1f}%)" if choice.test_accuracy is not None else ""))
     left, right = st.columns([3, 2])
     left.altair_chart(confusion_chart(result.matrix, list(CLASSES), height=360, title="Confusion matrix (this photo set)"), width="stretch")
-    per_class = pd.DataFrame({"class": CLASSES, "accuracy": result.per_class})
-    right.altair_chart(
-        alt.Chart(per_class.dropna(), height=360, title="Per-class accuracy").mark_bar().encode(
-            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 100]), title="%"), y=alt.Y("class:N", sort=list(CLASSES), title=None),
-            tooltip=["class", alt.Tooltip("accuracy:Q", format=".1f")]),
-        width="stretch")
+    right.altair_chart(per_class_chart(list(CLASSES), result.per_class, height=360, title="Per-class accuracy", decimals=1), width="stretch")
     if not result.wrong:
         st.caption("It got every photo right.")
         return
