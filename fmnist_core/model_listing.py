@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 from .paths import runs_dir
 
 SOURCES = ("models.py", "data.py")  # what the parameter counts and descriptions are made from
+MAX_CACHE_BYTES = 1 << 20  # the listing is ~2 KB; anything larger is not ours
 
 
 def _cache_file() -> Path:
@@ -34,7 +37,11 @@ def model_listing() -> list[dict]:
     """[{name, params, description}] for every registered model, in the registry's order."""
     cache = _cache_file()
     try:
-        rows = json.loads(cache.read_text())
+        # Bounded, and never a link or a FIFO (run_files has the general reader, but it imports torch).
+        info = os.lstat(cache)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:
+            raise ValueError("not our cache file")
+        rows = json.loads(cache.read_bytes())
         if isinstance(rows, list) and all(isinstance(r, dict) and set(r) == {"name", "params", "description"} for r in rows):
             return rows
     except (OSError, ValueError):

@@ -277,6 +277,23 @@ def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
     assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
 
 
+def test_models_cache_planted_as_a_fifo_or_a_huge_file_is_rebuilt_not_read(tmp_path, monkeypatch):
+    """The listing's cache is a store file like any other: read bounded, never a FIFO (issue 21, 4)."""
+    from fmnist_core import model_listing
+
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
+    cache = model_listing._cache_file()
+    cache.parent.mkdir(parents=True)
+    os.mkfifo(cache)
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
+    listed = cli("models", env=env, timeout=120)  # a blocked open of the FIFO would hang here
+    assert listed.returncode == 0 and "583,010" in listed.stdout
+    assert cache.is_fifo()  # left alone: a write never replaces what is not a regular file (issue 21, 5)
+    cache.unlink()
+    cache.write_bytes(b"[" + b" " * (model_listing.MAX_CACHE_BYTES + 1) + b"]")
+    assert model_listing.model_listing()[0]["params"] == 583_010
+
+
 def test_tables_only_on_a_fresh_clone_keeps_the_shipped_reproduction(tmp_path):
     from fmnist_core.reproduce import run_reproduce
     from fmnist_core.run_store import RunStore
