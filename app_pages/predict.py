@@ -16,7 +16,7 @@ from torch import nn
 from fmnist_core.catalog import list_checkpoints
 from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.data import CLASSES
-from fmnist_core.inference import BLANK_MESSAGE, ImageError, Prediction, open_image, predict_images, to_model_input
+from fmnist_core.inference import BLANK_MESSAGE, IMAGE_EXTENSIONS, ImageError, Prediction, open_image, predict_images, to_model_input
 from fmnist_core.photo import Unsure, find_item, mask_overlay
 from ui.charts import probability_chart
 from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
@@ -26,7 +26,6 @@ from ui.state import cached_model, dataset, run_manager
 from ui.text import plain
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 # Streamlit refuses larger uploads itself (and says so in the drop zone): the one limit,
 # set in .streamlit/config.toml. Our decoder gets the same number, so the two agree.
 UPLOAD_LIMIT_BYTES = st.get_option("server.maxUploadSize") * 2**20
@@ -161,7 +160,9 @@ def show_photo(image, caption: str) -> None:
 # the keyed container: a sticky element cannot leave its parent, and that parent is the column.)
 st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){position:sticky;top:3.75rem;z-index:100;"
         "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
-draw_tab, upload_tab, camera_tab, examples_tab = st.tabs(["Draw", "Upload", "Camera", "Test-set examples"])
+# Photo sets get a tab of their own: below the canvas they would make the Draw tab long enough to
+# scroll the canvas under its sticky answer (on a phone, the top strokes then land on the answer).
+draw_tab, upload_tab, camera_tab, examples_tab, photosets_tab = st.tabs(["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"])
 
 with draw_tab:
     @st.fragment
@@ -192,7 +193,7 @@ with draw_tab:
     drawing()
 
 with upload_tab:
-    files = st.file_uploader("Images", type=UPLOAD_TYPES, accept_multiple_files=True, key="images",
+    files = st.file_uploader("Images", type=list(IMAGE_EXTENSIONS), accept_multiple_files=True, key="images",
                              help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF, any bit depth; phone photos are scaled "
                                   "down as they are read. A product photo on a plain background works best.")
     for file in files or []:
@@ -224,4 +225,5 @@ with examples_tab:
         truth = CLASSES[int(data.test_labels[index])]
         show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
 
-photoset_section(choices, chosen)
+with photosets_tab:
+    photoset_section(choices, chosen)

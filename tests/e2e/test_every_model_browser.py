@@ -84,10 +84,9 @@ def upload_a_shoe(page, tmp_path) -> None:
     ImageDraw.Draw(photo).polygon([(40, 200), (300, 200), (360, 260), (40, 260)], fill=(20, 20, 20))
     photo.save(tmp_path / "shoe.png")
     page.get_by_role("tab", name="Upload").click()
-    page.locator("input[type=file]").last.set_input_files(str(tmp_path / "shoe.png"))
+    page.locator(".st-key-images input[type=file]").set_input_files(str(tmp_path / "shoe.png"))
 
 
-@pytest.mark.xfail(reason="Predict in Chromium timed out in the session-5 clean-clone run after the photo merges (passes alone); issue 20 note", strict=False)
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1400px", "phone"])
 @pytest.mark.parametrize("source", ["draw", "upload"])
 def test_every_model_is_readable(browser, server_with_12_models, tmp_path, viewport, source):
@@ -96,7 +95,7 @@ def test_every_model_is_readable(browser, server_with_12_models, tmp_path, viewp
     page.set_default_timeout(60_000)
     try:
         open_page(page, server_with_12_models, "predict")
-        page.get_by_text("Every model").click()
+        page.get_by_text("Every model", exact=True).click()
         if source == "draw":
             draw_a_trouser(page)
         else:

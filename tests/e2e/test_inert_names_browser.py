@@ -48,7 +48,6 @@ def hostile_server(tmp_path_factory, template_run, tracker):  # noqa: F811
     server.stop()
 
 
-@pytest.mark.xfail(reason="Predict in Chromium timed out in the session-5 clean-clone run after the photo merges (passes alone); issue 20 note", strict=False)
 def test_no_page_fetches_an_image_a_name_points_at(browser, hostile_server, tracker, tmp_path):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -65,7 +64,7 @@ def test_no_page_fetches_an_image_a_name_points_at(browser, hostile_server, trac
         caption.wait_for()
         assert "# heading" in caption.inner_text()  # the names, as text
         open_page(page, hostile_server, "predict")
-        page.get_by_text("Every model").click()
+        page.get_by_text("Every model", exact=True).click()
         upload_a_shoe(page, tmp_path)
         page.wait_for_function("document.querySelectorAll('[data-testid=stTable] tbody tr').length >= 13")
         rows = page.locator("[data-testid=stTable] tbody th").all_inner_texts()
