@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import resource
 import struct
 import subprocess
 from pathlib import Path
@@ -71,6 +72,23 @@ def real_data():
 def _one_thread():
     """Tests share 2 cores with whatever else runs; keep torch from oversubscribing."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def bounded_memory():
+    """For tests of a refusal whose regression would start a run far bigger than the machine
+    (vgg11 at width 256 and batch 8192 needs ~77 GB): caps this process's address space at what
+    it maps now plus 4 GB, so a missing check fails the test with a MemoryError instead of
+    exhausting a machine other people share. Children (Ray, a subprocess) inherit the cap."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    mapped_kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                     if line.startswith("VmSize:"))
+    cap = mapped_kb * 1024 + 4 * 10**9
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def frame_with(at, column: str):

@@ -370,7 +370,7 @@ def test_sidebar_says_who_you_are(shared_app):
 
 @pytest.mark.skipif((machine_memory() or 0) < 1e9 or (machine_memory() or 0) > 70e9,
                     reason="the largest form (~76.6 GB) fits this machine's memory")
-def test_local_page_refuses_a_run_bigger_than_the_machine(shared_app, monkeypatch, tmp_path):
+def test_local_page_refuses_a_run_bigger_than_the_machine(bounded_memory, shared_app, monkeypatch, tmp_path):
     """The issue's form (vgg11, width 256, batch 8192) on `make run`: one message, nothing started."""
     monkeypatch.setenv("FMNIST_STUDIO_MODE", "local")
     at = shared_app()

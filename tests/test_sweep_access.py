@@ -219,7 +219,7 @@ def test_a_resume_over_the_queue_limit_is_refused_and_changes_nothing(held_manag
 
 @pytest.mark.skipif((machine_memory() or 0) < 1e9 or (machine_memory() or 0) > 70e9,
                     reason="the largest form (~76.6 GB) fits this machine's memory")
-def test_cli_train_refuses_a_run_bigger_than_the_machine(tmp_path, capsys):
+def test_cli_train_refuses_a_run_bigger_than_the_machine(bounded_memory, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--model", "vgg11", "--width", "256", "--batch-size", "8192", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -230,7 +230,8 @@ def test_cli_train_refuses_a_run_bigger_than_the_machine(tmp_path, capsys):
 
 @pytest.mark.skipif((machine_memory() or 0) < 1e9 or (machine_memory() or 0) > 70e9,
                     reason="the largest form (~76.6 GB) fits this machine's memory")
-def test_cli_sweep_refuses_a_trial_bigger_than_the_machine(tmp_path, monkeypatch, capsys):
+@pytest.mark.timeout(60)  # a missing check starts Ray under the memory cap, which then hangs
+def test_cli_sweep_refuses_a_trial_bigger_than_the_machine(bounded_memory, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
     assert main(["sweep", "--model", "vgg11", "--width", "256", "--grid", "batch_size=256,8192"]) == 2
     err = capsys.readouterr().err.strip()
