@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
+from .hardware import native_bf16
 from .models import list_models, model_info
 from .threads import auto_threads
 from .weight_init import INIT_SCHEMES
@@ -23,7 +24,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PATCH_SIZES = (0, 7, 14)  # 0: whole images; 7 and 14 tile 28x28 exactly
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast for forward and loss; weights stay fp32
+PRECISIONS = ("auto", "fp32", "bf16")  # bf16: autocast for forward and loss; weights stay fp32. auto: bf16 where native
 MAX_EPOCHS = 200
 MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64
@@ -185,8 +186,9 @@ class TrainConfig:
                            help="torch threads; 0 = auto: the cores not busy with other work (from the command line), "
                                 "less one in the app (left for the server and the browser).")
     precision: str = setting("fp32", label="Precision", kind="choice", choices=PRECISIONS,
-                             help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX; "
-                                  "accuracy is always measured in fp32.")
+                             help="bf16: mixed-precision training (autocast), up to 2x faster on CPUs with AVX-512 BF16/AMX "
+                                  "and on recent GPUs, but ~10x slower on other CPUs, which emulate it; auto: bf16 where "
+                                  "it is native, else fp32. Accuracy is always measured in fp32.")
     channels_last: bool = setting(False, label="Channels last", kind="bool",
                                   help="NHWC memory format: faster convolutions on CPU (conv models).")
     softmax_output: bool = setting(False, label="Softmax output", kind="bool", advanced=True,
@@ -249,6 +251,13 @@ class TrainConfig:
         if self.threads:
             return self.threads
         return auto_threads(cores_kept_free)
+
+    def resolved_precision(self, device_type: str) -> str:
+        """"fp32" or "bf16": `precision`, or for auto bf16 only where `device_type` computes it
+        natively (hardware.native_bf16)."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if native_bf16(device_type) else "fp32"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,7 +22,7 @@ class ConsoleProgress:
 
     def on_run_start(self, event: dict) -> None:
         print(f"{event['model']}: {event['params']:,} parameters, {counted(event['epochs'], 'epoch')} of "
-              f"{counted(event['batches_per_epoch'], 'batch', 'batches')}, {event['device']}, {counted(event['threads'], 'thread')}",
+              f"{counted(event['batches_per_epoch'], 'batch', 'batches')}, {event['device']}, {counted(event['threads'], 'thread')}, {event['precision']}",
               file=self.out)
         print(self.HEADER, file=self.out)
 

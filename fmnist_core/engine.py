@@ -63,8 +63,9 @@ def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> nn.M
 
 
 def autocast(config: TrainConfig, device: torch.device):
-    """Mixed precision for forward and loss when the config asks for bf16 (weights stay fp32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    """Mixed precision for forward and loss when the config asks for bf16, or for auto on
+    hardware with native bf16 (weights stay fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.resolved_precision(device.type) == "bf16")
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -243,7 +244,8 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     emit("on_run_start", {
         "model": config.model, "params": count_parameters(model), "epochs": config.epochs,
         "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x),
-        "device": str(device), "threads": torch.get_num_threads(), **start,
+        "device": str(device), "threads": torch.get_num_threads(),
+        "precision": config.resolved_precision(device.type), **start,
     })
     run_start = time.perf_counter() - elapsed_before
     status, message = "finished", ""

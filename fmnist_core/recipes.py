@@ -28,10 +28,12 @@ REPORT_RECIPES: dict[str, dict] = {
 
 # Ours. Chosen on a 5,000-image validation split of the training set (TrainConfig.validation),
 # never on the test set. Measured figures: README, "Recipes".
-# bf16 autocast + channels_last: 2-3x the images/s of fp32 NCHW for these small convs on this
-# machine's AVX-512 CPU (one training step of fast_cnn, batch 128, 2 threads: width 16 4,300 ->
-# 10,000 img/s, width 32 1,850 -> 5,800). `bench` section 4 profiles the recipes' steps.
-SPEED = dict(precision="bf16", channels_last=True)
+# channels_last: fp32 convolutions at 2.3x (fast_cnn_v2) and 1.4x (air_cnn) the images/s of
+# NCHW on an AVX2 CPU, one thread. bf16 autocast where it is native (AVX-512 BF16/AMX CPUs, recent
+# GPUs): 2-3x more on the AVX-512 machine these recipes were tuned on (fast_cnn, batch 128, 2
+# threads: 4,300 -> 10,000 img/s); elsewhere it is emulated and ~10x slower, hence "auto"
+# (hardware.py). `bench` section 4 profiles the recipes' steps.
+SPEED = dict(precision="auto", channels_last=True)
 OUR_BASE = dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1)
 OUR_RECIPES: dict[str, dict] = {
     # Validation accuracy after 2 epochs of fast_cnn_v2, seeds 0-2: batch 128 at lr 0.1
@@ -65,9 +67,9 @@ REPLACES = {"fast": "fast_v1", "balanced": "balanced_v1"}  # each recipe of ours
 RECIPES: dict[str, dict] = {**OUR_RECIPES, **PREVIOUS_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {
-    "fast": "quickest to 90%: 2 epochs of a narrow 2-block CNN that pools before BatchNorm, bf16",
-    "balanced": "~93% in about a minute: 5 epochs of a 5-layer CNN in airbench's layout, bf16",
-    "accurate": "~94% in about 4 minutes: 8 epochs of the airbench-layout CNN at width 32, bf16",
+    "fast": "quickest to 90%: 2 epochs of a narrow 2-block CNN that pools before BatchNorm, bf16 where native",
+    "balanced": "~93% in about a minute: 5 epochs of a 5-layer CNN in airbench's layout, bf16 where native",
+    "accurate": "~94% in about 4 minutes: 8 epochs of the airbench-layout CNN at width 32, bf16 where native",
     "best": "93.8%: the shipped ResNet checkpoint's recipe, 12 epochs with augmentation, fp32 (~40 minutes)",
     "photo": "fast, trained on photo-like batches (contrast, tone, light, blur, noise, rotation, erasing) for phone photos",
     "fast_v1": "the fast recipe before fast_cnn_v2 (kept for bench's comparison)",

@@ -237,8 +237,9 @@ def test_counts_are_in_the_right_number():
         "1 epoch", "2 epochs", "1,875 batches", "0 images"]
     progress, out = ConsoleProgress(), io.StringIO()
     progress.out = out
-    progress.on_run_start({"model": "cnn_c", "params": 35_044, "epochs": 1, "batches_per_epoch": 1, "device": "cpu", "threads": 1})
-    assert out.getvalue().splitlines()[0] == "cnn_c: 35,044 parameters, 1 epoch of 1 batch, cpu, 1 thread"
+    progress.on_run_start({"model": "cnn_c", "params": 35_044, "epochs": 1, "batches_per_epoch": 1, "device": "cpu", "threads": 1,
+                           "precision": "fp32"})
+    assert out.getvalue().splitlines()[0] == "cnn_c: 35,044 parameters, 1 epoch of 1 batch, cpu, 1 thread, fp32"
 
 
 def test_resuming_a_run_that_does_not_exist_says_so(tmp_path):

@@ -61,4 +61,4 @@ def test_the_command_line_trains_on_the_cores_it_may_use(tiny_dir, tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "FMNIST_DATA_DIR": str(tiny_dir)},
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].endswith(", cpu, 1 thread")
+    assert result.stdout.splitlines()[0].endswith(", cpu, 1 thread, fp32")
