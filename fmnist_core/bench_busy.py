@@ -48,7 +48,7 @@ def train_one_epoch_of_fast(threads: int, folder: Path) -> dict:
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
-    used = re.search(r"(\d+) threads?$", result.stderr.splitlines()[0])  # --json puts the progress on stderr
+    used = re.search(r", (\d+) threads?, ", result.stderr.splitlines()[0])  # --json puts the progress on stderr
     epoch = json.loads((folder / "history.jsonl").read_text().splitlines()[0])
     return {"threads_used": int(used.group(1)), "seconds": epoch["seconds"], "images_per_s": epoch["images_per_s"]}
 

@@ -623,7 +623,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if wants("bench"):
         from .recipes import RECIPES
 
-        p.add_argument("--quick", action="store_true", help="a short version (under 3 minutes)")
+        p.add_argument("--quick", action="store_true", help="a short version (~4 minutes on one core)")
         p.add_argument("--busy", action="store_true", help="only section 6: one epoch of fast, idle and beside a busy core, at "
                        "automatic threads, 1 and 2 (~3 minutes on an idle 2-core machine)")
         p.add_argument("--repeats", type=int, default=2, help="with --busy: best of this many runs per cell (default 2)")

@@ -62,3 +62,13 @@ def test_the_command_line_trains_on_the_cores_it_may_use(tiny_dir, tmp_path):
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].endswith(", cpu, 1 thread, fp32")
+
+
+@pytest.mark.slow
+def test_the_busy_machine_bench_reads_the_threads_a_run_used(tmp_path, real_data):
+    """bench --busy times fresh `train` processes and reads back the threads each used (its parser
+    broke once when the start line gained a field)."""
+    from fmnist_core.bench_busy import train_one_epoch_of_fast
+
+    run = train_one_epoch_of_fast(1, tmp_path / "run")
+    assert run["threads_used"] == 1 and run["seconds"] > 0 and run["images_per_s"] > 100
