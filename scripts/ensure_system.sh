@@ -13,8 +13,9 @@ packages=()
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing ${packages[*]} with apt-get"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  here=$(dirname "$0")
+  "$here/apt_get_waiting.sh" update -qq
+  "$here/apt_get_waiting.sh" install -y -qq --no-install-recommends "${packages[@]}"
 else
   echo "note: not root or no apt-get; cannot install ${packages[*]}." >&2
   echo "      run: sudo apt-get install ${packages[*]}" >&2
