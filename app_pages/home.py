@@ -1,4 +1,4 @@
-"""Home: three ways in, what "the report" is, the data set and the model zoo.
+"""Home: four ways in, what "the report" is, the data set and the model zoo.
 
 Everything shown is cached per process (st.cache_data), so a visit to a warm server draws
 the page at once; the ways in come first, before anything that reads the data."""
@@ -19,7 +19,7 @@ st.title(":material/checkroom: Fashion-MNIST Studio")
 st.caption("Train, understand and use image classifiers on Fashion-MNIST: 70,000 28x28 grayscale images of 10 clothing classes.")
 
 st.subheader("Where to start")
-try_it, train_it, report_it = st.columns(3)
+try_it, train_it, report_it, sweep_it = st.columns(4)
 with try_it.container(border=True):
     st.page_link("app_pages/predict.py", label="Try a trained model", icon=":material/draw:")
     st.caption("Draw a piece of clothing or upload a photo; two trained models ship with the Studio.")
@@ -30,6 +30,10 @@ with train_it.container(border=True):
 with report_it.container(border=True):
     st.page_link("app_pages/compare.py", label="See the report reproduced", icon=":material/compare_arrows:")
     st.caption("Its Table 1 beside our numbers, and what each model gets wrong.")
+with sweep_it.container(border=True):
+    st.page_link("app_pages/sweep.py", label="Search for better settings", icon=":material/tune:")
+    st.caption("Many runs at once on Ray: a grid or a random (or Optuna) search over learning rate, batch size and more, "
+               "with the best trial ranked.")
 st.markdown("**The report** is the course report this Studio grew from: five small networks (two MLPs, three CNNs) "
             "built to pass 90% test accuracy on Fashion-MNIST. The Studio rebuilds them layer for layer (its Figure 2), "
             "retrains them with its recipe (its Table 1), and then tries to beat them.")

@@ -217,13 +217,15 @@ with examples_tab:
     data = dataset()
     chooser, button = st.columns([3, 1], vertical_alignment="bottom")
     wanted = chooser.selectbox("Class", CLASSES, key="example_class")
-    if button.button("Random test image", key="random_example", width="stretch"):
-        candidates = np.flatnonzero(data.test_labels.numpy() == CLASSES.index(wanted))
-        st.session_state["example_index"] = int(np.random.default_rng().choice(candidates))
     index = st.session_state.get("example_index")
-    if index is not None:
-        truth = CLASSES[int(data.test_labels[index])]
-        show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
+    # An example is shown at once (the tab was blank until its button was pressed), and a new
+    # one when the class changes; the button draws another of the same class.
+    if (button.button("Random test image", key="random_example", width="stretch") or index is None
+            or CLASSES[int(data.test_labels[index])] != wanted):
+        candidates = np.flatnonzero(data.test_labels.numpy() == CLASSES.index(wanted))
+        index = st.session_state["example_index"] = int(np.random.default_rng().choice(candidates))
+    truth = CLASSES[int(data.test_labels[index])]
+    show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
 
 with photosets_tab:
     photoset_section(choices, chosen)

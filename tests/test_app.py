@@ -42,13 +42,14 @@ def test_home_shows_data_and_zoo(app):
     assert len(labels) >= 8
 
 
-def test_home_has_three_ways_in_and_says_what_the_report_is(app):
+def test_home_has_four_ways_in_and_says_what_the_report_is(app):
     at = app()
     links = {link.proto.label: (link.proto.page, link.proto.query_string) for link in at.get("page_link")}
     assert links["Try a trained model"][0].endswith("predict")
     assert links["Train a 90% model in under a minute"] == (links["Train a 90% model in under a minute"][0], "preset=fast")
     assert links["Train a 90% model in under a minute"][0].endswith("train")
     assert links["See the report reproduced"][0].endswith("compare")
+    assert links["Search for better settings"][0].endswith("sweep")  # issue 23: Home had no way to Sweep
     assert any(m.value.startswith("**The report** is the course report this Studio grew from") for m in at.markdown)
 
 
@@ -146,6 +147,15 @@ def test_predict_bad_checkpoint_upload(app):
     at.file_uploader(key="ckpt_upload").set_value(("evil.safetensors", b"\x00" * 64, "application/octet-stream")).run()
     assert not at.exception
     assert any("Cannot use this checkpoint" in e.value for e in at.error)
+
+
+def test_the_examples_tab_shows_an_example_of_the_chosen_class_at_once(app):
+    """Issue 23: the tab was blank until its button was pressed."""
+    at = app("predict")
+    verdicts = [m.value for m in at.markdown if "true class" in m.value]
+    assert len(verdicts) == 1 and f"true class **{at.selectbox(key='example_class').value}**" in verdicts[0]
+    at.selectbox(key="example_class").set_value("Bag").run()  # another class: another example, no click needed
+    assert [m.value for m in at.markdown if "true class" in m.value][0].count("true class **Bag**") == 1
 
 
 def test_predict_every_model_and_examples(app):
