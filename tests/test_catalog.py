@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fmnist_core.catalog import best_first, list_checkpoints, list_comparable
-from fmnist_core.checkpoint import save_checkpoint
+from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
 from fmnist_core.metrics import ANALYSIS_NAME, analyze, cached_analysis
 from fmnist_core.models import create_model
 from fmnist_core.paths import pretrained_dir
@@ -50,3 +50,13 @@ def test_analysis_is_kept_beside_the_weights_and_checked(tmp_path, tiny_data):
 
     cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")  # a damaged cache is recomputed, not trusted
     assert cached_analysis(weights, tiny_data).matrix == fresh.matrix
+
+
+def test_an_oversized_analysis_cache_is_not_read_whole(tmp_path, tiny_data, bounded_memory):
+    """A sparse 8 GB file planted as the cache: read whole it would take 8 GB (here a MemoryError
+    under the test's 4 GB cap); only its first 4 MB are looked at, then it is recomputed."""
+    torch.manual_seed(0)
+    weights = save_checkpoint(create_model("cnn_a"), tmp_path / "run" / "model.safetensors")
+    with open(weights.with_name(ANALYSIS_NAME), "wb") as planted:
+        planted.truncate(8 * 2**30)
+    assert cached_analysis(weights, tiny_data).matrix == analyze(load_checkpoint(weights).model, tiny_data).matrix

@@ -174,3 +174,50 @@ def test_readme_snippet_classifies_with_onnxruntime_and_no_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("Ankle boot")
+
+
+# ---- issue 23, item 10: the model card does not export again -------------------------------------
+
+def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_while_they_match(tmp_path, real_data):
+    """The card for resnet_fm_best took 22.6 s: an ONNX export and its check on every click."""
+    import os
+    import shutil
+
+    from fmnist_core.export_facts import FACTS_NAME, onnx_facts
+
+    folder = shutil.copytree(ROOT / "checkpoints" / "pretrained" / "cnn_c_report", tmp_path / "run",
+                             ignore=shutil.ignore_patterns(FACTS_NAME))
+    weights = folder / "model.safetensors"
+    facts = onnx_facts(weights, real_data, 200)
+    onnx_file = export_bytes(load_checkpoint(weights).model, "onnx")
+    assert facts.sha256 == hashlib.sha256(onnx_file).hexdigest() and facts.size_bytes == len(onnx_file)
+    assert facts.checked_images == 200 and 0 <= facts.max_difference <= TOLERANCE
+
+    stored = json.loads((folder / FACTS_NAME).read_text())
+    assert stored["key"]["torch"] == torch.__version__ and stored["key"]["checked_images"] == 200
+    stored["facts"]["max_difference"] = 5e-5  # a value no export gave: read back, so the file was used
+    (folder / FACTS_NAME).write_text(json.dumps(stored))
+    assert onnx_facts(weights, real_data, 200).max_difference == 5e-5
+    assert onnx_facts(weights, real_data, 100).checked_images == 100  # other images checked: made again
+
+    # Facts of other weights (the run was retrained in place) or of another torch: not these weights' facts.
+    for changed in ({"weights_sha256": "0" * 64}, {"torch": "2.0.0"}):
+        (folder / FACTS_NAME).write_text(json.dumps({**stored, "key": {**stored["key"], **changed}}))
+        assert onnx_facts(weights, real_data, 200).max_difference != 5e-5, changed
+
+    # Hostile or damaged files are ignored (and replaced where they are files), never trusted nor waited on.
+    stored = json.loads((folder / FACTS_NAME).read_text())
+    beyond = {**stored, "facts": {**stored["facts"], "max_difference": 1.0}}  # a check that failed
+    for plant in ("fifo", "huge", "garbage", "beyond the tolerance"):
+        (folder / FACTS_NAME).unlink()
+        if plant == "fifo":
+            os.mkfifo(folder / FACTS_NAME)
+        elif plant == "huge":
+            (folder / FACTS_NAME).write_text(" " * 10**6)
+        elif plant == "garbage":
+            (folder / FACTS_NAME).write_bytes(b"\xff{not json")
+        else:
+            (folder / FACTS_NAME).write_text(json.dumps(beyond))
+        again = onnx_facts(weights, real_data, 200)
+        assert again.sha256 == facts.sha256 and again.max_difference <= TOLERANCE, plant
+    assert (folder / FACTS_NAME).is_file() and json.loads((folder / FACTS_NAME).read_text())["facts"] == stored["facts"]

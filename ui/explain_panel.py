@@ -15,9 +15,9 @@ import numpy as np
 import streamlit as st
 
 from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import CLASSES, normalize
+from fmnist_core.data import CLASSES
 from fmnist_core.explain import METHODS, ExplainError, explain, methods_for, overlay
-from fmnist_core.export import ExportCheckFailed, check_export, export_bytes, sha256
+from fmnist_core.export_facts import checked_onnx, onnx_facts
 from fmnist_core.model_card import ExportFacts, build_card
 from ui.state import cached_model, dataset, run_analysis
 
@@ -39,7 +39,7 @@ def explain_controls(model, checkpoint: Path | None, label: str) -> None:
                          help="Why the model chose a class, or why not another: pick a class to ask \"why not Coat?\".")
     if checkpoint is not None:
         download_col.download_button(
-            "ONNX file", lambda: _onnx_file(str(checkpoint), os.path.getmtime(checkpoint))[0],
+            "ONNX file", lambda: _onnx_file(str(checkpoint), os.path.getmtime(checkpoint)),
             file_name=f"{file_stem(label.split(' · ')[0])}.onnx", mime="application/octet-stream", on_click="ignore",
             icon=":material/download:", key="download_onnx",
             help=f"This model for onnxruntime: input 'image' (N, 1, 28, 28) normalised, output 'probabilities'; class "
@@ -68,17 +68,12 @@ def explain_panel(model, model_input: np.ndarray) -> None:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _onnx_file(path: str, mtime: float) -> tuple[bytes, str, float]:
-    """(ONNX bytes, SHA-256, largest difference from PyTorch) of a checkpoint, checked on
-    test images; once per file version."""
-    model = load_checkpoint(path).model
-    data = dataset()
-    onnx = export_bytes(model, "onnx")
-    images, labels = normalize(data.test_images[:UI_CHECK_IMAGES]), data.test_labels[:UI_CHECK_IMAGES]
-    check = check_export(model, onnx, "onnx", images, labels)
-    if check.max_difference > 1e-4 or check.export_accuracy != check.torch_accuracy:
-        raise ExportCheckFailed(f"the ONNX export of {path} disagrees with PyTorch (max difference {check.max_difference:.1e})")
-    return onnx, sha256(onnx), check.max_difference
+def _onnx_file(path: str, mtime: float) -> bytes:
+    """A checkpoint's ONNX bytes, checked on test images; once per file version. Its facts are
+    kept beside the weights, so the model card does not export it again."""
+    onnx = checked_onnx(load_checkpoint(path).model, dataset(), UI_CHECK_IMAGES)
+    onnx_facts(Path(path), dataset(), UI_CHECK_IMAGES, onnx)
+    return onnx[0]
 
 
 def model_card_download(weights: Path, title: str) -> None:
@@ -86,9 +81,10 @@ def model_card_download(weights: Path, title: str) -> None:
 
     def card() -> str:
         loaded = load_checkpoint(weights)
-        onnx, digest, difference = _onnx_file(str(weights), os.path.getmtime(weights))
-        facts = ExportFacts(f"{file_stem(title)}.onnx", "onnx", digest, len(onnx), UI_CHECK_IMAGES, difference)
-        return build_card(title, loaded.metadata, run_analysis(str(weights)), dataset(), facts)
+        facts = onnx_facts(weights, dataset(), UI_CHECK_IMAGES)  # from the file beside the weights once made
+        export = ExportFacts(f"{file_stem(title)}.onnx", "onnx", facts.sha256, facts.size_bytes, facts.checked_images,
+                             facts.max_difference)
+        return build_card(title, loaded.metadata, run_analysis(str(weights)), dataset(), export)
 
     st.download_button("Model card (Markdown)", card, file_name=f"{file_stem(title)}-model-card.md", mime="text/markdown",
                        on_click="ignore", icon=":material/description:", key="download_model_card",
