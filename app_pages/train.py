@@ -145,6 +145,7 @@ with form_col:
         else:
             st.session_state.pop("form_error", None)
             st.session_state["selected_run"] = run_id
+            st.session_state["scroll_to_run"] = run_id  # Start is below the fold, the live panel at the top: show it
             st.toast(f"Run {run_id} queued")
     if caption := limits_caption(form_values, manager):
         st.caption(caption)
@@ -225,16 +226,36 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
                                                        st.session_state.get("log_loss", False), points), width="stretch")
 
 
+# Scrolls the shown run's heading and live panel to the top of the window (below Streamlit's
+# 3.75rem header), once: Streamlit has no call to scroll the page. It waits up to 5 s for the
+# panel, which the browser may draw a moment after this element.
+SCROLL_TO_RUN = """<script>(() => {
+  const until = Date.now() + 5000;
+  const go = () => {
+    const panel = document.querySelector(".st-key-shown_run");
+    if (!panel) { if (Date.now() < until) setTimeout(go, 100); return; }
+    panel.style.scrollMarginTop = "4.5rem";
+    panel.scrollIntoView({block: "start", behavior: "instant"});
+  };
+  go();
+})(); /* start %d */</script>"""
+
+
 def draw_run(run_id: str) -> None:
     run = manager.view(run_id)
     status, history, config = run.status, run.history, run.config
     name = by_id[run_id].name if run_id in by_id else run_id
-    # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
-    st.html(heading_html(name, HEADING_CHARS))
-    st.caption(f"{literal(run_id)} · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · batch {config.get('batch_size')} · "
-               f"{counted(config.get('epochs') or 0, 'epoch')}")
-    # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
-    st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
+    with st.container(key="shown_run"):  # the heading and live panel: what Start scrolls into view
+        # A name is user text: shown as text, never Markdown; a long one is cut, the whole in the tooltip.
+        st.html(heading_html(name, HEADING_CHARS))
+        st.caption(f"{literal(run_id)} · {config.get('model')} · {config.get('optimizer')} lr {config.get('lr')} · "
+                   f"batch {config.get('batch_size')} · {counted(config.get('epochs') or 0, 'epoch')}")
+        # Polled while this run is queued or training; a run that has ended is drawn once (watch_runs follows the list).
+        st.fragment(live_panel, run_every=REFRESH_SECONDS if shown_active else None)(run_id, by_id[run_id].status, len(history))
+    if st.session_state.get("scroll_to_run") == run_id:  # just started here
+        del st.session_state["scroll_to_run"]
+        st.session_state["starts"] = st.session_state.get("starts", 0) + 1  # a new element each time, so it runs again
+        st.html(SCROLL_TO_RUN % st.session_state["starts"], unsafe_allow_javascript=True)
     if history:
         last = history[-1]
         m = st.columns(4)

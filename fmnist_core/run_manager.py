@@ -30,7 +30,7 @@ from .errors import UserError
 from .models import count_parameters
 from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file
-from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, result_from
+from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, read_batch_losses, result_from
 
 # Cores an automatic-threads run in the app leaves free: the Streamlit server and the
 # visitor's browser need one, or the page stalls while the model trains.
@@ -57,6 +57,19 @@ class BatchLossSampler:
         self.next_step = step + self.stride
         return True
 
+    def resume_after(self, points: list[tuple[int, float]]) -> None:
+        """Go on after the points a resumed run keeps, as if it had kept them itself."""
+        if points:
+            self.next_step = points[-1][0] + self.stride
+
+
+def points_before_resume(points, resumed_epoch: int, batches_per_epoch: int) -> list[tuple[int, float]]:
+    """The per-batch points a run resumed after `resumed_epoch` keeps: those of its finished
+    epochs, each step once and in order. The stopped epoch's points go: it is trained again
+    from its first batch, and its new points follow these on the same x-axis."""
+    last = resumed_epoch * batches_per_epoch
+    return sorted(dict((step, loss) for step, loss in points if step <= last).items())
+
 
 def batch_step(event: dict) -> int:
     """The run-wide batch number of an on_batch_end event (1 = the first batch)."""
@@ -66,8 +79,9 @@ def batch_step(event: dict) -> int:
 class RunWriter:
     """Engine callback that persists a run as it trains: nothing finished is ever lost."""
 
-    def __init__(self, path: Path, config: TrainConfig):
+    def __init__(self, path: Path, config: TrainConfig, resumed_epoch: int = 0):
         self.path, self.config = Path(path), config
+        self.resumed_epoch = resumed_epoch  # the epoch a resumed run goes on after (0: a new run)
         self.params = None
         self.batch_losses: BatchLossSampler | None = None
 
@@ -77,7 +91,17 @@ class RunWriter:
         (self.path / QUEUED_NAME).unlink(missing_ok=True)
         total = event["epochs"] * event["batches_per_epoch"]
         self.batch_losses = BatchLossSampler(total)
-        self._append(BATCH_LOSSES_NAME, {"total_steps": total})  # the chart's x-axis, known before any point
+        if not self.resumed_epoch:
+            self._append(BATCH_LOSSES_NAME, {"total_steps": total})  # the chart's x-axis, known before any point
+            return
+        # Resumed: the chart keeps the finished epochs' points and goes on after them. The file
+        # is rewritten (atomically) with one header and those points, so it stays as small as an
+        # unbroken run's, and the tail-only reader sees the whole run.
+        points, _ = read_batch_losses(self.path / BATCH_LOSSES_NAME)
+        points = points_before_resume(points, self.resumed_epoch, event["batches_per_epoch"])
+        self.batch_losses.resume_after(points)
+        lines = [{"total_steps": total}, *({"step": step, "loss": loss} for step, loss in points)]
+        atomic_write_bytes(self.path / BATCH_LOSSES_NAME, "".join(json.dumps(line) + "\n" for line in lines).encode())
 
     def on_batch_end(self, event: dict) -> None:
         # Kept in the run folder (downsampled) so the per-batch chart survives a restart;
@@ -111,7 +135,7 @@ def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), s
               resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data=None) -> dict:
     """Train an already-created run folder (or continue it from `resume`, see
     check_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit."""
-    writer = RunWriter(store.root / run_id, config)
+    writer = RunWriter(store.root / run_id, config, resumed_epoch=resume.epoch if resume is not None else 0)
     outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free,
                   photo_data=photo_data)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
@@ -172,6 +196,7 @@ class LiveRun:
     config: TrainConfig
     owner: str = ""  # access.Visitor.id
     adopted: bool = False  # queued by a previous server process and queued again by this one
+    resumed_epoch: int = 0  # the epoch a resumed run goes on after (0: a new run)
     status: str = "queued"
     message: str = ""
     history: list[dict] = field(default_factory=list)
@@ -191,6 +216,20 @@ class LiveRun:
             self.progress = {"epoch": 0, "batch": 0, "batches": event["batches_per_epoch"], "progress": 0.0}
             self.total_steps = event["epochs"] * event["batches_per_epoch"]
             self.sampler = BatchLossSampler(self.total_steps)  # the points RunWriter stores, so a restart shows the same chart
+            if self.resumed_epoch:  # as RunWriter: the finished epochs' points (see resumed), then the new ones
+                kept = points_before_resume(self.batch_losses, self.resumed_epoch, event["batches_per_epoch"])
+                self.batch_losses.clear()
+                self.batch_losses.extend(kept)
+                self.sampler.resume_after(kept)
+
+    @classmethod
+    def resumed(cls, store: RunStore, run_id: str, config: TrainConfig, state: ResumeState, **kw) -> LiveRun:
+        """The live state of a run queued to resume after `state`'s epoch: its history, and the
+        per-batch points it stored, so the chart shows them while it waits and goes on from them."""
+        live = cls(run_id, config, history=list(state.history), resumed_epoch=state.epoch, **kw)
+        points, live.total_steps = read_batch_losses(store.root / run_id / BATCH_LOSSES_NAME)
+        live.batch_losses.extend(points)
+        return live
 
     def on_batch_end(self, event: dict) -> None:
         with self.lock:
@@ -269,7 +308,7 @@ class RunManager:
             rewind_to_resume_point(self.store, run_id, state)  # only once nothing can refuse
             self.store.mark_queued(run_id)
             self._resume[run_id] = state
-            self._enqueue(LiveRun(run_id, config, owner=owner, history=list(state.history)))
+            self._enqueue(LiveRun.resumed(self.store, run_id, config, state, owner=owner))
 
     def active_owners(self) -> list[str]:
         """One owner per run queued or training: this manager's runs, and the places sweeps
@@ -316,8 +355,9 @@ class RunManager:
                 continue
             if state is not None:
                 self._resume[record.id] = state
-            self._enqueue(LiveRun(record.id, config, owner=record.owner, adopted=True,
-                                  history=list(state.history) if state else []))
+                self._enqueue(LiveRun.resumed(self.store, record.id, config, state, owner=record.owner, adopted=True))
+            else:
+                self._enqueue(LiveRun(record.id, config, owner=record.owner, adopted=True))
 
     def owner_of(self, run_id: str) -> str:
         with self._lock:

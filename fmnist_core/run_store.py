@@ -6,7 +6,8 @@ A run is a folder `<root>/<id>/`:
     config.json     the TrainConfig
     history.jsonl   one line per finished epoch, appended and fsynced as it happens
     batch_losses.jsonl  {"total_steps": N}, then {"step", "loss"} lines: the per-batch loss
-                    chart, downsampled to at most ~2000 points
+                    chart, downsampled to at most ~2000 points; a resumed run rewrites it
+                    with its finished epochs' points and goes on appending after them
     model.safetensors  the weights after the last finished epoch
     owner.json      the pid and start time of the process training it
     queued.json     present while the run waits in a queue (the queue is on disk: a
@@ -439,7 +440,7 @@ def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:
     points, total = [], None
     try:
         # Its first line holds the total; the points are the last ones (the file is ~100 KB,
-        # but a resumed run appends, and a planted one could be anything).
+        # a resumed run's too, as resuming rewrites it; but a planted one could be anything).
         found = read_regular_tail(path, MAX_BATCH_LOSSES_BYTES)
     except FileProblem:
         return points, total

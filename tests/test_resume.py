@@ -85,6 +85,60 @@ def test_a_resumed_run_ends_with_exactly_the_numbers_of_an_unbroken_one(tmp_path
         manager.resume(run_id)
 
 
+class StopDuringEpoch:
+    """Stops the run at its first batch event of `epoch`: a Stop click in the middle of it."""
+
+    def __init__(self, stop: threading.Event, epoch: int):
+        self.stop, self.epoch = stop, epoch
+
+    def on_batch_end(self, event):
+        if event["epoch"] == self.epoch:
+            self.stop.set()
+
+
+def steps_of(points: list[tuple[int, float]]) -> list[int]:
+    return [step for step, _ in points]
+
+
+def test_a_resumed_runs_batch_loss_chart_keeps_the_points_from_before_the_stop(tmp_path, tiny_data):
+    """Issue 23 item 7: after Resume the per-batch chart (live, once it ends, after a restart)
+    shows the points from before the stop, then the new ones, on one axis of the whole run."""
+    store = RunStore(tmp_path / "runs")
+    config = TrainConfig(model="cnn_a", optimizer="adam", lr=0.01, batch_size=64, epochs=3, seed=1, threads=1, device="cpu")
+    run_id = store.create(config, run_id="cut").name
+    stop = threading.Event()
+    assert train_run(store, run_id, config, callbacks=[StopDuringEpoch(stop, 2)], stop=stop, data=tiny_data)["status"] == "stopped"
+    per_epoch = -(-600 // 64)
+    total = 3 * per_epoch
+    before = store.view(run_id).batch_losses
+    # epoch 1 from its first batch to its last, and epoch 2's first batch (dropped with its epoch)
+    assert steps_of(before)[0] == 1 and per_epoch in steps_of(before) and steps_of(before)[-1] == per_epoch + 1
+
+    manager = RunManager(store, data_loader=lambda: tiny_data)
+    manager.resume(run_id)
+    seen_live = []
+    while manager.active_ids():
+        live = manager.live(run_id)
+        if live.status == "running" and live.progress.get("epoch", 0) >= 2:
+            seen_live.append(live.batch_losses)
+        time.sleep(0.01)
+    assert manager.wait_idle(120) and manager.view(run_id).status == "finished"
+
+    kept = [(step, loss) for step, loss in before if step <= per_epoch]  # epoch 1's points, as they were
+    for points in seen_live:  # while it trained
+        assert points[: len(kept)] == kept
+        assert steps_of(points) == sorted(set(steps_of(points)))
+    for view in (manager.view(run_id), store.view(run_id), RunStore(store.root).view(run_id)):  # ended; after a restart
+        steps = steps_of(view.batch_losses)
+        assert view.total_steps == total
+        assert view.batch_losses[: len(kept)] == kept, steps
+        assert steps == sorted(set(steps)), steps  # one x-axis: each step once, in order
+        assert steps[len(kept)] == per_epoch + 1 and steps[-1] == total, steps  # then epochs 2 and 3, to the end
+    assert manager.view(run_id).batch_losses == store.view(run_id).batch_losses  # live and disk agree
+    text = (store.root / run_id / "batch_losses.jsonl").read_text()
+    assert text.count("total_steps") == 1
+
+
 def test_a_run_without_a_resume_state_says_so(tmp_path, tiny_data):
     store = RunStore(tmp_path / "runs")
     run_id = store.create(TrainConfig(**CONFIG), run_id="empty").name

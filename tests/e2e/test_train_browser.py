@@ -300,3 +300,26 @@ def test_selection_holds_when_the_chosen_runs_status_changes(browser, tiny_serve
     assert "chosen · finished" in picker_text(page)
     assert page.locator("h3", has_text="chosen").count() == 1
     assert page.get_by_role("button", name="Stop").count() == 0  # the running one is not shown, so not stoppable here
+
+
+def in_view(page, locator, height: int) -> bool:
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_start_brings_the_new_runs_live_panel_into_view(browser, tiny_server):
+    """Issue 23 item 8: at 1400x900 Start is below the fold and the live panel is at the top
+    right; after Start the user sees their run's live panel, not only a toast."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    open_page(page, tiny_server, "train")
+    set_number(page, "Batch size", 256)
+    start_run(page, epochs=3, name="just started")  # the click scrolls the page down to Start
+    page.locator("h3", has_text="just started").wait_for()
+    status = page.locator("[data-testid=stMarkdownContainer]", has_text="Status:").first
+    status.wait_for()
+    deadline = time.time() + 10
+    while not in_view(page, status, 900) and time.time() < deadline:
+        time.sleep(0.2)
+    assert in_view(page, status, 900), f"the live panel's status line is at {status.bounding_box()} in a 900 px high window"
+    assert in_view(page, page.locator("h3", has_text="just started"), 900)  # and whose run it is
+    wait_for_result(RunStore(tiny_server.runs_dir), "just started")
