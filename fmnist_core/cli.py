@@ -341,7 +341,7 @@ def cmd_explain(args) -> int:
 def cmd_export(args) -> int:
     from .checkpoint import atomic_write_bytes, load_checkpoint
     from .data import load_fashion_mnist, normalize
-    from .export import FORMATS, ExportCheckFailed, ExportError, default_output, ensure_writable, export_model
+    from .export import FORMATS, TOLERANCE, ExportCheckFailed, ExportError, default_output, ensure_writable, export_model
     from .metrics import analyze
     from .model_card import ExportFacts, build_card
 
@@ -368,7 +368,7 @@ def cmd_export(args) -> int:
     runner = "onnxruntime" if args.format == "onnx" else "torch.jit.load"
     print(f"exported {loaded.name} to {out} ({result.size_bytes / 1e3:,.0f} KB), sha256 {result.sha256}")
     print(f"checked with {runner} on {check.images:,} test images: largest difference of a probability from PyTorch "
-          f"{check.max_difference:.1e} (limit 1e-04); accuracy {check.export_accuracy:.2f}% (PyTorch {check.torch_accuracy:.2f}%)")
+          f"{check.max_difference:.1e} (limit {TOLERANCE:.0e}); accuracy {check.export_accuracy:.2f}% (PyTorch {check.torch_accuracy:.2f}%)")
     if card is not None:
         facts = ExportFacts(out.name, args.format, result.sha256, result.size_bytes, check.images, check.max_difference)
         title = loaded.path.parent.name if loaded.path.suffix == ".safetensors" else loaded.path.name
