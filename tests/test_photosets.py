@@ -523,3 +523,27 @@ def test_shared_mode_another_visitors_public_set_cannot_be_deleted(app_store, tm
     assert owner.selectbox(key="photoset_choice").options == ["ann private", "ann public"]
     owner.button(key="photoset_delete").click().run()
     assert not owner.exception and app_store.names() == ["ann public"]
+
+
+def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tmp_path, test_photos):
+    """Issue 20: fine-tuning on one's own photos was command-line only (`train --from --photos`)."""
+    from fmnist_core.run_store import RunStore
+    from fmnist_core.paths import pretrained_dir
+
+    photoset = app_store.add_folder("items", make_folder(tmp_path / "src", test_photos))
+    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at.selectbox(key="model_choice").set_value(next(o for o in at.selectbox(key="model_choice").options if "cnn_c_report" in o)).run()
+    at.button(key="photoset_finetune").click().run()
+    assert not at.exception and not at.error
+    store = RunStore(tmp_path / "runs")
+    [run_id] = store.ids()
+    run = store.read(run_id)
+    shipped = pretrained_dir() / "cnn_c_report" / "model.safetensors"
+    assert run.config["init_from"] == str(shipped.absolute()) and run.config["photos"] == "items"
+    assert run.config["epochs"] == 3 and run.config["model"] == "cnn_c" and run.name == "cnn_c_report + items"
+    assert run.config["extra"]["photos"]["hash"] == photoset.sha256  # checked and recorded before it was queued
+    assert run.config["extra"]["fine_tuned_from"]["model"] == "cnn_c"
+    assert at.session_state["selected_run"] == run_id and any("Queued run" in s.value for s in at.success)
+    from ui.state import run_manager
+
+    run_manager().stop(run_id)  # it would train 3 epochs on the real data: not this test's business

@@ -19,12 +19,14 @@ import streamlit as st
 from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.config import MAX_NAME_LENGTH
 from fmnist_core.data import CLASSES
+from fmnist_core.engine import PHOTO_BATCH_SHARE
 from fmnist_core.errors import UserError
+from fmnist_core.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config, prepare_sources
 from fmnist_core.inference import IMAGE_EXTENSIONS, ImageError, open_image
-from fmnist_core.photosets import FOLDER_HINT, PhotoSet, PhotoSetScore, PhotoSetStore, evaluate_on_photoset, original_photo
+from fmnist_core.photosets import FOLDER_HINT, HELDOUT_FRACTION, PhotoSet, PhotoSetScore, PhotoSetStore, evaluate_on_photoset, original_photo
 from ui.charts import confusion_chart, per_class_chart
 from ui.every_model import unbreakable
-from ui.state import cached_model
+from ui.state import cached_model, run_manager
 from ui.text import literal, plain
 from ui.visitor import current_visitor, studio_policy
 
@@ -176,6 +178,31 @@ def _in_depth(photoset: PhotoSet, choice) -> None:
         cell.image(seen, caption=f"{CLASSES[wrong.true]}, taken for {CLASSES[wrong.predicted]} {wrong.probability:.0%}", width=112)
 
 
+def _finetune(photoset: PhotoSet, choice) -> None:
+    """Fine-tune the chosen model on the set's training part, as `train --from CHECKPOINT
+    --photos SET` does: a run queued on the Train page, measured on the held-out part."""
+    if choice.path is None:  # an uploaded checkpoint lives only in this session
+        return
+    st.markdown(f"**Fine-tune {plain(choice.name)} on this set**")
+    st.caption(f"{FINETUNE_EPOCHS} more epochs at {FINETUNE_LR_FACTOR:g}x the learning rate it was trained with; "
+               f"{PHOTO_BATCH_SHARE:.0%} of every batch comes from the set's training part ({1 - HELDOUT_FRACTION:.0%} of each "
+               "class), and each epoch reports the accuracy on the held-out part beside the test set's.")
+    if not st.button("Fine-tune", key="photoset_finetune", icon=":material/model_training:"):
+        return
+    visitor, policy = current_visitor(), studio_policy()
+    try:
+        _store().get(photoset.name, visitor, policy)  # checked again on the server: still there, still this visitor's to use
+        config, _ = prepare_sources(finetune_config(choice.path, {"photos": photoset.name,
+                                                                   "name": f"{choice.name} + {photoset.name}"[:MAX_NAME_LENGTH]}))
+        run_id = run_manager().submit(config, name=config.name, visitor=visitor)
+    except (UserError, CheckpointError) as e:
+        _refused(e, "Nothing was started.")
+        return
+    st.session_state["selected_run"] = run_id  # the Train page opens on it
+    st.success(f"Queued run {run_id}: {plain(choice.name)} fine-tuned on {literal(photoset.name)}.")
+    st.page_link("app_pages/train.py", label="Watch it train", icon=":material/monitoring:")
+
+
 def photoset_section(choices: dict, chosen: str) -> None:
     """The Predict page's photo-set section. `choices`: the page's models by label (each with
     name, test_accuracy, load and path); `chosen`: the label of the model picked above."""
@@ -197,6 +224,7 @@ def photoset_section(choices: dict, chosen: str) -> None:
     _owner_controls(photoset)
     _every_model(photoset, choices)
     _in_depth(photoset, choices[chosen])
+    _finetune(photoset, choices[chosen])
 
 
 # ---- Compare: a column per set ------------------------------------------------------------------
