@@ -38,6 +38,8 @@ MIN_DISTANCE = 7.0  # ...and by at least this Lab distance (about twice a just-n
 GAP_WIDTH = 7  # px at SEGMENT_SIDE: a hole at least this wide shows the surface through the item
 MIN_ITEM_AREA = 0.004  # a component smaller than this fraction of the image is a speck, not an item
 SECOND_ITEM_RATIO = 0.3  # a second component at least this large (relative to the item) is a second item
+MAX_DESKEW = 20.0  # degrees: a larger tilt is more likely the item's own shape (a sandal, a bag's strap) than a crooked photo
+MIN_DESKEW = 1.0  # degrees: less is not worth a resampling
 INK_THRESHOLD = 0.08  # a drawing's contrast, as a fraction of its highest, that counts as item (for cropping)
 FLAT_SHARE = 0.3  # a border with this share of pixels of exactly one colour is a drawing's or a scan's
 INK_FLOOR = 0.3  # a photo's item is at least this bright inside its mask, so an item the colour of its
@@ -227,7 +229,8 @@ def _render_flat(rgb: np.ndarray, surface: np.ndarray, fit_size: int) -> tuple[n
 
 def _render_photo(rgb: np.ndarray, mask: np.ndarray, soft: np.ndarray, background: Background, fit_size: int) -> np.ndarray:
     """The item as Fashion-MNIST shows one: its contrast to the surface, light on black,
-    kept inside its mask and at least INK_FLOOR there, cropped to the mask's outline."""
+    kept inside its mask and at least INK_FLOOR there, turned upright (deskew), cropped to
+    the mask's outline."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     lightness = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2GRAY).astype(np.float32) * (100 / 255)  # (h, w)
@@ -237,7 +240,44 @@ def _render_photo(rgb: np.ndarray, mask: np.ndarray, soft: np.ndarray, backgroun
     if np.median(contrast[inside]) < 0:  # a light item on a darker surface
         contrast = -contrast
     ink = np.clip(contrast / max(float(np.percentile(contrast[inside], 99)), 1e-3), 0.0, 1.0)
-    return _fit_and_centre(np.maximum(ink, INK_FLOOR) * soft[top:bottom, left:right], fit_size)
+    item = np.maximum(ink, INK_FLOOR) * soft[top:bottom, left:right]
+    import os
+    close = float(os.environ.get("FMNIST_CLOSE", "0"))
+    if close > 0:
+        size = max(3, int(close * max(item.shape) / IMAGE_SIZE) | 1)
+        item = cv2.morphologyEx(item, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    angle = _skew(inside)
+    if angle:
+        item = _rotated(item, angle)
+        item = _crop(item, item > 0.5 * INK_FLOOR)
+    return _fit_and_centre(item, fit_size)
+
+
+def _skew(mask: np.ndarray) -> float:
+    """Degrees to turn the item by so that its smallest enclosing rectangle stands upright, when
+    that is at most MAX_DESKEW either way (a garment laid a little crooked, a phone held at an
+    angle); 0 otherwise, since Fashion-MNIST's items are upright."""
+    import os
+    if os.environ.get("FMNIST_DESKEW", "1") == "0":
+        return 0.0
+    points = cv2.findNonZero(mask.astype(np.uint8))
+    if points is None or len(points) < 3:
+        return 0.0
+    (_, _), (width, height), angle = cv2.minAreaRect(points)
+    if angle > 45:  # OpenCV gives [0, 90): the same rectangle turned the other way
+        angle -= 90
+    return float(angle) if MIN_DESKEW <= abs(angle) <= MAX_DESKEW else 0.0
+
+
+def _rotated(image: np.ndarray, angle: float) -> np.ndarray:
+    """`image` turned by `angle` degrees about its centre, on a canvas large enough to keep it whole."""
+    h, w = image.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    matrix[0, 2] += new_w / 2 - w / 2
+    matrix[1, 2] += new_h / 2 - h / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
 def _crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
