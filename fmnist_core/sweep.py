@@ -208,14 +208,22 @@ class TuneReporter:
                      "train_accuracy": record["train_accuracy"], "run_id": self.run_id})
 
 
+def create_trial_run(store: RunStore, config: TrainConfig, context: dict, trial_id: str) -> str:
+    """The trial's run folder, claimed by this worker: it reads "starting" (not
+    "interrupted") while the worker loads the data and builds the model, "running" from its
+    first batch, and "interrupted" only if the worker dies first."""
+    run_id = trial_run_id(context["sweep"], trial_id)
+    store.create(config, name=config.name, run_id=run_id, owner=context["owner"], sweep=context["sweep"], claim=True)
+    return run_id
+
+
 def sweep_trial(params: dict, context: dict) -> None:
     """Ray Tune's function trainable: one ordinary run in the sweep's run store."""
     from ray import tune
 
     config = trial_config(context, params)
     store = RunStore(context["store"])
-    run_id = trial_run_id(context["sweep"], tune.get_context().get_trial_id())
-    store.create(config, name=config.name, run_id=run_id, owner=context["owner"], sweep=context["sweep"])
+    run_id = create_trial_run(store, config, context, tune.get_context().get_trial_id())
     try:
         # StopRequest: its owner may stop this one trial on the Train page (RunStore.request_stop)
         train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context),
