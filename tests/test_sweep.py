@@ -89,6 +89,29 @@ def test_bad_input_is_refused_in_one_line_before_anything_starts(args, words, tm
     assert "ray" not in sys.modules or not __import__("ray").is_initialized()
 
 
+@pytest.mark.parametrize("args, reason", [
+    # a spec the page's form accepts (its server's limits) that this machine's memory refuses in the driver
+    (["--model", "vgg11", "--width", "256", "--grid", "batch_size=256,8192"], "a trial with batch_size=8192: this run needs ~76.6 GB of memory"),
+    (["--grid", "lr=0.01,20"], "--grid lr: 20 is out of range"),  # refused while the driver reads its command line
+])
+def test_a_sweep_the_page_launched_that_fails_to_start_stays_listed_as_failed(args, reason, bounded_memory, tmp_path, monkeypatch, capsys):
+    """The page picks the sweep's id (--id) and lists it at once; a driver that refuses to
+    start must leave it listed as failed with its one-line reason (issue 23: it vanished)."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(runs))
+    monkeypatch.setenv("FMNIST_SWEEP_OWNER", "anon:ann")
+    sweep_id = "sweep-20260101-000000-fail"
+    assert main(["sweep", *args, f"--id={sweep_id}", "--name=too big"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert reason in err and len(err.splitlines()) == 1, err
+    sweeps = SweepStore(RunStore(runs))
+    assert sweeps.ids() == [sweep_id]
+    record = sweeps.read(sweep_id)
+    assert (record.status, record.message, record.name, record.owner, record.problems) == (
+        "failed", err.removeprefix("error: "), "too big", "anon:ann", [])
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
 # ---- a real sweep on a local Ray started by the driver ---------------------------------------------
 
 def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
