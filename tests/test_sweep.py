@@ -155,6 +155,37 @@ def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
     assert wait_gone(sweeps.raw(summary["sweep"])["ray_session"]) == []
 
 
+def test_a_sweep_read_while_it_runs_never_shows_a_trial_as_interrupted(tiny_dir, tmp_path):
+    """Issue 23, on a real local Ray: the store is read every few milliseconds while a sweep
+    launched as the page does (--id) starts and runs. Its record goes starting -> running ->
+    finished; its trials read starting while their workers load the data and build the
+    model, then running, then finished: never interrupted (they read "interrupted 0/1")."""
+    runs, sweep_id = tmp_path / "runs", "sweep-20260101-000000-look"
+    store = RunStore(runs)
+    sweeps = SweepStore(store)
+    driver = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", *TINY, "--model", "cnn_a", "--grid", "lr=0.01,0.05",
+                               "--max-concurrent", "2", f"--id={sweep_id}"], cwd=ROOT,
+                              # a small object store (Ray's default maps 30% of the memory): runs under `prlimit --as`
+                              env=sweep_env(tiny_dir, runs, RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="0.04", MALLOC_ARENA_MAX="2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_seen, trials_seen = [], {}
+    deadline = time.time() + 240
+    while driver.poll() is None and time.time() < deadline:
+        if sweeps.path(sweep_id).exists() and (status := sweeps.read(sweep_id).status) not in sweep_seen[-1:]:
+            sweep_seen.append(status)
+        for run in store.list():
+            if run.status not in trials_seen.setdefault(run.id, [])[-1:]:
+                trials_seen[run.id].append(run.status)
+        time.sleep(0.02)
+    output = driver.communicate(timeout=max(1, deadline - time.time()))[0]
+    assert driver.returncode == 0, output[-3000:]
+    sweep_seen.append(sweeps.read(sweep_id).status)
+    assert len(trials_seen) == 2 and all("interrupted" not in seen for seen in trials_seen.values()), trials_seen
+    assert [s for i, s in enumerate(sweep_seen) if s not in sweep_seen[:i]] == ["starting", "running", "finished"], sweep_seen
+    assert all(store.read(run_id).status == "finished" for run_id in trials_seen), trials_seen
+    assert any(seen[0] == "starting" for seen in trials_seen.values()), trials_seen  # caught in the act at least once
+
+
 def test_asha_stops_the_clearly_bad_trial_and_keeps_its_epoch(tiny_dir, tmp_path):
     """One trial at a useful learning rate, one that cannot learn in time: ASHA stops the
     second after its grace epoch; the run keeps that epoch and says why it stopped."""
