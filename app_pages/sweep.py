@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import streamlit as st
@@ -14,7 +15,7 @@ from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
 from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
 from ui.state import run_manager
-from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
+from ui.sweeps import HOW, TRIAL_TABLE, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
 from ui.text import literal, plain
 from ui.visitor import act, current_visitor, studio_policy
 
@@ -112,6 +113,18 @@ def sweep_status(sweep_id: str, records: dict) -> str:
     return record.status
 
 
+def picked(picker_key: str) -> None:
+    st.session_state["sweep_picker"] = st.session_state[picker_key]
+
+
+def picker_label(sweep_id: str, records: dict) -> str:
+    """The sweep's name and status, then its id when the name is not the id."""
+    record, status = records.get(sweep_id), sweep_status(sweep_id, records)
+    if record is None or record.name == sweep_id:
+        return f"{sweep_id} · {status}"
+    return f"{record.name} · {status} · {sweep_id}"
+
+
 def live_sweep(sweep_id: str, status_shown: str) -> None:
     """Status, trials table, chart and buttons; polled while the sweep runs. It reads the run
     store only: the page never waits on Ray."""
@@ -149,16 +162,17 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
     for problem in record.problems:
         st.warning(plain(problem))
     if record.message and status not in ("finished", "running"):
-        st.info(plain(record.message))  # a stored message is text, never Markdown
+        # a stored message is text, never Markdown
+        (st.error if status == "failed" else st.info)(plain(record.message))
     options = record.options
-    st.caption(f"{literal(record.id)} · {options.get('trials')} trial(s) · search {options.get('search')} · early stopping "
+    # The name whole (the picker cuts a long one to its width), then the id when they differ.
+    st.caption((f"{plain(record.name)} · " if record.name != record.id else "")
+               + f"{literal(record.id)} · {options.get('trials')} trial(s) · search {options.get('search')} · early stopping "
                f"{'ASHA' if options.get('early_stop') == 'asha' else 'off'} · Ray: {options.get('address')}"
                + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
     trials = launcher.sweeps.trials(record)
     frame = trial_rows(trials, record.varied)
-    st.dataframe(frame, hide_index=True, width="stretch", key=f"trials-{sweep_id}",
-                 column_config={"best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
-                                "seconds": st.column_config.NumberColumn("seconds", format="%.0f")})
+    st.dataframe(frame, hide_index=True, width="stretch", key=f"trials-{sweep_id}", **TRIAL_TABLE)
     log_scaled = {d["name"] for d in record.space if d.get("kind") == "loguniform"}
     chart = hyperparameter_chart(frame, record.varied, log_scaled)
     if chart is not None:
@@ -186,8 +200,14 @@ with sweep_col:
         st.info("No sweeps yet. Choose what varies on the left and press **Launch sweep**; or run "
                 "`python -m fmnist_core sweep --grid lr=0.01,0.05,0.1` and it shows up here.")
     else:
-        st.selectbox("Sweep", ids, key="sweep_picker",
-                     format_func=lambda i: f"{records[i].name} · {sweep_status(i, records)} · {i}" if i in records else f"{i} · {sweep_status(i, records)}")
+        labels = {i: picker_label(i, records) for i in ids}
+        # The labels carry each sweep's status. Streamlit goes on showing a keyed selectbox's
+        # old label when only the label changes (it showed "starting" for a whole sweep), and
+        # a browser sending that old label back loses the choice: so the picker is a new
+        # widget whenever a label changes, and the chosen sweep is kept in "sweep_picker".
+        picker_key = "sweep_pick_" + hashlib.sha1("\n".join(labels.values()).encode()).hexdigest()[:12]
+        st.selectbox("Sweep", ids, index=ids.index(st.session_state["sweep_picker"]), key=picker_key, format_func=labels.get,
+                     on_change=picked, args=(picker_key,))
         shown = st.session_state["sweep_picker"]
         status = sweep_status(shown, records)
         st.fragment(live_sweep, run_every=REFRESH_SECONDS if status in SWEEP_ACTIVE else None)(shown, status)

@@ -179,6 +179,7 @@ def runs_changed() -> bool:
 
 
 BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
+          "starting": ":material/hourglass_top: starting",
           "finished": ":green[:material/check_circle:] finished", "stopped": ":material/stop_circle: stopped",
           "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
           "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}

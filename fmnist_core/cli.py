@@ -404,11 +404,22 @@ def cmd_sweep(args) -> int:
     from .sweep import OWNER_ENV, SweepSpec, run_sweep
     from .sweep_space import parse_space
 
-    base = _config_from_args(args)
-    spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
-                     early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
-                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset,
-                     owner=os.environ.get(OWNER_ENV) or LOCAL_OWNER)
+    owner = os.environ.get(OWNER_ENV) or LOCAL_OWNER
+    try:
+        base = _config_from_args(args)
+        spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
+                         early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
+                         cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset, owner=owner)
+    except UserError as e:
+        if args.id:  # launched by the Sweep page, which lists this id: it stays listed, as failed, with the reason
+            from .run_store import RunStore
+            from .sweep import record_failed_start
+            from .sweep_store import SweepStore
+
+            sweeps = SweepStore(RunStore())
+            if not sweeps.path(args.id).exists():
+                record_failed_start(sweeps, args.id, e, name=args.name or "", owner=owner)
+        raise
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     summary_row = run_sweep(spec, address=args.address, sweep_id=args.id, echo=echo)
     if args.json:

@@ -10,7 +10,7 @@ opens a FIFO or follows a symlink out of the store.
     config.json    check_config TrainConfig.to_dict(), each setting in its declared range
     result.json    RESULT       {"status": one of RESULT_STATUSES, "message": str, ...}
     history.jsonl  HISTORY_LINE one object per epoch: epoch 1, 2, ... and its figures
-    owner.json     OWNER        {"pid": int, "started": int (clock ticks since boot)}
+    owner.json     OWNER        {"pid": int, "started": int (clock ticks since boot), "starting": bool (optional)}
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ HISTORY_LINE = {
                                            "photo_loss", "photo_accuracy")},
     "batches": (False, _is_count),
 }
-OWNER = {"pid": (True, lambda v: _is_count(v) and v > 0), "started": (False, _or_none(_is_count))}
+OWNER = {"pid": (True, lambda v: _is_count(v) and v > 0), "started": (False, _or_none(_is_count)),
+         "starting": (False, lambda v: isinstance(v, bool))}
 
 
 def check_shape(name: str, value, schema: dict) -> dict:

@@ -384,7 +384,7 @@ class RunManager:
             live = self._live.get(run_id)
             if live is None:
                 record = self.store.read(run_id)
-                if record.sweep and record.status == "running":
+                if record.sweep and record.status in ("starting", "running"):
                     self.store.request_stop(run_id)  # a sweep's trial, in a Ray worker: it stops itself
                 return
             if run_id in self._queue:

@@ -9,7 +9,10 @@ A run is a folder `<root>/<id>/`:
                     chart, downsampled to at most ~2000 points; a resumed run rewrites it
                     with its finished epochs' points and goes on appending after them
     model.safetensors  the weights after the last finished epoch
-    owner.json      the pid and start time of the process training it
+    owner.json      the pid and start time of the process training it; with "starting": true
+                    while that process prepares the run (a sweep's trial loads its data and
+                    builds its model in a Ray worker): the run reads "starting", not
+                    "interrupted", until its first batch, and "interrupted" if that process dies
     queued.json     present while the run waits in a queue (the queue is on disk: a
                     restarted RunManager queues these runs again)
     resume.safetensors  what resuming after the last finished epoch needs (resume.py)
@@ -60,7 +63,7 @@ from .run_files import (
 log = logging.getLogger(__name__)
 _TIDY_LOCK = threading.Lock()
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "starting", "running")
 QUEUED_NAME = "queued.json"
 STOP_NAME = "stop.json"  # asks the process that trains a run elsewhere (a sweep's trial) to stop it
 ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
@@ -155,9 +158,11 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])  # field 22; fields[0] is field 3
 
 
-def owner_record() -> dict:
-    """What owner.json records about the process training a run."""
-    return {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+def owner_record(starting: bool = False) -> dict:
+    """What owner.json records about the process training a run (`starting`: it has claimed
+    the run and prepares it; RunWriter drops the flag when training starts)."""
+    record = {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+    return {**record, "starting": True} if starting else record
 
 
 def owner_alive(owner: dict | None) -> bool:
@@ -227,11 +232,12 @@ class RunStore:
         self.root = Path(root) if root is not None else paths.runs_dir()
 
     def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER,
-               sweep: str | None = None) -> Path:
+               sweep: str | None = None, claim: bool = False) -> Path:
         """A new run folder (named `run_id`, or timestamp-model-random) owned by `owner`, a
-        trial of `sweep` if given; an existing folder is only reused when empty. Any failure (a
-        file in the way, a name too long, a read-only or full disk) is one UserError and leaves
-        nothing behind."""
+        trial of `sweep` if given; an existing folder is only reused when empty. `claim`: this
+        process will train it, and says so (owner.json, "starting") before the folder is listed,
+        so that it never reads as interrupted while it is prepared. Any failure (a file in the
+        way, a name too long, a read-only or full disk) is one UserError and leaves nothing behind."""
         stamp = datetime.now(UTC)
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
@@ -239,11 +245,13 @@ class RunStore:
         if not created and any(path.iterdir()):
             raise UserError(f"{path} exists and is not empty; pick a new folder")
         try:
+            if claim:  # before run.json: the folder is listed from then on, and already claimed
+                atomic_write_json(path / "owner.json", owner_record(starting=True))
             info = {"id": run_id, "name": name or config.name or run_id, "created": stamp.isoformat(timespec="seconds"), "owner": owner}
             atomic_write_json(path / "run.json", {**info, "sweep": sweep} if sweep else info)
             atomic_write_json(path / "config.json", config.to_dict())
         except OSError as e:
-            for written in ("run.json", "config.json"):
+            for written in ("owner.json", "run.json", "config.json"):
                 (path / written).unlink(missing_ok=True)
             for folder in reversed(created):
                 folder.rmdir()
@@ -287,6 +295,8 @@ class RunStore:
             status = result["status"]
         elif is_regular_file(path / QUEUED_NAME):
             status = "queued"
+        elif alive and owner.get("starting"):
+            status = "starting"  # claimed by a live process that prepares it (RunStore.create(claim=True))
         elif alive and owner["pid"] != os.getpid():
             status = "running"
         else:

@@ -34,6 +34,7 @@ from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
 from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
 from .models import list_models, model_info
+from .run_files import FileProblem
 from .run_manager import train_run
 from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, process_start_time, result_from
 from .sweep_space import Dimension, SpaceError, check_against, grid_size, has_samples
@@ -208,14 +209,22 @@ class TuneReporter:
                      "train_accuracy": record["train_accuracy"], "run_id": self.run_id})
 
 
+def create_trial_run(store: RunStore, config: TrainConfig, context: dict, trial_id: str) -> str:
+    """The trial's run folder, claimed by this worker: it reads "starting" (not
+    "interrupted") while the worker loads the data and builds the model, "running" from its
+    first batch, and "interrupted" only if the worker dies first."""
+    run_id = trial_run_id(context["sweep"], trial_id)
+    store.create(config, name=config.name, run_id=run_id, owner=context["owner"], sweep=context["sweep"], claim=True)
+    return run_id
+
+
 def sweep_trial(params: dict, context: dict) -> None:
     """Ray Tune's function trainable: one ordinary run in the sweep's run store."""
     from ray import tune
 
     config = trial_config(context, params)
     store = RunStore(context["store"])
-    run_id = trial_run_id(context["sweep"], tune.get_context().get_trial_id())
-    store.create(config, name=config.name, run_id=run_id, owner=context["owner"], sweep=context["sweep"])
+    run_id = create_trial_run(store, config, context, tune.get_context().get_trial_id())
     try:
         # StopRequest: its owner may stop this one trial on the Train page (RunStore.request_stop)
         train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context),
@@ -419,35 +428,39 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
               echo=print) -> dict:
     """Run a checked sweep to the end (or until stopped); returns the summary that
     `sweep --json` prints: sweep id, trials, best trial's config and test accuracy, seconds."""
-    spec.check()
     store = store or RunStore()
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address != "auto":
-        address = check_address(address)
-    data_dir = find_data_dir()  # fail before anything starts when the data is missing
-    spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
     sweeps = SweepStore(store)
+    # An id given by the caller (the Sweep page picks it, to list the sweep at once): the record
+    # is written before anything can fail, so a sweep that fails to start stays listed as failed
+    # with its reason. Without one (the command line) a refusal leaves nothing behind.
+    listed_early = sweep_id is not None
     sweep_id = sweep_id or new_sweep_id()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if sweeps.path(sweep_id).exists():
         raise UserError(f"a sweep with id {sweep_id} exists already; pick another --id")
-    name = spec.name or sweep_id
-    _StopFlag.event.clear()
-    _StopFlag.stop_file = sweeps.stop_path(sweep_id)
-    started = time.perf_counter()
-    ray_start_s = _start_ray(address)  # before the record: a cluster that refuses us changes nothing
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if listed_early:
+        sweeps.root.mkdir(parents=True, exist_ok=True)
+        sweeps.write(sweep_id, _sweep_record(spec, sweep_id, "starting", address, created))
+    try:
+        spec.check()
+        if address and address != "auto":
+            address = check_address(address)
+        data_dir = find_data_dir()  # fail before anything starts when the data is missing
+        spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
+        _StopFlag.event.clear()
+        _StopFlag.stop_file = sweeps.stop_path(sweep_id)
+        started = time.perf_counter()
+        ray_start_s = _start_ray(address)  # before the running record: a cluster that refuses us changes nothing else
+    except BaseException as e:
+        if listed_early:
+            record_failed_start(sweeps, sweep_id, e)
+        raise
     # After ray.init, which installs a SIGTERM handler that exits at once: ours stops the
     # trials first, so their runs are settled and Ray is shut down in order.
     previous_handlers = _install_signal_handlers()
-    record = {
-        "id": sweep_id, "name": name, "owner": spec.owner, "status": "running", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "pid": os.getpid(), "started": process_start_time(os.getpid()), "host": this_host(), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir(),
-        "space": [d.to_dict() for d in spec.space],
-        "base": spec.base.to_dict(),
-        "options": {"trials": spec.planned_trials(), "samples": spec.num_samples, "search": spec.search, "early_stop": spec.early_stop,
-                    "grace_period": spec.grace_period, "max_concurrent": spec.max_concurrent, "cpus_per_trial": spec.cpus_per_trial,
-                    "address": address or "local", "subset": spec.subset, "rows": len(spec.rows) if spec.rows is not None else None},
-        "trial_runs": [],
-    }
+    record = {**_sweep_record(spec, sweep_id, "running", address, created), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir()}
+    name = record["name"]
     status, message = "failed", ""
     try:
         import ray
@@ -481,6 +494,44 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
                                            "config": {k: best["config"].get(k) for k in varied} if varied else best["config"]},
         "seconds": seconds, "ray_start_s": ray_start_s,
     }
+
+
+def _sweep_record(spec: SweepSpec, sweep_id: str, status: str, address: str | None, created: str) -> dict:
+    """The sweep's record as its driver first writes it (sweep_store.SWEEP_RECORD)."""
+    return {
+        "id": sweep_id, "name": spec.name or sweep_id, "owner": spec.owner, "status": status, "created": created,
+        "pid": os.getpid(), "started": process_start_time(os.getpid()), "host": this_host(), "ray_start_s": None, "ray_session": None,
+        "space": [d.to_dict() for d in spec.space],
+        "base": spec.base.to_dict(),
+        "options": {"trials": spec.planned_trials(), "samples": spec.num_samples, "search": spec.search, "early_stop": spec.early_stop,
+                    "grace_period": spec.grace_period, "max_concurrent": spec.max_concurrent, "cpus_per_trial": spec.cpus_per_trial,
+                    "address": address or "local", "subset": spec.subset, "rows": len(spec.rows) if spec.rows is not None else None},
+        "trial_runs": [],
+    }
+
+
+def start_failure(error: BaseException) -> str:
+    """One line saying why a sweep did not start (a UserError is already one line for a person)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped before it started"
+    text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def record_failed_start(sweeps: SweepStore, sweep_id: str, error: BaseException, name: str = "", owner: str | None = None) -> None:
+    """The sweep's record says it failed to start, and why, in one line (written from scratch
+    when the driver failed before its first record, e.g. on its command line)."""
+    status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+    try:
+        values = sweeps.raw(sweep_id)
+    except (FileProblem, OSError, ValueError):
+        values = {"id": sweep_id, "name": name or sweep_id, "owner": owner or LOCAL_OWNER, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "space": [], "trial_runs": []}
+    if not isinstance(values, dict):
+        values = {"id": sweep_id, "space": []}
+    sweeps.root.mkdir(parents=True, exist_ok=True)
+    sweeps.write(sweep_id, {**values, "status": status, "message": start_failure(error), "seconds": None})
 
 
 def _start_ray(address: str | None) -> float:

@@ -25,6 +25,7 @@ from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import ACTIVE, ENDED, RunStore
 from tests.conftest import APP, ROOT
 from tests.test_checkpoint import craft, small_state
+from tests.test_sweep import picker
 
 FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
 SHAPES = {"list": [], "object": {}, "null": None, "text": "x", "number": 1, "status-list": {"status": ["finished"]}}
@@ -357,7 +358,7 @@ def test_the_sweep_page_opens_each_damaged_sweep(tmp_path, monkeypatch):
         at.switch_page("app_pages/sweep.py").run()  # (the store's reads never block: the test above)
         assert not at.exception, at.exception
         for sweep_id in damaged:
-            at.selectbox(key="sweep_picker").set_value(sweep_id).run()
+            picker(at).set_value(sweep_id).run()
             assert not at.exception, (sweep_id, at.exception)
             warned = " ".join(re.sub(r"\\(.)", r"\1", w.value) for w in at.warning)
             assert sweep_id in warned, (sweep_id, warned)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -32,6 +33,13 @@ def run_sweep_cli(args: list[str], env: dict, timeout: float = 240) -> subproces
     """`python -m fmnist_core sweep ...` as a user runs it, from the checkout."""
     return subprocess.run([sys.executable, "-m", "fmnist_core", "sweep", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def picker(at):
+    """The Sweep page's picker (a new widget, with a new key, whenever a sweep's label changes)."""
+    boxes = [box for box in at.selectbox if box.label == "Sweep"]
+    assert boxes, "the page lists no sweep"
+    return boxes[0]
 
 
 def ray_processes(session_dir: str | None) -> list[str]:
@@ -89,6 +97,29 @@ def test_bad_input_is_refused_in_one_line_before_anything_starts(args, words, tm
     assert "ray" not in sys.modules or not __import__("ray").is_initialized()
 
 
+@pytest.mark.parametrize("args, reason", [
+    # a spec the page's form accepts (its server's limits) that this machine's memory refuses in the driver
+    (["--model", "vgg11", "--width", "256", "--grid", "batch_size=256,8192"], "a trial with batch_size=8192: this run needs ~76.6 GB of memory"),
+    (["--grid", "lr=0.01,20"], "--grid lr: 20 is out of range"),  # refused while the driver reads its command line
+])
+def test_a_sweep_the_page_launched_that_fails_to_start_stays_listed_as_failed(args, reason, bounded_memory, tmp_path, monkeypatch, capsys):
+    """The page picks the sweep's id (--id) and lists it at once; a driver that refuses to
+    start must leave it listed as failed with its one-line reason (issue 23: it vanished)."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(runs))
+    monkeypatch.setenv("FMNIST_SWEEP_OWNER", "anon:ann")
+    sweep_id = "sweep-20260101-000000-fail"
+    assert main(["sweep", *args, f"--id={sweep_id}", "--name=too big"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert reason in err and len(err.splitlines()) == 1, err
+    sweeps = SweepStore(RunStore(runs))
+    assert sweeps.ids() == [sweep_id]
+    record = sweeps.read(sweep_id)
+    assert (record.status, record.message, record.name, record.owner, record.problems) == (
+        "failed", err.removeprefix("error: "), "too big", "anon:ann", [])
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
 # ---- a real sweep on a local Ray started by the driver ---------------------------------------------
 
 def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
@@ -122,6 +153,37 @@ def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
     assert sorted(record.trial_runs) == sorted(t.id for t in trials) and record.varied == ["lr"]
     assert record.space[0]["values"] == [0.01, 0.05, 0.1, 10.0]
     assert wait_gone(sweeps.raw(summary["sweep"])["ray_session"]) == []
+
+
+def test_a_sweep_read_while_it_runs_never_shows_a_trial_as_interrupted(tiny_dir, tmp_path):
+    """Issue 23, on a real local Ray: the store is read every few milliseconds while a sweep
+    launched as the page does (--id) starts and runs. Its record goes starting -> running ->
+    finished; its trials read starting while their workers load the data and build the
+    model, then running, then finished: never interrupted (they read "interrupted 0/1")."""
+    runs, sweep_id = tmp_path / "runs", "sweep-20260101-000000-look"
+    store = RunStore(runs)
+    sweeps = SweepStore(store)
+    driver = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", *TINY, "--model", "cnn_a", "--grid", "lr=0.01,0.05",
+                               "--max-concurrent", "2", f"--id={sweep_id}"], cwd=ROOT,
+                              # a small object store (Ray's default maps 30% of the memory): runs under `prlimit --as`
+                              env=sweep_env(tiny_dir, runs, RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="0.04", MALLOC_ARENA_MAX="2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_seen, trials_seen = [], {}
+    deadline = time.time() + 240
+    while driver.poll() is None and time.time() < deadline:
+        if sweeps.path(sweep_id).exists() and (status := sweeps.read(sweep_id).status) not in sweep_seen[-1:]:
+            sweep_seen.append(status)
+        for run in store.list():
+            if run.status not in trials_seen.setdefault(run.id, [])[-1:]:
+                trials_seen[run.id].append(run.status)
+        time.sleep(0.02)
+    output = driver.communicate(timeout=max(1, deadline - time.time()))[0]
+    assert driver.returncode == 0, output[-3000:]
+    sweep_seen.append(sweeps.read(sweep_id).status)
+    assert len(trials_seen) == 2 and all("interrupted" not in seen for seen in trials_seen.values()), trials_seen
+    assert [s for i, s in enumerate(sweep_seen) if s not in sweep_seen[:i]] == ["starting", "running", "finished"], sweep_seen
+    assert all(store.read(run_id).status == "finished" for run_id in trials_seen), trials_seen
+    assert any(seen[0] == "starting" for seen in trials_seen.values()), trials_seen  # caught in the act at least once
 
 
 def test_asha_stops_the_clearly_bad_trial_and_keeps_its_epoch(tiny_dir, tmp_path):
@@ -288,7 +350,7 @@ def test_sweep_page_refuses_what_the_cli_refuses(app, tmp_path):  # noqa: F811
 def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):  # noqa: F811
     sweep_id, ids = fake_finished_sweep(tmp_path / "runs")
     at = app("sweep")
-    assert at.selectbox(key="sweep_picker").value == sweep_id
+    assert picker(at).value == sweep_id
     table = next(f.value for f in at.dataframe if "best_test_accuracy" in f.value.columns)
     assert table["run"].tolist() == ids and table["status"].tolist() == ["finished"] * 3
     assert table["lr"].tolist() == [0.01, 0.05, 0.1] and table["epoch"].tolist() == ["1/1"] * 3
@@ -297,6 +359,113 @@ def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):  # no
     assert links["Train this config"] == "train?lr=0.05&epochs=1&optimizer=adam&model=cnn_a" or (
         "lr=0.05" in links["Train this config"] and "model=cnn_a" in links["Train this config"] and "optimizer=adam" in links["Train this config"])
     assert links["Compare these"] == f"compare?runs={ids[1]}%2C{ids[2]}%2C{ids[0]}"  # best first
+    assert not at.exception
+
+
+def live_sweep_record(runs: Path, sweep_id: str, status: str, name: str = "", trial_runs=()) -> None:
+    """A sweep record as its driver writes it; this test process stands in for the live driver."""
+    from fmnist_core.checkpoint import atomic_write_json
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.run_store import process_start_time
+    from fmnist_core.sweep_store import this_host
+
+    atomic_write_json(runs / ".sweeps" / f"{sweep_id}.json", {
+        "id": sweep_id, "name": name or sweep_id, "status": status, "created": "2026-01-02T00:00:00",
+        "pid": os.getpid(), "started": process_start_time(os.getpid()), "host": this_host(),
+        "space": [{"name": "lr", "kind": "grid", "values": [0.01, 0.05], "low": None, "high": None}],
+        "base": TrainConfig(model="cnn_a", epochs=1).to_dict(),
+        "options": {"trials": 2, "search": "random", "early_stop": "none", "address": "local"}, "trial_runs": list(trial_runs)})
+
+
+def browser_label(box, before: tuple[str, str] | None) -> tuple[str, str]:
+    """(widget id, label) that a browser shows for a selectbox after this run: a widget new to
+    it shows its default option; one it has shown keeps the label it shows unless the server
+    sends a value (set_value). Streamlit does not refresh a kept widget's label otherwise
+    (streamlit/streamlit#13788)."""
+    proto = box.proto
+    if before is None or before[0] != proto.id:
+        return proto.id, proto.options[proto.default]
+    return (proto.id, proto.raw_value) if proto.set_value else before
+
+
+def test_the_sweep_picker_says_each_sweeps_status_as_it_changes(app, tmp_path):  # noqa: F811
+    """Issue 23: the picker said "starting" for a whole sweep. Its label must follow the
+    record (starting, running, finished) without losing the sweep the visitor chose."""
+    runs = tmp_path / "runs"
+    older, _ = fake_finished_sweep(runs)
+    sweep_id = "sweep-20260102-000000-beef"
+    live_sweep_record(runs, sweep_id, "starting")
+    at = app("sweep")
+    assert picker(at).value == sweep_id  # the newest
+    seen = browser_label(picker(at), None)
+    assert seen[1].split(" · ")[1] == "starting"
+    for status in ("running", "finished"):
+        live_sweep_record(runs, sweep_id, status)
+        at.run()  # what the page's poll does when the status changes
+        seen = browser_label(picker(at), seen)
+        assert seen[1].split(" · ")[1] == status and picker(at).value == sweep_id
+    picker(at).set_value(older).run()  # the visitor looks at the older sweep ...
+    seen = browser_label(picker(at), seen)
+    live_sweep_record(runs, sweep_id, "failed")  # ... while the other one's label changes
+    at.run()
+    assert picker(at).value == older and browser_label(picker(at), seen)[1] == f"page sweep · finished · {older}"
+    assert not at.exception
+
+
+def test_a_long_sweep_name_and_its_trials_run_ids_are_shown_whole(app, tmp_path):  # noqa: F811
+    """Issue 23: names were cut to "sweep-2026…". The picker cuts a long label to its width, so the
+    sweep's name is written out in full under it; the trials' run ids get a wide column."""
+    runs = tmp_path / "runs"
+    _, ids = fake_finished_sweep(runs)
+    sweep_id = "sweep-20260101-000000-abcd"
+    name = "lr on cnn_a for the report's table 3, *the* long evening run [draft 2] with weight decay off"
+    values = json.loads((runs / ".sweeps" / f"{sweep_id}.json").read_text())
+    (runs / ".sweeps" / f"{sweep_id}.json").write_text(json.dumps({**values, "name": name}))
+    at = app("sweep")
+    captions = [re.sub(r"\\(.)", r"\1", c.value) for c in at.caption]  # as the browser shows escaped text
+    assert any(c.startswith(f"{name} · ") and sweep_id in c for c in captions), captions
+    table = next(f for f in at.dataframe if "best_test_accuracy" in f.value.columns)
+    assert json.loads(table.proto.columns)["run"]["width"] == "large"
+    assert table.value["run"].tolist() == ids
+    assert not at.exception
+
+
+def test_trial_figures_are_rounded_and_missing_ones_show_a_dash(app, tmp_path):  # noqa: F811
+    """Issue 23: best accuracy and seconds read "None" before a trial's first epoch. A missing
+    figure shows as "–"; accuracy has two decimals, seconds are whole."""
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.run_store import result_from
+    from fmnist_core.sweep import create_trial_run
+
+    runs = tmp_path / "runs"
+    store, sweep_id = RunStore(runs), "sweep-20260102-000000-beef"
+    done = store.create(TrainConfig(model="cnn_a", lr=0.01, epochs=1), run_id=f"{sweep_id}-t01", sweep=sweep_id).name
+    history = [{"epoch": 1, "train_loss": 1.0, "train_loss_sum": 3.0, "train_accuracy": 80.0, "test_loss": 0.9,
+                "test_accuracy": 84.5678, "seconds": 12.6, "images_per_s": 300.0, "lr": 0.01, "elapsed_s": 12.6}]
+    (runs / done / "history.jsonl").write_text(json.dumps(history[0]) + "\n")
+    store.write_result(done, result_from("finished", "", history, 12.6, 2174))
+    waiting = create_trial_run(store, TrainConfig(model="cnn_a", lr=0.05, epochs=1), {"sweep": sweep_id, "owner": "local"}, "1839e_00001")
+    live_sweep_record(runs, sweep_id, "running", trial_runs=[done, waiting])
+    at = app("sweep")
+    table = next(f for f in at.dataframe if "best_test_accuracy" in f.value.columns)
+    assert table.proto.placeholder == "–"  # what a missing figure shows (Streamlit's own: "None")
+    rows = table.value.set_index("run")
+    assert (rows.loc[done, "best_test_accuracy"], rows.loc[done, "seconds"]) == (84.57, 13.0)
+    assert (rows.loc[waiting, "status"], rows.loc[waiting, "epoch"]) == ("starting", "0/1")
+    assert rows.loc[waiting, ["best_test_accuracy", "seconds"]].isna().all()
+    assert not at.exception
+
+
+def test_the_page_lists_a_sweep_that_failed_to_start_with_its_reason(app, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """Issue 23: a sweep whose driver refused to start vanished from the list. The driver the
+    page launched records why; the page lists it as failed and says why."""
+    sweep_id = "sweep-20260101-000000-fail"
+    assert main(["sweep", "--grid", "lr=0.01,20", f"--id={sweep_id}"]) == 2
+    reason = capsys.readouterr().err.strip().removeprefix("error: ")
+    at = app("sweep")
+    assert picker(at).value == sweep_id and picker(at).proto.options[0].startswith(f"{sweep_id} · failed")
+    assert [re.sub(r"\\(.)", r"\1", e.value) for e in at.error] == [reason]
+    assert not any("Delete" in b.label for b in at.button if b.disabled)  # it can be deleted
     assert not at.exception
 
 

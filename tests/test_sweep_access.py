@@ -253,6 +253,38 @@ def test_a_reused_pid_does_not_keep_a_dead_sweep_running(tmp_path):
     assert sweeps.read(sweep_id).status == "interrupted"
 
 
+def test_a_trial_created_but_not_started_reads_starting_not_interrupted(tmp_path):
+    """A sweep's trial, at each moment in its Ray worker, written as the worker writes it:
+    its folder is created, then the worker loads the data and builds the model (seconds on
+    a busy machine), then it trains. Until the first batch it must read "starting" (issue 23:
+    it read "interrupted 0/1" while Ray's workers were starting); only its worker's death
+    makes it interrupted."""
+    store = RunStore(tmp_path / "runs")
+    run_id = "sweep-20260101-000000-aaaa-t01"
+    folder = store.create(tiny(), run_id=run_id, owner=ANN, sweep="sweep-20260101-000000-aaaa")
+    worker = os.getppid()  # a live process other than this one stands in for the Ray worker
+    claim = {"pid": worker, "started": process_start_time(worker)}
+    atomic_write_json(folder / "owner.json", {**claim, "starting": True})  # created, preparing
+    assert store.read(run_id).status == "starting"
+    sweeps = SweepStore(store)
+    sweeps.write("sweep-20260101-000000-aaaa", {"status": "finished", "space": [], "trial_runs": [run_id]})
+    with pytest.raises(UserError, match="still training"):  # a starting trial is not deleted under its worker
+        sweeps.trash("sweep-20260101-000000-aaaa")
+    atomic_write_json(folder / "owner.json", {**claim, "starting": True, "started": claim["started"] - 1000})  # its worker died
+    assert store.read(run_id).status == "interrupted"
+    atomic_write_json(folder / "owner.json", claim)  # the first batch: RunWriter.on_run_start
+    assert store.read(run_id).status == "running"
+    store.write_result(run_id, result_from("finished", "", [], 1.0, None))
+    assert store.read(run_id).status == "finished"
+    # What the trial's worker does when Tune starts it: the folder is claimed from the moment it is listed.
+    from fmnist_core.sweep import create_trial_run
+
+    context = {"sweep": "sweep-20260101-000000-bbbb", "owner": ANN}
+    made = create_trial_run(store, tiny(), context, "1839e_00000")
+    trial = store.read(made)
+    assert (made, trial.status, trial.sweep, trial.owner) == ("sweep-20260101-000000-bbbb-t01", "starting", "sweep-20260101-000000-bbbb", ANN)
+
+
 def test_a_sweep_whose_only_trial_failed_reads_failed(tmp_path):
     runs = tmp_path / "runs"
     sweep_id = running_sweep(runs, "sweep-20260101-000000-aaaa", ANN)

@@ -202,18 +202,37 @@ def sweep_launcher() -> SweepLauncher:
     return SweepLauncher(RunStore(), studio_policy())
 
 
+def _rounded(value, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
-    """One row per trial: its varied values, status, epochs, best test accuracy, seconds."""
+    """One row per trial: its varied values, status, epochs, best test accuracy (%, two
+    decimals), seconds (whole); the figures are numbers (NaN before a trial's first epoch),
+    so the table sorts them as numbers and shows a missing one as TRIAL_TABLE's placeholder."""
     rows = []
     for run in trials:
         last = run.history[-1] if run.history else {}
         rows.append({
             "run": run.id, **{name: run.config.get(name) for name in varied}, "status": run.status,
-            "epoch": f"{len(run.history)}/{run.config.get('epochs')}", "best_test_accuracy": best_test_accuracy(run.history),
-            "seconds": last.get("elapsed_s"), "message": (run.result or {}).get("message", ""),
+            "epoch": f"{len(run.history)}/{run.config.get('epochs')}", "best_test_accuracy": _rounded(best_test_accuracy(run.history), 2),
+            "seconds": _rounded(last.get("elapsed_s"), 0), "message": (run.result or {}).get("message", ""),
         })
     columns = ["run", *varied, "status", "epoch", "best_test_accuracy", "seconds", "message"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"best_test_accuracy": "float64", "seconds": "float64"})
+
+
+# How st.dataframe shows trial_rows: a figure not there yet is "–" (Streamlit writes "None"
+# otherwise), and a trial's run id whole (it names the run on Train and Compare).
+TRIAL_TABLE = {
+    "placeholder": "–",
+    "column_config": {
+        "run": st.column_config.TextColumn("run", width="large", help="The trial's run: it is on Train and Compare too."),
+        "best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
+    },
+}
 
 
 def hyperparameter_chart(frame: pd.DataFrame, varied: list[str], log_scaled: set[str]) -> alt.HConcatChart | None:
