@@ -527,8 +527,8 @@ def test_shared_mode_another_visitors_public_set_cannot_be_deleted(app_store, tm
 
 def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tmp_path, test_photos):
     """Issue 20: fine-tuning on one's own photos was command-line only (`train --from --photos`)."""
-    from fmnist_core.run_store import RunStore
     from fmnist_core.paths import pretrained_dir
+    from fmnist_core.run_store import RunStore
 
     photoset = app_store.add_folder("items", make_folder(tmp_path / "src", test_photos))
     at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
