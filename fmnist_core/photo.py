@@ -257,15 +257,11 @@ def _skew(mask: np.ndarray) -> float:
     """Degrees to turn the item by so that its smallest enclosing rectangle stands upright, when
     that is at most MAX_DESKEW either way (a garment laid a little crooked, a phone held at an
     angle); 0 otherwise, since Fashion-MNIST's items are upright."""
-    import os
-    if os.environ.get("FMNIST_DESKEW", "1") == "0":
-        return 0.0
     points = cv2.findNonZero(mask.astype(np.uint8))
     if points is None or len(points) < 3:
         return 0.0
     (_, _), (width, height), angle = cv2.minAreaRect(points)
-    if angle > 45:  # OpenCV gives [0, 90): the same rectangle turned the other way
-        angle -= 90
+    angle = (angle + 45) % 90 - 45  # the rectangle's tilt from upright, in [-45, 45), whatever range OpenCV uses
     return float(angle) if MIN_DESKEW <= abs(angle) <= MAX_DESKEW else 0.0
 
 
