@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -96,10 +100,10 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     assert at.selectbox(key="mistake_true").value in at.selectbox(key="mistake_true").options
     assert any("test images of" in c.value for c in at.caption)
     # Table 1 picks up the run named after the report's recipe
-    table1 = frame_with(at, "Test acc (report)")
-    assert table1["Test acc (report)"].iloc[-1] == 90.34 and table1["Test acc (ours)"].iloc[-1] > 0
+    table1 = frame_with(at, "report_test_accuracy")
+    assert table1["report_test_accuracy"].iloc[-1] == 90.34 and table1["test_accuracy"].iloc[-1] > 0
     # CSV downloads are offered
-    assert len(at.get("download_button")) == 3  # the table, the selected runs' histories, the model card
+    assert len(at.get("download_button")) == 4  # the table, the selected runs' histories, the model card, Table 1
 
 
 def test_compare_page_survives_damaged_runs(store_with_two_runs):
@@ -142,10 +146,10 @@ def test_compare_is_full_on_a_fresh_clone(fresh_clone):
     assert any("Per-class accuracy (overall 93.81%)" in chart.proto.spec for chart in at.get("vega_lite_chart"))
     assert any("test images of **Shirt** predicted as" in c.value for c in at.caption)
     # Table 1: our columns come from results/table1.csv
-    table1 = frame_with(at, "Test acc (report)").set_index("Model")
-    assert table1.loc["CNN C", "Test acc (ours)"] == pytest.approx(90.63, abs=0.01)
-    assert table1.loc["MLP Custom", "Loss (ours)"] == pytest.approx(349.65, abs=0.01)
-    assert table1["Test acc (ours)"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
+    table1 = frame_with(at, "report_test_accuracy").set_index("model")
+    assert table1.loc["CNN C", "test_accuracy"] == pytest.approx(90.63, abs=0.01)
+    assert table1.loc["MLP Custom", "loss"] == pytest.approx(349.65, abs=0.01)
+    assert table1["test_accuracy"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
 
 
 def test_a_figures_only_row_opens_with_how_to_retrain_it(fresh_clone):
@@ -190,3 +194,38 @@ def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
     at.selectbox(key="focus_run").set_value(f"run:{run_id}").run()
     assert not at.exception
     assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)
+
+
+def as_displayed(element) -> dict[str, list[str]]:
+    """What each column of an st.dataframe says, row by row, as the grid draws it: under the
+    column's label, each value through the column's printf format (none: the value as text),
+    the table's placeholder for a missing value (none set: the grid's own, "None")."""
+    config = json.loads(element.proto.columns) if element.proto.columns else {}
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    frame = element.value
+    shown = {}
+    for name in list(element.proto.column_order) or list(frame.columns):
+        column = config.get(name, {})
+        number_format = column.get("type_config", {}).get("format")
+        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
+                                            if number_format and number_format.startswith("%") else str(value)
+                                            for value in frame[name]]
+    return shown
+
+
+def test_table1_shows_blanks_and_rounds_to_what_each_column_means(fresh_clone):
+    """Issue 23: Table 1 showed "None", 91.435 and 1484.1201."""
+    table1 = as_displayed(open_compare().dataframe[-1])  # Table 1 ends the page
+    cells = [cell for column in table1.values() for cell in column]
+    assert "None" not in cells and "nan" not in cells and "<NA>" not in cells
+    rows = dict(zip(table1["Model"], range(len(table1["Model"]))))
+    assert "CNN B (as published: double softmax)" in rows  # the full name, as published
+    mlp4, mlp4_patching = [i for i, model in enumerate(table1["Model"]) if model == "MLP4"]  # without, with patching
+    assert table1["Loss (ours)"][mlp4_patching] == "1484.12"  # the report prints its sums with two decimals
+    assert table1["Train (report)"][rows["MLP Custom"]] in ("91.43", "91.44")  # 91.435: two decimals for %
+    assert table1["Test (ours)"][rows["CNN C"]] == "90.63"
+    assert table1["Time (s)"][rows["CNN C"]] == "259"  # whole seconds (258.66)
+    assert table1["Train (ours)"][mlp4] == "–"  # diverged: no figure, a dash
+    for label, column in table1.items():
+        if "(report)" in label or "(ours)" in label:
+            assert all(re.fullmatch(r"\d+\.\d\d|–", cell) for cell in column), (label, column)

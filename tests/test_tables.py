@@ -6,8 +6,9 @@ import csv
 import io
 
 from fmnist_core.run_store import RunStore
+from fmnist_core.table1 import TABLE1
 from tests.test_runs import stored_run
-from ui.tables import RUN_COLUMNS, csv_text, runs_frame
+from ui.tables import KINDS, RUN_COLUMNS, TABLE1_SHOWN, TABLE1_VIEW, csv_text, runs_frame
 
 
 def test_csv_has_numeric_epoch_columns_integer_params_and_blanks(tmp_path):
@@ -39,3 +40,15 @@ def test_every_column_has_a_human_label_wide_enough_for_itself():
     for name, column in RUN_COLUMNS.items():
         assert "_" not in column.label and column.label[0].isupper(), name
         assert column.width >= 6 * len(column.label) + 16, f"{column.label}: {column.width}px cuts its own header"
+
+
+def test_every_table_column_declares_a_kind_and_table1_fits_940_px():
+    """Issue 23: one format per kind of column; Table 1 fits the 940 px of content a 1400 px
+    window leaves beside the page list, its Model column as wide as its longest name."""
+    for name, column in {**RUN_COLUMNS, **TABLE1_VIEW}.items():
+        assert column.kind in KINDS, name
+    assert KINDS["percent"][1] == "%.2f" and KINDS["seconds"][1] == "%.0f"
+    for column in TABLE1_VIEW.values():
+        assert column.width >= 6 * len(column.label) + 16, f"{column.label}: {column.width}px cuts its own header"
+    assert sum(TABLE1_VIEW[name].width for name in TABLE1_SHOWN) <= 936
+    assert TABLE1_VIEW["model"].width >= 6 * max(len(row.label) for row in TABLE1) + 16
