@@ -41,10 +41,34 @@ def test_config_differences_sentence():
     a, b = TrainConfig().to_dict(), TrainConfig(lr=0.1).to_dict()
     diffs = config_differences({"a": a, "b": b})
     assert list(diffs) == ["lr"]
-    assert describe_differences(diffs) == "only lr differs: 0.01 vs 0.1"
+    assert describe_differences(diffs) == "only learning rate differs: 0.01 (a) vs 0.1 (b)"
     c = TrainConfig(lr=0.1, batch_size=64).to_dict()
-    assert describe_differences(config_differences({"a": a, "c": c})).startswith("2 settings differ: batch_size: 32 vs 64; lr: 0.01 vs 0.1")
-    assert describe_differences({}) == "the configs are identical"
+    assert describe_differences(config_differences({"a": a, "c": c})) == (
+        "2 settings differ: learning rate: 0.01 (a) vs 0.1 (c); batch size: 32 images (a) vs 64 images (c)")
+    assert describe_differences({}) == "the configs are the same in effect"
+
+
+def test_config_differences_list_only_settings_that_differ_in_effect_in_words():
+    """Issue 23: the default comparison listed settings the runs do not use, and missing
+    settings as None ("None vs True vs None")."""
+    def same(a: dict, b: dict) -> bool:
+        return config_differences({"a": a, "b": b}) == {}
+
+    base = TrainConfig(model="cnn_a").to_dict()  # cnn_a has no dropout and no width
+    assert same(base, {**base, "dropout": 0.5, "width": 64})
+    assert same({**base, "optimizer": "adam", "momentum": 0.9}, {**base, "optimizer": "adam", "momentum": 0.0})
+    assert same({**base, "momentum": 0.0, "nesterov": True}, {**base, "momentum": 0.0})  # Nesterov needs momentum
+    assert same({**base, "threads": 3, "device": "cpu", "name": "x"}, base)  # where and how fast, not what
+    mlp4 = TrainConfig(model="mlp4").to_dict()
+    assert same(mlp4, {**mlp4, "dropout": 0.2})  # None is the model's own 0.2
+    old = {k: v for k, v in base.items() if k not in ("tta", "precision", "channels_last")}  # saved before they existed
+    assert same(old, base)
+    # what does differ, in words, the runs named
+    assert describe_differences(config_differences({"a": old, "b": {**base, "tta": True}, "c": base})) == \
+        "only flip TTA differs: off (a, c) vs on (b)"
+    assert describe_differences(config_differences({"sgd": base, "adam": {**base, "optimizer": "adam"}})) == \
+        "only optimizer differs: sgd (sgd) vs adam (adam)"  # momentum 0.9 is sgd's alone: not a difference
+    assert describe_differences(config_differences({"a": {**base, "patch": 14}, "b": base})) == "only patching differs: 14 px (a) vs off (b)"
 
 
 def test_table1_rows_put_ours_beside_the_report():
@@ -91,7 +115,8 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     assert sorted(runs["name"]) == ["faster", "report_cnn_c"]
     at.multiselect(key="compare_runs").set_value([f"run:{rid}" for rid in store_with_two_runs.store.ids()]).run()
     shown = [i.value.replace("\\", "") for i in at.info]  # the line is Markdown-escaped (issue 21): compare what a reader sees
-    assert any("only lr differs: 0.1 vs 0.01" in v or "only lr differs: 0.01 vs 0.1" in v for v in shown), shown
+    assert any("only learning rate differs: 0.01 (report_cnn_c) vs 0.1 (faster)" in v
+               or "only learning rate differs: 0.1 (faster) vs 0.01 (report_cnn_c)" in v for v in shown), shown
     # filter
     at.text_input(key="filter_text").set_value("fast").run()
     assert frame_with(at, "images_per_s")["name"].tolist() == ["faster"]

@@ -31,7 +31,7 @@ def test_overlay_chart_and_table(page, server_with_two_runs):
     # Filtering the table to the two runs overlays just them, and says what differs.
     page.get_by_label("Name contains").fill("lr")
     page.get_by_label("Name contains").press("Enter")
-    page.get_by_text("only lr differs").wait_for()
+    page.get_by_text("only learning rate differs").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
 
 
