@@ -16,7 +16,7 @@ from fmnist_core.words import counted
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
-from ui.photoset_panel import photoset_columns
+from ui.photoset_panel import photoset_column, photoset_columns
 from ui.state import dataset, run_analysis, run_manager
 from ui.tables import TABLE1_SHOWN, TABLE1_VIEW, csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table, show_table, table1_csv, table1_frame
 from ui.text import literal, plain
@@ -62,7 +62,8 @@ if statuses:
 if text:
     shown = shown[shown["name"].str.contains(text, case=False, regex=False)]
 shown, photoset_accuracy = photoset_columns(shown, {e.key: e.weights for e in entries})
-runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview")  # the other columns: the table's column menu and the CSV
+# the other columns: the table's column menu and the CSV
+runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview", extra={c: photoset_column(c) for c in photoset_accuracy})
 st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
 
 # ---- selected entries overlaid ---------------------------------------------------------------

@@ -166,6 +166,7 @@ def show_table(frame: pd.DataFrame, columns: dict[str, Column], key: str, visibl
                  column_config=column_config(columns, visible))
 
 
-def runs_table(frame: pd.DataFrame, visible: list[str], key: str) -> None:
-    """The runs as an interactive table: `visible` columns in that order, the rest behind the column menu."""
-    show_table(frame, RUN_COLUMNS, key, visible)
+def runs_table(frame: pd.DataFrame, visible: list[str], key: str, extra: dict[str, Column] | None = None) -> None:
+    """The runs as an interactive table: `visible` columns in that order, the rest behind the
+    column menu; `extra` declares columns a page adds to RunRecord.summary's."""
+    show_table(frame, {**RUN_COLUMNS, **(extra or {})}, key, visible)
