@@ -184,15 +184,22 @@ def setting_name(name: str) -> str:
 
 
 def describe_differences(diffs: dict[str, dict[str, object]]) -> str:
-    """A sentence: 'only learning rate differs: 0.01 (a) vs 0.1 (b)', or '2 settings differ:
-    model: ...; learning rate: ...'; runs with the same value are named together."""
+    """A sentence: 'only learning rate differs: 0.01 (a) vs 0.1 (b)' (runs with the same value
+    named together), or '2 settings differ (a vs b): learning rate: 0.01 vs 0.1; batch size:
+    32 images vs 64 images' where every setting has a value per run, in the same runs' order
+    (the runs are then named once)."""
     if not diffs:
         return "the configs are the same in effect"
+    words = {name: {run: in_words(name, value) for run, value in values.items()} for name, values in diffs.items()}
+    runs = list(next(iter(words.values())))
+    if len(diffs) > 1 and all(list(said) == runs and len(set(said.values())) == len(runs) for said in words.values()):
+        return (f"{len(diffs)} settings differ ({' vs '.join(runs)}): "
+                + "; ".join(f"{setting_name(name)}: {' vs '.join(said.values())}" for name, said in words.items()))
     parts = []
-    for name, values in diffs.items():
+    for said in words.values():
         runs_by_value: dict[str, list[str]] = {}
-        for run, value in values.items():
-            runs_by_value.setdefault(in_words(name, value), []).append(run)
+        for run, value in said.items():
+            runs_by_value.setdefault(value, []).append(run)
         parts.append(" vs ".join(f"{value} ({', '.join(runs)})" for value, runs in runs_by_value.items()))
     if len(diffs) == 1:
         return f"only {setting_name(next(iter(diffs)))} differs: {parts[0]}"

@@ -44,7 +44,9 @@ def test_config_differences_sentence():
     assert describe_differences(diffs) == "only learning rate differs: 0.01 (a) vs 0.1 (b)"
     c = TrainConfig(lr=0.1, batch_size=64).to_dict()
     assert describe_differences(config_differences({"a": a, "c": c})) == (
-        "2 settings differ: learning rate: 0.01 (a) vs 0.1 (c); batch size: 32 images (a) vs 64 images (c)")
+        "2 settings differ (a vs c): learning rate: 0.01 vs 0.1; batch size: 32 images vs 64 images")  # runs named once
+    three = config_differences({"a": a, "b": b, "c": c})
+    assert describe_differences(three) == "2 settings differ: learning rate: 0.01 (a) vs 0.1 (b, c); batch size: 32 images (a, b) vs 64 images (c)"
     assert describe_differences({}) == "the configs are the same in effect"
 
 
