@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -17,7 +15,7 @@ from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import read_table1_csv
-from tests.conftest import APP, ROOT, frame_with, run_app
+from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
 
 
 def test_confusion_matrix_by_hand():
@@ -221,23 +219,6 @@ def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
     at.selectbox(key="focus_run").set_value(f"run:{run_id}").run()
     assert not at.exception
     assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)
-
-
-def as_displayed(element) -> dict[str, list[str]]:
-    """What each column of an st.dataframe says, row by row, as the grid draws it: under the
-    column's label, each value through the column's printf format (none: the value as text),
-    the table's placeholder for a missing value (none set: the grid's own, "None")."""
-    config = json.loads(element.proto.columns) if element.proto.columns else {}
-    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
-    frame = element.value
-    shown = {}
-    for name in list(element.proto.column_order) or list(frame.columns):
-        column = config.get(name, {})
-        number_format = column.get("type_config", {}).get("format")
-        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
-                                            if number_format and number_format.startswith("%") else str(value)
-                                            for value in frame[name]]
-    return shown
 
 
 def test_table1_shows_blanks_and_rounds_to_what_each_column_means(fresh_clone):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 
+from streamlit.testing.v1 import AppTest
+
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import TABLE1
+from tests.conftest import as_displayed
 from tests.test_runs import stored_run
 from ui.tables import KINDS, RUN_COLUMNS, TABLE1_SHOWN, TABLE1_VIEW, csv_text, runs_frame
 
@@ -52,3 +55,26 @@ def test_every_table_column_declares_a_kind_and_table1_fits_940_px():
         assert column.width >= 6 * len(column.label) + 16, f"{column.label}: {column.width}px cuts its own header"
     assert sum(TABLE1_VIEW[name].width for name in TABLE1_SHOWN) <= 936
     assert TABLE1_VIEW["model"].width >= 6 * max(len(row.label) for row in TABLE1) + 16
+
+
+def test_the_sweep_trials_table_rounds_and_blanks_like_every_table(tmp_path):
+    """Issue 23: the trials table had its own formats and showed "None" for a trial with no
+    epoch yet; it now declares kinds like every other table."""
+    store = RunStore(tmp_path / "runs")
+    stored_run(store, "two epochs", epochs_done=2, epochs=2)
+    stored_run(store, "not started", epochs_done=0, status="cancelled")
+
+    def page(root):
+        from fmnist_core.run_store import RunStore
+        from ui.sweeps import trial_columns, trial_rows
+        from ui.tables import show_table
+
+        show_table(trial_rows(RunStore(root).list(), ["lr", "batch_size"]), trial_columns(["lr", "batch_size"]), key="trials")
+
+    at = AppTest.from_function(page, args=(tmp_path / "runs",)).run()
+    assert not at.exception
+    shown = as_displayed(at.dataframe[0])
+    rows = {status: i for i, status in enumerate(shown["Status"])}
+    assert shown["Best test accuracy (%)"][rows["finished"]] == "81.00" and shown["Time (s)"][rows["finished"]] == "6"
+    assert shown["Best test accuracy (%)"][rows["cancelled"]] == "–" and shown["Time (s)"][rows["cancelled"]] == "–"
+    assert shown["Learning rate"] == ["0.01", "0.01"] and shown["Batch size"] == ["32", "32"]

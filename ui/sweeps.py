@@ -31,6 +31,7 @@ from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
 from fmnist_core.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
 from fmnist_core.sweep_store import SWEEP_ACTIVE, SweepStore
+from ui.tables import Column
 from ui.visitor import studio_policy
 
 HOW = {
@@ -214,6 +215,18 @@ def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
         })
     columns = ["run", *varied, "status", "epoch", "best_test_accuracy", "seconds", "message"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def trial_columns(varied: list[str]) -> dict[str, Column]:
+    """The trials table's columns: each varied setting under its label (numbers as typed),
+    then how far the trial got and its figures, each kind as in every other table."""
+    kinds = {"float": "exact", "int": "exact", "bool": "bool"}
+    return {"run": Column("Run id", width=220),
+            **{name: Column(SETTINGS[name].label, kinds.get(SETTINGS[name].kind, "text"), max(80, 6 * len(SETTINGS[name].label) + 16))
+               for name in varied},
+            "status": Column("Status", width=80), "epoch": Column("Epoch", width=60, help="Epochs done / planned."),
+            "best_test_accuracy": Column("Best test accuracy (%)", "percent", 160, "The best epoch's."),
+            "seconds": Column("Time (s)", "seconds", 70, "Training time so far."), "message": Column("Message", width=200)}
 
 
 def hyperparameter_chart(frame: pd.DataFrame, varied: list[str], log_scaled: set[str]) -> alt.HConcatChart | None:

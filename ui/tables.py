@@ -27,7 +27,7 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "count": ("Int64", "localized"),  # parameters: 1,234,567
     "percent": ("Float64", "%.2f"),  # accuracies (%): two decimals
     "seconds": ("Float64", "%.0f"),  # durations: whole seconds
-    "rate": ("Float64", "%g"),  # learning rates, as typed (1e-05, 0.15)
+    "exact": ("Float64", "%g"),  # a setting as typed: learning rate 1e-05, 0.15; batch size 64
     "loss_sum": ("Float64", "%.2f"),  # the report's summed training loss, as it publishes it
     "loss": ("Float64", "%.4f"),  # a mean loss per image
     "per_second": ("Float64", "%.0f"),  # throughput: whole images per second
@@ -49,7 +49,7 @@ RUN_COLUMNS: dict[str, Column] = {
     "status": Column("Status", width=80),
     "model": Column("Model", width=85),
     "optimizer": Column("Optimizer", width=80),
-    "lr": Column("Learning rate", "rate", 100),
+    "lr": Column("Learning rate", "exact", 100),
     "batch_size": Column("Batch size", "int", 80),
     "init": Column("Weight init", width=90),
     "patch": Column("Patch (px)", "int", 80, "Tile size when training on tiles; 0 = whole images."),
