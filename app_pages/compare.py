@@ -11,14 +11,14 @@ from fmnist_core.catalog import Comparable, best_first, list_comparable
 from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
-from fmnist_core.table1 import TABLE1, TABLE1_COLUMNS, table1_results, table1_rows
+from fmnist_core.table1 import TABLE1, table1_results, table1_rows
 from fmnist_core.words import counted
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_picture, model_card_download
-from ui.photoset_panel import photoset_columns
+from ui.photoset_panel import photoset_column, photoset_columns
 from ui.state import dataset, run_analysis, run_manager
-from ui.tables import csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table
+from ui.tables import TABLE1_SHOWN, TABLE1_VIEW, csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table, show_table, table1_csv, table1_frame
 from ui.text import literal, plain
 
 # What fits 1400 px without a sideways scroll (tests/e2e: tables fit); the rest: column menu and CSV.
@@ -62,7 +62,8 @@ if statuses:
 if text:
     shown = shown[shown["name"].str.contains(text, case=False, regex=False)]
 shown, photoset_accuracy = photoset_columns(shown, {e.key: e.weights for e in entries})
-runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview")  # the other columns: the table's column menu and the CSV
+# the other columns: the table's column menu and the CSV
+runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview", extra={c: photoset_column(c) for c in photoset_accuracy})
 st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
 
 # ---- selected entries overlaid ---------------------------------------------------------------
@@ -155,8 +156,8 @@ st.subheader("The report's Table 1, reproduced")
 st.caption("\"The report\" is the seed study this Studio grew from: five models on Fashion-MNIST, its Figure 2 and "
            "Table 1. Ours: from runs of this machine named after a report recipe where there are any, else from "
            "`results/table1.csv`, written by `python -m fmnist_core reproduce`.")
-rows = pd.DataFrame(table1_rows(table1_results(records, paths.results_dir() / "table1.csv")))
-st.dataframe(rows[[key for _, key in TABLE1_COLUMNS]].rename(columns={key: title for title, key in TABLE1_COLUMNS}),
-             hide_index=True, width="stretch", key="table1")
+rows = table1_frame(table1_rows(table1_results(records, paths.results_dir() / "table1.csv")))
+show_table(rows, TABLE1_VIEW, "table1", TABLE1_SHOWN)  # epochs and time: the column menu and the CSV
+st.download_button("Download Table 1 (CSV)", table1_csv(rows), "table1.csv", "text/csv", key="download_table1")
 if rows["status"].eq("").all():
     st.caption(f"None of the {len(TABLE1)} rows is reproduced yet: run `python -m fmnist_core reproduce` (or train the report_* presets).")

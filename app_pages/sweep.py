@@ -15,7 +15,8 @@ from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
 from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
 from ui.state import run_manager
-from ui.sweeps import HOW, TRIAL_TABLE, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_rows, ways_to_vary
+from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
+from ui.tables import show_table
 from ui.text import literal, plain
 from ui.visitor import act, current_visitor, studio_policy
 
@@ -172,7 +173,7 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
                + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
     trials = launcher.sweeps.trials(record)
     frame = trial_rows(trials, record.varied)
-    st.dataframe(frame, hide_index=True, width="stretch", key=f"trials-{sweep_id}", **TRIAL_TABLE)
+    show_table(frame, trial_columns(record.varied), key=f"trials-{sweep_id}")
     log_scaled = {d["name"] for d in record.space if d.get("kind") == "loguniform"}
     chart = hyperparameter_chart(frame, record.varied, log_scaled)
     if chart is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems, unused_settings
 from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
@@ -118,7 +118,7 @@ with form_col:
         st.dataframe(table, hide_index=True, width="stretch")
 
     # Why a field is off for this model; its value is then not used by training.
-    disabled = {"dropout": info.default_dropout is None, "width": not info.takes_width, "softmax_output": model_name != "cnn_b"}
+    disabled = {name: name in unused_settings({"model": model_name}) for name in ("dropout", "width", "softmax_output")}
     placeholders = {"dropout": f"model default ({info.default_dropout})" if info.default_dropout is not None else "no dropout",
                     "width": "model default"}
     basic = [f for f in FIELDS if f not in ("model", "name") and f not in ADVANCED]
@@ -133,7 +133,7 @@ with form_col:
     if problems:
         st.caption(":material/block: Nothing can start until the fields marked in red are fixed.")
     else:
-        summary = config_summary(form_values, uses_dropout=not disabled["dropout"], uses_width=not disabled["width"])
+        summary = config_summary(form_values)
         st.caption(f"**Will train:** {plain(summary)}", help="Exactly the settings Start will run; the address bar holds them too, "
                    "so a refresh keeps the form and the link can be shared.")
     if st.button("Start training", type="primary", width="stretch", key="start", disabled=bool(problems),

@@ -9,6 +9,7 @@ they cannot disagree about what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,13 +231,13 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict:
         """Constructor arguments for create_model, given this config."""
-        info = model_info(self.model)
+        unused = unused_settings(self.to_dict())
         kwargs: dict = {}
-        if self.dropout is not None and info.default_dropout is not None:
+        if self.dropout is not None and "dropout" not in unused:
             kwargs["dropout"] = self.dropout
         if self.softmax_output:
             kwargs["softmax_output"] = True
-        if self.width is not None and info.takes_width:
+        if self.width is not None and "width" not in unused:
             kwargs["width"] = self.width
         if self.patch:
             kwargs["image_size"] = self.patch
@@ -274,6 +275,43 @@ class TrainConfig:
 
 SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig) if "setting" in f.metadata}
 DEFAULTS: dict[str, Any] = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items() if name in SETTINGS}
+
+
+def unused_settings(values: dict) -> set[str]:
+    """The settings a config with these values trains without, whatever their value: dropout
+    on a model without dropout, width on a model without a width, momentum with adam or
+    adamw, Nesterov without SGD momentum, the softmax quirk on a model other than cnn_b.
+    The one rule behind model_kwargs, the Train form (it greys these out and leaves them out
+    of its summary) and Compare's config differences. Missing values are the defaults."""
+    v = {**DEFAULTS, **values}
+    unused = set()
+    if v["model"] in list_models():
+        info = model_info(v["model"])
+        if info.default_dropout is None:
+            unused.add("dropout")
+        if not info.takes_width:
+            unused.add("width")
+    if v["model"] != "cnn_b":
+        unused.add("softmax_output")
+    if v["optimizer"] not in ("sgd", "rmsprop"):
+        unused.add("momentum")
+    if v["optimizer"] != "sgd" or not v["momentum"]:
+        unused.add("nesterov")
+    return unused
+
+
+def effective_settings(values: dict) -> dict[str, Any]:
+    """What a config (a saved one, possibly older than some settings) trains with, setting by
+    setting: a missing setting at its default (as from_dict reads it), an empty dropout or
+    width as the model's own default (what its builder takes when model_kwargs passes none),
+    and none of unused_settings."""
+    v = {**DEFAULTS, **{name: value for name, value in values.items() if name in SETTINGS}}
+    unused = unused_settings(v)
+    for name in ("dropout", "width"):
+        if v[name] is None and name not in unused and v["model"] in list_models():
+            parameter = inspect.signature(model_info(v["model"]).builder).parameters.get(name)
+            v[name] = parameter.default if parameter is not None else None
+    return {name: value for name, value in v.items() if name not in unused}
 
 
 

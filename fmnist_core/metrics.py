@@ -15,6 +15,7 @@ from torch import nn
 
 from .catalog import file_hash
 from .checkpoint import atomic_write_bytes, load_checkpoint
+from .config import SETTINGS, effective_settings
 from .data import CLASSES, FashionMNIST, normalize
 from .run_files import FileProblem, read_regular_bytes
 from .scoring import predict_dataset
@@ -142,21 +143,69 @@ def _read_analysis(path: Path, digest: str, n: int) -> tuple[np.ndarray, np.ndar
     return probabilities.float().numpy(), predictions.long().numpy()
 
 
-def config_differences(configs: dict[str, dict], ignore=("name", "extra")) -> dict[str, dict[str, object]]:
-    """{field: {run: value}} for every field whose value is not the same in all runs."""
-    fields = sorted({f for c in configs.values() for f in c} - set(ignore))
+# Where a run starts and what it mixes in: command-line only (not SETTINGS), yet they change what is trained.
+SOURCE_LABELS = {"init_from": ("Starts from", "fresh weights"), "photos": ("Photo set", "none")}
+
+
+def config_differences(configs: dict[str, dict]) -> dict[str, dict[str, object]]:
+    """{setting: {run: value}} for every setting that differs in effect: its effective value
+    (config.effective_settings: missing ones at their defaults, an empty dropout or width as
+    the model's own) is not the same in all the runs that use it. A run that does not use a
+    setting (dropout on a model without dropout, momentum with adam: config.unused_settings)
+    is left out of it. Not compared: what labels a run or only says where and how fast it ran
+    (the settings a sweep cannot vary: name, device, threads)."""
+    effective = {run: effective_settings(config) for run, config in configs.items()}
     diffs = {}
-    for f in fields:
-        values = {run: c.get(f) for run, c in configs.items()}
-        if len({repr(v) for v in values.values()}) > 1:
-            diffs[f] = values
+    for name, declared in SETTINGS.items():
+        values = {run: settings[name] for run, settings in effective.items() if name in settings}
+        if declared.sweepable and len({repr(v) for v in values.values()}) > 1:
+            diffs[name] = values
+    for name in SOURCE_LABELS:
+        values = {run: config.get(name) or "" for run, config in configs.items()}
+        if len(set(map(str, values.values()))) > 1:
+            diffs[name] = values
     return diffs
 
 
+def in_words(name: str, value: object) -> str:
+    """A setting's value as a reader says it: on/off, 0.001 rather than 0.0010, patching off."""
+    if name in SOURCE_LABELS:
+        return str(value) or SOURCE_LABELS[name][1]
+    if value is None:
+        return "the model's default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "patch" and value == 0:
+        return "off"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    unit = SETTINGS[name].unit if name in SETTINGS else ""
+    return f"{text} {unit}" if unit else text
+
+
+def setting_name(name: str) -> str:
+    """A setting's label inside a sentence: "learning rate", "LR schedule"."""
+    label = SOURCE_LABELS[name][0] if name in SOURCE_LABELS else SETTINGS[name].label if name in SETTINGS else name
+    return label if label[:2].isupper() else label[0].lower() + label[1:]
+
+
 def describe_differences(diffs: dict[str, dict[str, object]]) -> str:
-    """A sentence: 'only lr differs: 0.01 vs 0.1' or 'model, lr differ: ...'."""
+    """A sentence: 'only learning rate differs: 0.01 (a) vs 0.1 (b)' (runs with the same value
+    named together), or '2 settings differ (a vs b): learning rate: 0.01 vs 0.1; batch size:
+    32 images vs 64 images' where every setting has a value per run, in the same runs' order
+    (the runs are then named once)."""
     if not diffs:
-        return "the configs are identical"
-    parts = [f"{f}: {' vs '.join(str(v) for v in values.values())}" for f, values in diffs.items()]
-    head = f"only {next(iter(diffs))} differs" if len(diffs) == 1 else f"{len(diffs)} settings differ"
-    return f"{head}: " + "; ".join(parts) if len(diffs) > 1 else f"{head}: {parts[0].split(': ', 1)[1]}"
+        return "the configs are the same in effect"
+    words = {name: {run: in_words(name, value) for run, value in values.items()} for name, values in diffs.items()}
+    runs = list(next(iter(words.values())))
+    if len(diffs) > 1 and all(list(said) == runs and len(set(said.values())) == len(runs) for said in words.values()):
+        return (f"{len(diffs)} settings differ ({' vs '.join(runs)}): "
+                + "; ".join(f"{setting_name(name)}: {' vs '.join(said.values())}" for name, said in words.items()))
+    parts = []
+    for said in words.values():
+        runs_by_value: dict[str, list[str]] = {}
+        for run, value in said.items():
+            runs_by_value.setdefault(value, []).append(run)
+        parts.append(" vs ".join(f"{value} ({', '.join(runs)})" for value, runs in runs_by_value.items()))
+    if len(diffs) == 1:
+        return f"only {setting_name(next(iter(diffs)))} differs: {parts[0]}"
+    return f"{len(diffs)} settings differ: " + "; ".join(f"{setting_name(name)}: {part}" for name, part in zip(diffs, parts))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 import resource
 import struct
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -97,6 +99,23 @@ def frame_with(at, column: str):
         if column in frame.value.columns:
             return frame.value
     return None
+
+
+def as_displayed(element) -> dict[str, list[str]]:
+    """What each column of an st.dataframe says, row by row, as the grid draws it: under the
+    column's label, each value through the column's printf format (none: the value as text),
+    the table's placeholder for a missing value (none set: the grid's own, "None")."""
+    config = json.loads(element.proto.columns) if element.proto.columns else {}
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    frame = element.value
+    shown = {}
+    for name in list(element.proto.column_order) or list(frame.columns):
+        column = config.get(name, {})
+        number_format = column.get("type_config", {}).get("format")
+        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
+                                            if number_format and number_format.startswith("%") else str(value)
+                                            for value in frame[name]]
+    return shown
 
 
 def run_app(at, page: str | None = None):

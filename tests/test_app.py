@@ -327,7 +327,7 @@ def test_runs_table_hides_cancelled_runs_unless_asked_and_uses_human_columns(app
     labels = json.loads(table.columns)
     assert labels["lr"]["label"] == "Learning rate" and labels["batch_size"]["label"] == "Batch size"
     assert labels["best_test_accuracy"]["label"] == "Best test accuracy (%)" and not labels["best_test_accuracy"].get("hidden")
-    assert labels["params"]["hidden"] and table.placeholder == ""  # blanks, not "None"
+    assert labels["params"]["hidden"] and table.placeholder == "–"  # a dash, not "None"
 
 
 def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:

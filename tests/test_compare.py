@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import streamlit as st
@@ -13,7 +15,7 @@ from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import read_table1_csv
-from tests.conftest import APP, ROOT, frame_with, run_app
+from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
 
 
 def test_confusion_matrix_by_hand():
@@ -37,10 +39,36 @@ def test_config_differences_sentence():
     a, b = TrainConfig().to_dict(), TrainConfig(lr=0.1).to_dict()
     diffs = config_differences({"a": a, "b": b})
     assert list(diffs) == ["lr"]
-    assert describe_differences(diffs) == "only lr differs: 0.01 vs 0.1"
+    assert describe_differences(diffs) == "only learning rate differs: 0.01 (a) vs 0.1 (b)"
     c = TrainConfig(lr=0.1, batch_size=64).to_dict()
-    assert describe_differences(config_differences({"a": a, "c": c})).startswith("2 settings differ: batch_size: 32 vs 64; lr: 0.01 vs 0.1")
-    assert describe_differences({}) == "the configs are identical"
+    assert describe_differences(config_differences({"a": a, "c": c})) == (
+        "2 settings differ (a vs c): learning rate: 0.01 vs 0.1; batch size: 32 images vs 64 images")  # runs named once
+    three = config_differences({"a": a, "b": b, "c": c})
+    assert describe_differences(three) == "2 settings differ: learning rate: 0.01 (a) vs 0.1 (b, c); batch size: 32 images (a, b) vs 64 images (c)"
+    assert describe_differences({}) == "the configs are the same in effect"
+
+
+def test_config_differences_list_only_settings_that_differ_in_effect_in_words():
+    """Issue 23: the default comparison listed settings the runs do not use, and missing
+    settings as None ("None vs True vs None")."""
+    def same(a: dict, b: dict) -> bool:
+        return config_differences({"a": a, "b": b}) == {}
+
+    base = TrainConfig(model="cnn_a").to_dict()  # cnn_a has no dropout and no width
+    assert same(base, {**base, "dropout": 0.5, "width": 64})
+    assert same({**base, "optimizer": "adam", "momentum": 0.9}, {**base, "optimizer": "adam", "momentum": 0.0})
+    assert same({**base, "momentum": 0.0, "nesterov": True}, {**base, "momentum": 0.0})  # Nesterov needs momentum
+    assert same({**base, "threads": 3, "device": "cpu", "name": "x"}, base)  # where and how fast, not what
+    mlp4 = TrainConfig(model="mlp4").to_dict()
+    assert same(mlp4, {**mlp4, "dropout": 0.2})  # None is the model's own 0.2
+    old = {k: v for k, v in base.items() if k not in ("tta", "precision", "channels_last")}  # saved before they existed
+    assert same(old, base)
+    # what does differ, in words, the runs named
+    assert describe_differences(config_differences({"a": old, "b": {**base, "tta": True}, "c": base})) == \
+        "only flip TTA differs: off (a, c) vs on (b)"
+    assert describe_differences(config_differences({"sgd": base, "adam": {**base, "optimizer": "adam"}})) == \
+        "only optimizer differs: sgd (sgd) vs adam (adam)"  # momentum 0.9 is sgd's alone: not a difference
+    assert describe_differences(config_differences({"a": {**base, "patch": 14}, "b": base})) == "only patching differs: 14 px (a) vs off (b)"
 
 
 def test_table1_rows_put_ours_beside_the_report():
@@ -87,7 +115,8 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     assert sorted(runs["name"]) == ["faster", "report_cnn_c"]
     at.multiselect(key="compare_runs").set_value([f"run:{rid}" for rid in store_with_two_runs.store.ids()]).run()
     shown = [i.value.replace("\\", "") for i in at.info]  # the line is Markdown-escaped (issue 21): compare what a reader sees
-    assert any("only lr differs: 0.1 vs 0.01" in v or "only lr differs: 0.01 vs 0.1" in v for v in shown), shown
+    assert any("only learning rate differs: 0.01 (report_cnn_c) vs 0.1 (faster)" in v
+               or "only learning rate differs: 0.1 (faster) vs 0.01 (report_cnn_c)" in v for v in shown), shown
     # filter
     at.text_input(key="filter_text").set_value("fast").run()
     assert frame_with(at, "images_per_s")["name"].tolist() == ["faster"]
@@ -96,10 +125,10 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     assert at.selectbox(key="mistake_true").value in at.selectbox(key="mistake_true").options
     assert any("test images of" in c.value for c in at.caption)
     # Table 1 picks up the run named after the report's recipe
-    table1 = frame_with(at, "Test acc (report)")
-    assert table1["Test acc (report)"].iloc[-1] == 90.34 and table1["Test acc (ours)"].iloc[-1] > 0
+    table1 = frame_with(at, "report_test_accuracy")
+    assert table1["report_test_accuracy"].iloc[-1] == 90.34 and table1["test_accuracy"].iloc[-1] > 0
     # CSV downloads are offered
-    assert len(at.get("download_button")) == 3  # the table, the selected runs' histories, the model card
+    assert len(at.get("download_button")) == 4  # the table, the selected runs' histories, the model card, Table 1
 
 
 def test_compare_page_survives_damaged_runs(store_with_two_runs):
@@ -142,10 +171,10 @@ def test_compare_is_full_on_a_fresh_clone(fresh_clone):
     assert any("Per-class accuracy (overall 93.81%)" in chart.proto.spec for chart in at.get("vega_lite_chart"))
     assert any("test images of **Shirt** predicted as" in c.value for c in at.caption)
     # Table 1: our columns come from results/table1.csv
-    table1 = frame_with(at, "Test acc (report)").set_index("Model")
-    assert table1.loc["CNN C", "Test acc (ours)"] == pytest.approx(90.63, abs=0.01)
-    assert table1.loc["MLP Custom", "Loss (ours)"] == pytest.approx(349.65, abs=0.01)
-    assert table1["Test acc (ours)"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
+    table1 = frame_with(at, "report_test_accuracy").set_index("model")
+    assert table1.loc["CNN C", "test_accuracy"] == pytest.approx(90.63, abs=0.01)
+    assert table1.loc["MLP Custom", "loss"] == pytest.approx(349.65, abs=0.01)
+    assert table1["test_accuracy"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
 
 
 def test_a_figures_only_row_opens_with_how_to_retrain_it(fresh_clone):
@@ -190,3 +219,21 @@ def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
     at.selectbox(key="focus_run").set_value(f"run:{run_id}").run()
     assert not at.exception
     assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)
+
+
+def test_table1_shows_blanks_and_rounds_to_what_each_column_means(fresh_clone):
+    """Issue 23: Table 1 showed "None", 91.435 and 1484.1201."""
+    table1 = as_displayed(open_compare().dataframe[-1])  # Table 1 ends the page
+    cells = [cell for column in table1.values() for cell in column]
+    assert "None" not in cells and "nan" not in cells and "<NA>" not in cells
+    rows = dict(zip(table1["Model"], range(len(table1["Model"]))))
+    assert "CNN B (as published: double softmax)" in rows  # the full name, as published
+    mlp4, mlp4_patching = [i for i, model in enumerate(table1["Model"]) if model == "MLP4"]  # without, with patching
+    assert table1["Loss (ours)"][mlp4_patching] == "1484.12"  # the report prints its sums with two decimals
+    assert table1["Train (report)"][rows["MLP Custom"]] in ("91.43", "91.44")  # 91.435: two decimals for %
+    assert table1["Test (ours)"][rows["CNN C"]] == "90.63"
+    assert table1["Time (s)"][rows["CNN C"]] == "259"  # whole seconds (258.66)
+    assert table1["Train (ours)"][mlp4] == "–"  # diverged: no figure, a dash
+    for label, column in table1.items():
+        if "(report)" in label or "(ours)" in label:
+            assert all(re.fullmatch(r"\d+\.\d\d|–", cell) for cell in column), (label, column)

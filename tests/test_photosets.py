@@ -484,6 +484,8 @@ def test_compare_gets_a_column_per_photo_set(app_store, tmp_path, test_photos):
     table = frame_with(at, "accuracy on items (%)")
     shipped = table[table["source"] == "shipped"]
     assert len(shipped) == 2 and all(75 <= v <= 100 for v in shipped["accuracy on items (%)"])
+    config = json.loads(next(f for f in at.dataframe if "accuracy on items (%)" in f.value.columns).proto.columns)
+    assert config["accuracy on items (%)"]["type_config"]["format"] == "%.2f"  # an accuracy, as every other (issue 23)
 
 
 def test_pages_open_with_a_damaged_set_and_warn_once(app_store, tmp_path):

@@ -7,7 +7,7 @@ message `train` and `validate()` give, and never runs a value the screen does no
 
 from __future__ import annotations
 
-from fmnist_core.config import DEFAULTS, SETTINGS
+from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
 from fmnist_core.errors import UserError
 
 FORMATS = {"patch": lambda p: "off" if p == 0 else f"{p}x{p} tiles"}
@@ -91,21 +91,21 @@ def form_from_query(params: dict[str, str]) -> tuple[dict, dict[str, str]]:
     return values, problems
 
 
-def config_summary(values: dict, uses_dropout: bool, uses_width: bool) -> str:
+def config_summary(values: dict) -> str:
     """One line with exactly what will train: the main settings, then every other one that
-    differs from its default (fields the model ignores are left out)."""
+    differs from its default (settings the config does not use, unused_settings, are left out)."""
     v = values
+    unused = unused_settings(v)
     optimizer = f"{v['optimizer']} lr {v['lr']:g}"
-    if v["optimizer"] in ("sgd", "rmsprop") and v["momentum"]:
-        optimizer += f", momentum {v['momentum']:g}" + (" Nesterov" if v["nesterov"] else "")
+    if "momentum" not in unused and v["momentum"]:
+        optimizer += f", momentum {v['momentum']:g}" + (" Nesterov" if "nesterov" not in unused and v["nesterov"] else "")
     if v["weight_decay"]:
         optimizer += f", weight decay {v['weight_decay']:g}"
-    model = v["model"] + (f" width {v['width']}" if uses_width and v["width"] is not None else "")
+    model = v["model"] + (f" width {v['width']}" if "width" not in unused and v["width"] is not None else "")
     parts = [model, optimizer, f"batch {v['batch_size']}", f"{v['epochs']} epoch{'s' if v['epochs'] != 1 else ''}"]
     shown = {"model", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "width", "batch_size", "epochs", "name", "seed"}
-    ignored = {"dropout"} if not uses_dropout else set()
     for name, declared in SETTINGS.items():
-        if name in shown or name in ignored or v[name] == DEFAULTS[name]:
+        if name in shown or name in unused or v[name] == DEFAULTS[name]:
             continue
         value = v[name]
         parts.append(declared.label.lower() if value is True else f"{declared.label.lower()} {_as_text(value)}")

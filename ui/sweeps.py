@@ -31,6 +31,7 @@ from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
 from fmnist_core.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
 from fmnist_core.sweep_store import SWEEP_ACTIVE, SweepStore
+from ui.tables import Column
 from ui.visitor import studio_policy
 
 HOW = {
@@ -209,7 +210,7 @@ def _rounded(value, digits: int) -> float | None:
 def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
     """One row per trial: its varied values, status, epochs, best test accuracy (%, two
     decimals), seconds (whole); the figures are numbers (NaN before a trial's first epoch),
-    so the table sorts them as numbers and shows a missing one as TRIAL_TABLE's placeholder."""
+    so the table sorts them as numbers and shows a missing one as ui.tables' placeholder."""
     rows = []
     for run in trials:
         last = run.history[-1] if run.history else {}
@@ -225,14 +226,16 @@ def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
 
 # How st.dataframe shows trial_rows: a figure not there yet is "–" (Streamlit writes "None"
 # otherwise), and a trial's run id whole (it names the run on Train and Compare).
-TRIAL_TABLE = {
-    "placeholder": "–",
-    "column_config": {
-        "run": st.column_config.TextColumn("run", width="large", help="The trial's run: it is on Train and Compare too."),
-        "best_test_accuracy": st.column_config.NumberColumn("best test %", format="%.2f"),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
-    },
-}
+def trial_columns(varied: list[str]) -> dict[str, Column]:
+    """The trials table's columns: each varied setting under its label (numbers as typed),
+    then how far the trial got and its figures, each kind as in every other table."""
+    kinds = {"float": "exact", "int": "exact", "bool": "bool"}
+    return {"run": Column("Run id", width=220),
+            **{name: Column(SETTINGS[name].label, kinds.get(SETTINGS[name].kind, "text"), max(80, 6 * len(SETTINGS[name].label) + 16))
+               for name in varied},
+            "status": Column("Status", width=80), "epoch": Column("Epoch", width=60, help="Epochs done / planned."),
+            "best_test_accuracy": Column("Best test accuracy (%)", "percent", 160, "The best epoch's."),
+            "seconds": Column("Time (s)", "seconds", 70, "Training time so far."), "message": Column("Message", width=200)}
 
 
 def hyperparameter_chart(frame: pd.DataFrame, varied: list[str], log_scaled: set[str]) -> alt.HConcatChart | None:

@@ -1,9 +1,10 @@
-"""The runs table of the Train and Compare pages: one column declaration, one frame, one CSV.
+"""The Studio's tables: the runs table of the Train and Compare pages (one column
+declaration, one frame, one CSV), Compare's Table 1, and how every kind of column shows.
 
 Rows come from RunRecord.summary() (numbers as numbers, None when unknown). Every column
 has a human label with its unit; a page chooses which columns show (the rest stay in the
 frame, in the CSV and behind the table's show/hide-columns menu) so a table fits its width
-at 1400 px instead of being cut off.
+at 1400 px (940 px of content beside the page list) instead of scrolling sideways.
 """
 
 from __future__ import annotations
@@ -16,42 +17,77 @@ import streamlit as st
 from fmnist_core.csv_cells import inert_cell
 from fmnist_core.run_store import RunRecord
 
+# How each kind of column shows, in one place (issue 23): its pandas type (nullable, so a
+# missing value stays missing and shows as PLACEHOLDER, never "None") and its NumberColumn
+# format, rounded to what the kind means. A column declares its kind, never its own format.
+KINDS: dict[str, tuple[str, str | None]] = {
+    "text": ("string", None),
+    "bool": ("boolean", None),
+    "int": ("Int64", "%d"),  # epochs, batch size, pixels
+    "count": ("Int64", "localized"),  # parameters: 1,234,567
+    "percent": ("Float64", "%.2f"),  # accuracies (%): two decimals
+    "seconds": ("Float64", "%.0f"),  # durations: whole seconds
+    "exact": ("Float64", "%g"),  # a setting as typed: learning rate 1e-05, 0.15; batch size 64
+    "loss_sum": ("Float64", "%.2f"),  # the report's summed training loss, as it publishes it
+    "loss": ("Float64", "%.4f"),  # a mean loss per image
+    "per_second": ("Float64", "%.0f"),  # throughput: whole images per second
+}
+PLACEHOLDER = "–"  # a missing value, in every table
+
 
 @dataclass(frozen=True)
-class RunColumn:
+class Column:
     label: str
-    kind: str = "text"  # text | int | float | bool
-    format: str | None = None  # NumberColumn's format
+    kind: str = "text"  # a key of KINDS
     width: int = 90  # pixels; at least the label's own width, so no header is cut off
     help: str | None = None
 
 
-RUN_COLUMNS: dict[str, RunColumn] = {
-    "name": RunColumn("Name", width=150),
-    "source": RunColumn("Source", width=110, help="Trained here, shipped with the Studio, or a reproduced Table 1 row (figures only)."),
-    "status": RunColumn("Status", width=80),
-    "model": RunColumn("Model", width=85),
-    "optimizer": RunColumn("Optimizer", width=80),
-    "lr": RunColumn("Learning rate", "float", "%g", 100),
-    "batch_size": RunColumn("Batch size", "int", "%d", 80),
-    "init": RunColumn("Weight init", width=90),
-    "patch": RunColumn("Patch (px)", "int", "%d", 80, "Tile size when training on tiles; 0 = whole images."),
-    "augment": RunColumn("Augmented", "bool", width=85),
-    "epochs_done": RunColumn("Epochs done", "int", "%d", 95),
-    "epochs_planned": RunColumn("Epochs planned", "int", "%d", 110),
-    "params": RunColumn("Parameters", "int", "localized", 95),
-    "train_accuracy": RunColumn("Train accuracy (%)", "float", "%.2f", 140, "Last epoch."),
-    "test_accuracy": RunColumn("Test accuracy (%)", "float", "%.2f", 135, "Last epoch."),
-    "best_test_accuracy": RunColumn("Best test accuracy (%)", "float", "%.2f", 160, "The best epoch's."),
-    "train_loss_sum": RunColumn("Loss (report's sum)", "float", "%.1f", 145,
-                                "Sum of the per-batch training losses of the last epoch, as the report's Table 1."),
-    "test_loss": RunColumn("Test loss", "float", "%.4f", 85),
-    "seconds": RunColumn("Time (s)", "float", "%.0f", 70, "Training time, all epochs."),
-    "images_per_s": RunColumn("Images/s", "float", "%.0f", 80, "Training throughput, mean over epochs."),
-    "created": RunColumn("Created (UTC)", width=180),
-    "id": RunColumn("Run id", width=220),
+RUN_COLUMNS: dict[str, Column] = {
+    "name": Column("Name", width=150),
+    "source": Column("Source", width=110, help="Trained here, shipped with the Studio, or a reproduced Table 1 row (figures only)."),
+    "status": Column("Status", width=80),
+    "model": Column("Model", width=85),
+    "optimizer": Column("Optimizer", width=80),
+    "lr": Column("Learning rate", "exact", 100),
+    "batch_size": Column("Batch size", "int", 80),
+    "init": Column("Weight init", width=90),
+    "patch": Column("Patch (px)", "int", 80, "Tile size when training on tiles; 0 = whole images."),
+    "augment": Column("Augmented", "bool", width=85),
+    "epochs_done": Column("Epochs done", "int", 95),
+    "epochs_planned": Column("Epochs planned", "int", 110),
+    "params": Column("Parameters", "count", 95),
+    "train_accuracy": Column("Train accuracy (%)", "percent", 140, "Last epoch."),
+    "test_accuracy": Column("Test accuracy (%)", "percent", 135, "Last epoch."),
+    "best_test_accuracy": Column("Best test accuracy (%)", "percent", 160, "The best epoch's."),
+    "train_loss_sum": Column("Loss (report's sum)", "loss_sum", 145,
+                             "Sum of the per-batch training losses of the last epoch, as the report's Table 1."),
+    "test_loss": Column("Test loss", "loss", 85),
+    "seconds": Column("Time (s)", "seconds", 70, "Training time, all epochs."),
+    "images_per_s": Column("Images/s", "per_second", 80, "Training throughput, mean over epochs."),
+    "created": Column("Created (UTC)", width=180),
+    "id": Column("Run id", width=220),
 }
-PANDAS_TYPES = {"int": "Int64", "float": "Float64", "bool": "boolean", "text": "string"}  # nullable: None stays missing
+# The report's Table 1 beside ours (fmnist_core.table1.table1_rows' keys; "patched" is its
+# configuration). Short headers, the full meaning on hover; Model wide enough for the
+# longest row name, so no name is cut.
+TABLE1_VIEW: dict[str, Column] = {
+    "model": Column("Model", width=235),
+    "patched": Column("Patched", "bool", 70, "Trained on tiles (the report's \"Patching\" configuration)."),
+    "report_train_accuracy": Column("Train (report)", "percent", 100, "Train accuracy (%), as published in the report."),
+    "train_accuracy": Column("Train (ours)", "percent", 88, "Train accuracy (%) of our run, last epoch."),
+    "report_test_accuracy": Column("Test (report)", "percent", 94, "Test accuracy (%), as published in the report."),
+    "test_accuracy": Column("Test (ours)", "percent", 82, "Test accuracy (%) of our run, last epoch."),
+    "report_loss": Column("Loss (report)", "loss_sum", 94, "Summed training loss of the last epoch, as published."),
+    "loss": Column("Loss (ours)", "loss_sum", 82, "Summed training loss of our run's last epoch, as the report sums it."),
+    "status": Column("Status", width=75),
+    "epochs": Column("Epochs", "int", 60),
+    "seconds": Column("Time (s)", "seconds", 70, "Our run's training time, all epochs."),
+}
+TABLE1_SHOWN = ["model", "patched", "report_train_accuracy", "train_accuracy", "report_test_accuracy", "test_accuracy",
+                "report_loss", "loss", "status"]  # 920 px; epochs and time: the column menu and the CSV
+
+PANDAS_TYPES = {kind: dtype for kind, (dtype, _) in KINDS.items()}
 
 
 def is_cancelled_unstarted(frame: pd.DataFrame) -> pd.Series:
@@ -67,10 +103,22 @@ def runs_frame(records: list[RunRecord], show_cancelled: bool = False) -> pd.Dat
 def rows_frame(rows: list[dict], show_cancelled: bool = False) -> pd.DataFrame:
     """One typed row per summary row (RunRecord.summary's keys; missing keys are blanks)."""
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    frame = frame.astype({name: PANDAS_TYPES[column.kind] for name, column in RUN_COLUMNS.items()})
+    frame = typed(frame, RUN_COLUMNS)
     if not show_cancelled and len(frame):
         frame = frame[~is_cancelled_unstarted(frame)]
     return frame.reset_index(drop=True)
+
+
+def table1_frame(rows: list[dict]) -> pd.DataFrame:
+    """table1_rows' rows as TABLE1_VIEW's typed columns (and the run id, for the CSV)."""
+    frame = pd.DataFrame(rows)
+    frame["patched"] = frame["configuration"] == "Patching"
+    return typed(frame[[*TABLE1_VIEW, "run"]], TABLE1_VIEW)
+
+
+def table1_csv(frame: pd.DataFrame) -> str:
+    """Table 1 as CSV under the labels the table shows; missing values are empty fields."""
+    return frame_csv(frame.rename(columns={name: TABLE1_VIEW[name].label for name in frame.columns if name in TABLE1_VIEW}))
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -85,25 +133,40 @@ def frame_csv(frame: pd.DataFrame) -> str:
     return frame.map(inert_cell).to_csv(index=False, lineterminator="\r\n")
 
 
-def column_config(visible: list[str]) -> dict:
-    """Streamlit column settings: human labels and units, every column not in `visible` hidden."""
+def typed(frame: pd.DataFrame, columns: dict[str, Column]) -> pd.DataFrame:
+    """`frame` with each declared column in its kind's nullable type (None stays missing)."""
+    return frame.astype({name: PANDAS_TYPES[column.kind] for name, column in columns.items() if name in frame.columns})
+
+
+def column_config(columns: dict[str, Column], visible: list[str] | None = None) -> dict:
+    """Streamlit column settings: human labels and units, each kind's format; with `visible`,
+    every other column is hidden (the table's toolbar can show it again)."""
     config = {}
-    for name, column in RUN_COLUMNS.items():
+    for name, column in columns.items():
         common = dict(label=column.label, width=column.width, help=column.help)
-        if column.kind in ("int", "float"):
-            config[name] = st.column_config.NumberColumn(format=column.format, **common)
-        elif column.kind == "bool":
+        if column.kind == "bool":
             config[name] = st.column_config.CheckboxColumn(**common)
-        else:
+        elif column.kind == "text":
             config[name] = st.column_config.TextColumn(**common)
-        # a ColumnConfig key the column factories do not take as an argument; the table's
-        # toolbar can show the column again
-        config[name]["hidden"] = name not in visible
+        else:
+            config[name] = st.column_config.NumberColumn(format=KINDS[column.kind][1], **common)
+        if visible is not None:
+            # a ColumnConfig key the column factories do not take as an argument
+            config[name]["hidden"] = name not in visible
     return config
 
 
-def runs_table(frame: pd.DataFrame, visible: list[str], key: str) -> None:
-    """The runs as an interactive table: `visible` columns in that order, blanks for missing values."""
-    st.dataframe(frame, hide_index=True, width="stretch", key=key, placeholder="",
-                 column_order=[*visible, *(c for c in frame.columns if c not in visible)],
-                 column_config=column_config(visible))
+def show_table(frame: pd.DataFrame, columns: dict[str, Column], key: str, visible: list[str] | None = None) -> None:
+    """A read-only table: the `visible` columns (default: all declared), in that order, each
+    kind in its format, PLACEHOLDER for missing values; the other declared columns behind the
+    column menu, undeclared ones (ids for the CSV) not at all."""
+    visible = list(columns) if visible is None else visible
+    st.dataframe(typed(frame, columns), hide_index=True, width="stretch", key=key, placeholder=PLACEHOLDER,
+                 column_order=[*visible, *(c for c in columns if c in frame.columns and c not in visible)],
+                 column_config=column_config(columns, visible))
+
+
+def runs_table(frame: pd.DataFrame, visible: list[str], key: str, extra: dict[str, Column] | None = None) -> None:
+    """The runs as an interactive table: `visible` columns in that order, the rest behind the
+    column menu; `extra` declares columns a page adds to RunRecord.summary's."""
+    show_table(frame, {**RUN_COLUMNS, **(extra or {})}, key, visible)
