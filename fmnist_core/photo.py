@@ -241,11 +241,6 @@ def _render_photo(rgb: np.ndarray, mask: np.ndarray, soft: np.ndarray, backgroun
         contrast = -contrast
     ink = np.clip(contrast / max(float(np.percentile(contrast[inside], 99)), 1e-3), 0.0, 1.0)
     item = np.maximum(ink, INK_FLOOR) * soft[top:bottom, left:right]
-    import os
-    close = float(os.environ.get("FMNIST_CLOSE", "0"))
-    if close > 0:
-        size = max(3, int(close * max(item.shape) / IMAGE_SIZE) | 1)
-        item = cv2.morphologyEx(item, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     angle = _skew(inside)
     if angle:
         item = _rotated(item, angle)

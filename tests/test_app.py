@@ -123,13 +123,18 @@ def png(draw) -> bytes:
     return buffer.getvalue()
 
 
+def upload_tab(at: AppTest):
+    """Predict's Upload tab (the test-set examples tab shows an image of its own at once)."""
+    return next(tab for tab in at.tabs if tab.label == "Upload")
+
+
 def test_predict_upload_shows_input_and_probabilities(app):
     at = app("predict")
     assert at.selectbox(key="model_choice").options, "no shipped checkpoint offered"
     trouser = png(lambda d: (d.rectangle([110, 20, 145, 280], fill="black"), d.rectangle([155, 20, 190, 280], fill="black"), d.rectangle([110, 20, 190, 70], fill="black")))
     at.file_uploader(key="images").set_value([("trouser.png", trouser, "image/png")]).run()
     assert not at.exception
-    images = at.get("image")
+    images = upload_tab(at).get("image")
     assert len(images) == 3  # the upload, the 28x28 model input and its heatmap (ui/explain_panel.py)
     assert images[1].captions == ["what the model sees (28x28)"]
     assert any("Trouser" in m.value for m in at.markdown), [m.value for m in at.markdown]
@@ -353,7 +358,7 @@ def test_predict_shows_16bit_and_float_uploads_and_every_later_file(app):
     ]).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("image")) == 9  # each file: its 8-bit preview, the 28x28 input and its heatmap (Explain)
+    assert len(upload_tab(at).get("image")) == 9  # each file: its 8-bit preview, the 28x28 input and its heatmap (Explain)
 
 
 def test_predict_upload_limit_is_streamlits(app):
