@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import LOCAL_OWNER, LimitError, Policy
-from .config import MAX_THREADS, SETTINGS, ConfigError, TrainConfig
+from .config import MAX_NAME_LENGTH, MAX_THREADS, SETTINGS, ConfigError, TrainConfig
 from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
 from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
@@ -127,8 +127,8 @@ class SweepSpec:
             raise UserError(f"--max-concurrent: {self.max_concurrent} is out of range; use 1 to 1000")
         if self.subset is not None and self.subset < 1:
             raise UserError(f"--subset: {self.subset} must be at least 1 image")
-        if len(self.name) > 100:
-            raise UserError("--name: use at most 100 characters")
+        if len(self.name) > MAX_NAME_LENGTH:
+            raise UserError(f"--name: use at most {MAX_NAME_LENGTH} characters")
         if self.early_stop == "asha" and not 1 <= self.grace_period <= self.base.epochs:
             raise UserError(f"--grace-period: use 1 to the number of epochs ({self.base.epochs})")
         self.base.validate()
@@ -183,7 +183,7 @@ def trial_config(context: dict, params: dict) -> TrainConfig:
     values["threads"] = context["cpus_per_trial"]
     if "row" not in params:
         varied = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        values["name"] = f"{context['name']}: {varied}"[:100]
+        values["name"] = f"{context['name']}: {varied}"[:MAX_NAME_LENGTH]
     return TrainConfig.from_dict(values).validate()
 
 

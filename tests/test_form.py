@@ -42,3 +42,17 @@ def test_summary_names_every_setting_that_will_differ_from_the_defaults():
                     "lr schedule onecycle · label smoothing 0.1 · precision auto · channels last · seed 0")
     ignored = config_summary({**DEFAULTS, "dropout": 0.5, "width": 64, "model": "cnn_a"})
     assert "dropout" not in ignored and "width" not in ignored  # the model ignores them: they will not train
+
+
+def test_a_sweep_trials_train_link_opens_the_form_on_its_settings():
+    """The Sweep page's "open in Train" link is encoded by the form's own rule (query_from_form)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from fmnist_core.recipes import recipe_config
+    from ui.sweeps import NOT_LINKED, train_link
+
+    trial = {**recipe_config("fast").to_dict(), "lr": 0.0375, "nesterov": False, "threads": 1, "name": "s: lr=0.0375"}
+    values, problems = form_from_query(dict(parse_qsl(urlsplit(train_link(trial)).query)))
+    assert problems == {}
+    assert {k: v for k, v in {**DEFAULTS, **values}.items() if k not in NOT_LINKED} == \
+        {k: v for k, v in trial.items() if k in DEFAULTS and k not in NOT_LINKED}

@@ -31,6 +31,7 @@ from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
 from fmnist_core.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
 from fmnist_core.sweep_store import SWEEP_ACTIVE, SweepStore
+from ui.form import query_from_form
 from ui.tables import Column
 from ui.visitor import studio_policy
 
@@ -264,11 +265,11 @@ NOT_LINKED = {"threads", "device", "name"}
 
 
 def train_link(config: dict) -> str:
-    """/train?lr=..&model=..: the Train form reads its settings from the query string
-    (setting names as keys); only values that differ from the defaults are spelled out."""
-    values = {k: v for k, v in config.items() if k in SETTINGS and k not in NOT_LINKED and v != DEFAULTS[k]}
-    values["model"] = config.get("model", DEFAULTS["model"])
-    return "train?" + urlencode({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in values.items() if v is not None})
+    """/train?lr=..&model=..: a trial's settings as the Train form's own link encodes them
+    (ui.form.query_from_form), with the model always spelled out and this machine's threads,
+    device and the trial's name left to the form."""
+    values = {k: v for k, v in config.items() if k not in NOT_LINKED}
+    return "train?" + urlencode({"model": config.get("model", DEFAULTS["model"]), **query_from_form(values)})
 
 
 def compare_link(run_ids: list[str]) -> str:
