@@ -11,9 +11,11 @@ from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS, TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.models import list_models
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
+from fmnist_core.statuses import SWEEP_ACTIVE
 from fmnist_core.sweep import EARLY_STOPS, SweepSpec
 from fmnist_core.sweep_space import parse_space, sweepable_settings
-from fmnist_core.sweep_store import SWEEP_ACTIVE, new_sweep_id
+from fmnist_core.sweep_store import new_sweep_id
+from ui.badges import badge
 from ui.state import run_manager
 from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
 from ui.tables import show_table
@@ -101,11 +103,6 @@ with form_col:
         st.caption(policy.describe_sweep_limits(run_manager().active_owners().count(me.id), launcher.sweeps_of(me.id)))
 
 # ---- the sweeps, live ------------------------------------------------------------------------------
-BADGES = {"starting": ":material/hourglass_top: starting Ray", "running": ":green[:material/play_circle:] running",
-          "stopping": ":material/stop_circle: stopping", "finished": ":green[:material/check_circle:] finished",
-          "stopped": ":material/stop_circle: stopped", "failed": ":red[:material/error:] failed",
-          "interrupted": ":orange[:material/warning:] interrupted"}
-
 
 def sweep_status(sweep_id: str, records: dict) -> str:
     record = records.get(sweep_id)
@@ -135,7 +132,7 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
         st.rerun()  # started or ended: redraw the page once (and stop polling when it ended)
     record = records.get(sweep_id)
     top = st.columns([3, 1])
-    top[0].markdown(f"**Status:** {BADGES.get(status, status)}")
+    top[0].markdown(f"**Status:** {badge(status, sweep=True)}")
     locked = launcher.why_locked(sweep_id, current_visitor())  # shared mode: only its owner or an admin
     if status in SWEEP_ACTIVE and top[1].button("Stop", key=f"stop-{sweep_id}", width="stretch", disabled=bool(locked),
                                                 help=locked or "Stop every trial; their finished epochs are kept."):

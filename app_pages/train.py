@@ -8,9 +8,10 @@ from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig, config_problems,
 from fmnist_core.errors import UserError
 from fmnist_core.models import model_info
 from fmnist_core.recipes import DESCRIPTIONS, RECIPES
-from fmnist_core.run_manager import RESUMABLE
-from fmnist_core.run_store import ACTIVE, best_test_accuracy
+from fmnist_core.run_store import best_test_accuracy
+from fmnist_core.statuses import ACTIVE, RESUMABLE
 from fmnist_core.words import counted
+from ui.badges import badge
 from ui.charts import epoch_chart, shared_batch_loss_spec
 from ui.form import config_summary, form_from_query, from_widget, query_from_form, setting_widget, to_widget, widget_key
 from ui.state import model_card, run_manager
@@ -178,12 +179,6 @@ def runs_changed() -> bool:
     return manager.store.ids() != drawn_ids or manager.statuses() != drawn_statuses
 
 
-BADGES = {"running": ":green[:material/play_circle:] running", "queued": ":material/hourglass_top: queued",
-          "starting": ":material/hourglass_top: starting",
-          "finished": ":green[:material/check_circle:] finished", "stopped": ":material/stop_circle: stopped",
-          "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
-          "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted"}
-
 
 def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
     """Status, stop, progress and per-batch loss of the shown run: polled every second while
@@ -211,7 +206,7 @@ def live_panel(run_id: str, status_shown: str, epochs_shown: int) -> None:
             st.rerun()
     if page_drawn and (status != status_shown or len(run.history) != epochs_shown or runs_changed()):
         st.rerun()  # an epoch ended or a status changed (this run's or another's): redraw the page once
-    cols[0].markdown(f"**Status:** {BADGES.get(status, status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
+    cols[0].markdown(f"**Status:** {badge(status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if run.message and status in ("diverged", "failed", "stopped", "cancelled", "interrupted"):
         (st.error if status in ("diverged", "failed") else st.info)(plain(run.message))  # result.json is a file: its text stays text
     if status == "queued":

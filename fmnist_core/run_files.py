@@ -22,11 +22,12 @@ import stat
 from pathlib import Path
 
 from .config import MAX_SOURCE_LENGTH, SETTINGS, SOURCE_FIELDS, ConfigError
+from .statuses import ENDED, RunStatus
 
 MAX_JSON_BYTES = 1 << 20  # a run's JSON files are a few KB; refuse to read a planted giant
 MAX_HISTORY_BYTES = 16 << 20  # 200 epochs are ~100 KB
 MAX_LINE_BYTES = 4096  # a line of a run's JSON-lines files is ~100 bytes
-RESULT_STATUSES = ("finished", "stopped", "diverged", "failed", "cancelled")
+RESULT_STATUSES = tuple(status for status in ENDED if status != RunStatus.INTERRUPTED)  # written by a run that ended itself
 
 
 class FileProblem(Exception):

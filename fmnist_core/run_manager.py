@@ -30,7 +30,8 @@ from .errors import UserError
 from .models import count_parameters
 from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file
-from .run_store import ACTIVE, BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, read_batch_losses, result_from
+from .run_store import BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, read_batch_losses, result_from
+from .statuses import ACTIVE, RESUMABLE
 
 # Cores an automatic-threads run in the app leaves free: the Streamlit server and the
 # visitor's browser need one, or the page stalls while the model trains.
@@ -144,9 +145,6 @@ def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), s
     if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
         (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)
     return result
-
-
-RESUMABLE = ("interrupted", "stopped", "failed")
 
 
 def can_resume(store: RunStore, run_id: str) -> bool:

@@ -63,10 +63,8 @@ from .run_files import (
 log = logging.getLogger(__name__)
 _TIDY_LOCK = threading.Lock()
 
-ACTIVE = ("queued", "starting", "running")
 QUEUED_NAME = "queued.json"
 STOP_NAME = "stop.json"  # asks the process that trains a run elsewhere (a sweep's trial) to stop it
-ENDED = ("finished", "stopped", "diverged", "failed", "cancelled", "interrupted")
 BATCH_LOSSES_NAME = "batch_losses.jsonl"
 MAX_BATCH_LOSSES_BYTES = 1 << 20  # ~2000 points are ~60 KB; beyond this only the newest are read
 # A temp file nobody has written for this long belongs to a save that was killed: an atomic

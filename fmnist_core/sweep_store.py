@@ -22,11 +22,10 @@ from .checkpoint import atomic_write_json
 from .config import SETTINGS
 from .errors import UserError
 from .run_files import FileProblem, read_regular_tail, read_regular_text
-from .run_store import ACTIVE, RunRecord, RunStore, owner_alive
+from .run_store import RunRecord, RunStore, owner_alive
+from .statuses import ACTIVE, SWEEP_ACTIVE, SWEEP_ENDED
 
 SWEEPS_FOLDER = ".sweeps"
-SWEEP_ACTIVE = ("starting", "running", "stopping")
-SWEEP_ENDED = ("finished", "stopped", "failed", "interrupted")
 LOG_TAIL_BYTES = 64 << 10  # the end of a driver's log, where its last line is
 
 

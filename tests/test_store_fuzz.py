@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
 from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import ACTIVE, ENDED, RunStore
+from fmnist_core.run_store import RunStore
+from fmnist_core.statuses import ACTIVE, ENDED
 from tests.conftest import APP, ROOT
 from tests.test_checkpoint import craft, small_state
 from tests.test_sweep import picker
@@ -329,7 +330,8 @@ def sweep_store_with_every_case(root: Path) -> list[str]:
 
 
 def test_each_damaged_sweep_record_is_a_warning_on_that_sweep(tmp_path):
-    from fmnist_core.sweep_store import SWEEP_ACTIVE, SWEEP_ENDED, SweepStore
+    from fmnist_core.statuses import SWEEP_ACTIVE, SWEEP_ENDED
+    from fmnist_core.sweep_store import SweepStore
 
     damaged = sweep_store_with_every_case(tmp_path / "runs")
     records = {r.id: r for r in within(10, lambda: SweepStore(RunStore(tmp_path / "runs")).list())}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 
 import pytest
 
@@ -100,3 +102,22 @@ def test_the_core_has_no_import_cycles_and_scoring_sits_below_training():
     assert not cycles, f"import cycles through: {cycles}"
     for below in ("scoring", "inference", "metrics", "checkpoint", "run_store", "catalog"):
         assert not reaches(below, "engine"), f"{below} imports the training loop"
+
+
+def test_every_status_is_declared_once_and_has_a_badge():
+    """Issue 24: statuses were bare strings in 11 files, their groups in four modules and two
+    pages' badge tables; now fmnist_core.statuses declares them and ui.badges shows them."""
+    from fmnist_core.run_files import RESULT_STATUSES
+    from fmnist_core.statuses import ACTIVE, ENDED, RESUMABLE, SWEEP_ACTIVE, SWEEP_ENDED, RunStatus, SweepStatus
+    from ui.badges import badge
+
+    assert set(ACTIVE) | set(ENDED) == set(RunStatus) and not set(ACTIVE) & set(ENDED)
+    assert set(SWEEP_ACTIVE) | set(SWEEP_ENDED) == set(SweepStatus) and set(RESUMABLE) <= set(ENDED)
+    assert set(RESULT_STATUSES) == set(ENDED) - {RunStatus.INTERRUPTED}
+    assert all(badge(s).endswith(s) and badge(s) != s for s in RunStatus)
+    assert all(badge(s, sweep=True) != s for s in SweepStatus)
+    assert RunStatus.FINISHED == "finished" and json.dumps(RunStatus.FINISHED) == '"finished"'  # as stored
+    for name in ("ACTIVE", "ENDED", "RESUMABLE", "SWEEP_ACTIVE", "SWEEP_ENDED", "BADGES"):  # nowhere else
+        declared = [str(path.relative_to(ROOT)) for path in [*ROOT.glob("fmnist_core/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
+                    if re.search(rf"^{name} = ", path.read_text(), re.M)]
+        assert declared in ([], ["fmnist_core/statuses.py"]), (name, declared)

@@ -29,8 +29,9 @@ from fmnist_core.config import DEFAULTS, SETTINGS
 from fmnist_core.errors import UserError
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
+from fmnist_core.statuses import SWEEP_ACTIVE
 from fmnist_core.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
-from fmnist_core.sweep_store import SWEEP_ACTIVE, SweepStore
+from fmnist_core.sweep_store import SweepStore
 from ui.form import query_from_form
 from ui.tables import Column
 from ui.visitor import studio_policy
