@@ -192,15 +192,23 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def export_model(model: nn.Module, fmt: str, out: Path, images: torch.Tensor, labels: torch.Tensor | None = None) -> ExportResult:
-    """Export, check against PyTorch on `images`, and only then write `out` (atomically)."""
+def checked_export(model: nn.Module, fmt: str, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[bytes, ExportCheck]:
+    """The exported bytes and their check against PyTorch on `images`: ExportCheckFailed when a
+    probability differs by more than TOLERANCE or a prediction changes (the one acceptance rule)."""
     _check_format(fmt)
-    ensure_writable(out)
     data = export_bytes(model, fmt)
     check = check_export(model, data, fmt, images, labels)
     if check.max_difference > TOLERANCE or check.export_accuracy != check.torch_accuracy:
         raise ExportCheckFailed(f"the {fmt} export disagrees with PyTorch on {check.images} test images: max difference "
                                 f"{check.max_difference:.2e} (limit {TOLERANCE:.0e}), accuracy {check.export_accuracy:.2f}% vs "
                                 f"{check.torch_accuracy:.2f}%; nothing was written")
+    return data, check
+
+
+def export_model(model: nn.Module, fmt: str, out: Path, images: torch.Tensor, labels: torch.Tensor | None = None) -> ExportResult:
+    """Export, check against PyTorch on `images`, and only then write `out` (atomically)."""
+    _check_format(fmt)
+    ensure_writable(out)
+    data, check = checked_export(model, fmt, images, labels)
     atomic_write_bytes(Path(out), data)
     return ExportResult(Path(out), fmt, sha256(data), len(data), check)

@@ -32,5 +32,6 @@ def native_bf16(device_type: str) -> bool:
     if device_type == "cuda":
         import torch
 
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # including_emulation=False: pre-Ampere GPUs (T4, V100) report bf16 "supported" because torch emulates it
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(NATIVE_BF16_CPU_FLAGS & cpu_flags())

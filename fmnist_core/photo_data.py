@@ -53,15 +53,18 @@ class PhotoData:
 
 
 def load_photo_data(ref: str) -> PhotoData:
-    """The photo set `ref`: a folder of class subfolders, else a stored set's name.
+    """The photo set `ref`: a stored set's name, else a folder of class subfolders.
     PhotoSetError (one line) when it cannot be used."""
+    store = PhotoSetStore()
     path = Path(ref).expanduser()
-    if path.is_dir():
-        images, labels, heldout, set_hash = _from_folder(path)
-    else:
-        photoset = PhotoSetStore().get(ref)
+    # A stored set's name wins over a folder of that name: the app passes the names of a
+    # visitor's sets, and one called "docs" must not train on the server's ./docs.
+    if ref in store.names() or not path.is_dir():
+        photoset = store.get(ref)
         inputs = model_inputs(photoset)
         images, labels, heldout, set_hash = inputs.images, inputs.labels, inputs.heldout, photoset.sha256
+    else:
+        images, labels, heldout, set_hash = _from_folder(path)
     if heldout.all() or not heldout.any():
         raise PhotoSetError(f"photo set '{ref}': its {len(labels)} photo(s) all fall in one part of the split ({SPLIT}); "
                             "add more photos (4 or more of a class)")

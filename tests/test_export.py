@@ -199,6 +199,10 @@ def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_wh
     (folder / FACTS_NAME).write_text(json.dumps(stored))
     assert onnx_facts(weights, real_data, 200).max_difference == 5e-5
     assert onnx_facts(weights, real_data, 100).checked_images == 100  # other images checked: made again
+    (folder / FACTS_NAME).write_text(json.dumps(stored))
+    fresh = (onnx_file, check_export(load_checkpoint(weights).model, onnx_file, "onnx", normalize(real_data.test_images[:200]),
+                                     real_data.test_labels[:200]))
+    assert onnx_facts(weights, real_data, 200, fresh).max_difference != 5e-5  # an export in hand states its own facts
 
     # Facts of other weights (the run was retrained in place) or of another torch: not these weights' facts.
     for changed in ({"weights_sha256": "0" * 64}, {"torch": "2.0.0"}):

@@ -549,3 +549,13 @@ def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tm
     from ui.state import run_manager
 
     run_manager().stop(run_id)  # it would train 3 epochs on the real data: not this test's business
+
+
+def test_a_stored_sets_name_is_never_read_as_a_server_folder(app_store, tmp_path, test_photos):
+    """A visitor's set called "docs" must not train on the checkout's ./docs (the app passes set
+    names to fine-tuning; the command line also takes a folder)."""
+    from fmnist_core.photo_data import load_photo_data
+
+    assert (ROOT / "docs").is_dir()  # app_store runs from the checkout
+    photoset = app_store.add_folder("docs", make_folder(tmp_path / "src", test_photos))
+    assert load_photo_data("docs").hash == photoset.sha256

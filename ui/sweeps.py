@@ -174,11 +174,6 @@ class SweepLauncher:
             launched = self._launched.get(sweep_id)
         return launched is not None and launched.process.poll() is None  # poll() also reaps it
 
-    def exit_code(self, sweep_id: str) -> int | None:
-        with self._lock:
-            launched = self._launched.get(sweep_id)
-        return None if launched is None else launched.process.poll()
-
     def launched_ids(self) -> list[str]:
         with self._lock:
             return list(self._launched)

@@ -4,8 +4,9 @@ import time
 
 from tests.e2e.conftest import open_page
 
-HEATMAP = "[data-testid=stImage]:has-text('why ') img"
-HEATMAP_SRC = """() => { const shown = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.innerText.includes('why '));
+# In the Draw tab: the test-set examples tab shows a heatmap of its own, hidden.
+HEATMAP = "[data-testid=stImage]:has-text('why ') img:visible"
+HEATMAP_SRC = """() => { const shown = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.checkVisibility() && e.innerText.includes('why '));
                         return shown ? shown.querySelector('img').getAttribute('src') : null; }"""
 
 

@@ -18,10 +18,10 @@ def test_draw_on_the_canvas_and_get_a_prediction(page, server):
         page.mouse.move(x0 + 180, y0 + y, steps=4)
     page.mouse.up()
     start = time.perf_counter()
-    page.get_by_text("what the model sees (28x28)").wait_for()
+    page.get_by_role("tabpanel", name="Draw").get_by_text("what the model sees (28x28)").wait_for()
     latency = time.perf_counter() - start
     print(f"stroke end -> prediction shown: {latency * 1000:.0f} ms")
-    page.get_by_text("model call:").wait_for()
+    page.get_by_role("tabpanel", name="Draw").get_by_text("model call:").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
     # Clear resets the canvas and the prediction goes away.
     page.get_by_role("button", name="Clear").click()
@@ -36,7 +36,7 @@ def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
     photo.save(path)
     page.get_by_role("tab", name="Upload").click()
     page.locator(".st-key-images input[type=file]").set_input_files(str(path))
-    page.get_by_text("what the model sees (28x28)").wait_for()
+    page.get_by_role("tabpanel", name="Upload").get_by_text("what the model sees (28x28)").wait_for()
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 1")  # the probabilities
     assert page.get_by_text("shoe.png").count() >= 1
 
