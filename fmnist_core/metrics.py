@@ -161,10 +161,21 @@ def config_differences(configs: dict[str, dict]) -> dict[str, dict[str, object]]
         if declared.sweepable and len({repr(v) for v in values.values()}) > 1:
             diffs[name] = values
     for name in SOURCE_LABELS:
-        values = {run: config.get(name) or "" for run, config in configs.items()}
+        values = {run: _source(config, name) for run, config in configs.items()}
         if len(set(map(str, values.values()))) > 1:
             diffs[name] = values
     return diffs
+
+
+def _source(config: dict, name: str) -> str:
+    """Where a run started, as a visitor may read it: the checkpoint's run and model and the
+    start of its hash (recorded when the run was queued), never the server's path to it."""
+    if name != "init_from":
+        return config.get(name) or ""
+    start = (config.get("extra") or {}).get("fine_tuned_from") or {}
+    if start:
+        return f"{start.get('run') or 'a checkpoint'} ({start.get('model')}, sha256 {str(start.get('sha256'))[:12]})"
+    return Path(config["init_from"]).parent.name if config.get("init_from") else ""
 
 
 def in_words(name: str, value: object) -> str:

@@ -237,3 +237,14 @@ def test_table1_shows_blanks_and_rounds_to_what_each_column_means(fresh_clone):
     for label, column in table1.items():
         if "(report)" in label or "(ours)" in label:
             assert all(re.fullmatch(r"\d+\.\d\d|–", cell) for cell in column), (label, column)
+
+
+def test_a_fine_tuned_runs_start_is_named_not_located():
+    """Compare showed the server's absolute path to the checkpoint a run started from."""
+    base = TrainConfig(model="cnn_c").to_dict()
+    started = {**base, "init_from": "/srv/studio/checkpoints/runs/20261201-a/model.safetensors",
+               "extra": {"fine_tuned_from": {"run": "20261201-a", "model": "cnn_c", "sha256": "ab" * 32}}}
+    text = describe_differences(config_differences({"fresh": base, "tuned": started}))
+    assert "/srv" not in text and "20261201-a (cnn_c, sha256 abababababab)" in text, text
+    moved = {**started, "init_from": "/elsewhere/20261201-a/model.safetensors"}  # the same checkpoint, another path
+    assert config_differences({"a": started, "b": moved}) == {}
