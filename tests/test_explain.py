@@ -233,12 +233,14 @@ def test_cli_gradcam_on_an_mlp_is_refused(tmp_path, capsys):
 
 # ---- the pages (AppTest) --------------------------------------------------------------------
 
-from tests.test_app import app, png  # noqa: E402,F401 - the AppTest fixture and an image maker
+from tests.test_app import app, png, upload_tab  # noqa: E402,F401 - the AppTest fixture, an image maker, a tab
 from tests.test_compare import open_compare, store_with_two_runs  # noqa: E402,F401
 
 
 def overlay_captions(at) -> list[str]:
-    return [c for image in at.get("image") for c in image.proto.imgs[0].caption.split("\n") if c.startswith("why ")] if at.get("image") else []
+    """The heatmap captions of Predict's Upload tab (the test-set examples tab shows one of its own)."""
+    images = upload_tab(at).get("image")
+    return [c for image in images for c in image.proto.imgs[0].caption.split("\n") if c.startswith("why ")]
 
 
 def test_predict_shows_a_heatmap_that_follows_the_pickers(app):  # noqa: F811
