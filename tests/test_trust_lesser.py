@@ -136,6 +136,7 @@ def studio(tmp_path, monkeypatch):
         monkeypatch.setenv("FMNIST_RUNS_DIR", str(runs or tmp_path / "runs"))
         monkeypatch.setenv("FMNIST_STUDIO_MODE", mode)
         st.cache_resource.clear()
+        st.cache_data.clear()  # Home's tables are cached per process: an earlier test's data folder would show
         return run_app(AppTest.from_file(APP, default_timeout=120), page)
 
     monkeypatch.chdir(ROOT)
