@@ -341,7 +341,7 @@ class RunManager:
 
     def _requeue_from_disk(self) -> None:
         """Queue again, oldest first, the runs a previous process left waiting."""
-        for record in sorted(self.store.list(), key=lambda r: (r.created, r.id)):
+        for record in sorted(self.store.list(), key=lambda r: (self.store.queued_at(r.id), r.created, r.id)):
             if record.status != "queued":
                 continue
             try:

@@ -412,6 +412,15 @@ class RunStore:
         StopRequest) to stop it after the batch in progress; finished epochs stay."""
         atomic_write_json(self.root / run_id / STOP_NAME, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
 
+    def queued_at(self, run_id: str) -> int:
+        """When the run was put in its queue (ns since the epoch, from the marker; 0 if it is
+        not waiting): the queue's order after a restart. `created` is in whole seconds, and two
+        runs queued in one second would otherwise be taken in the order of their ids' random part."""
+        try:
+            return os.stat(self.root / run_id / QUEUED_NAME, follow_symlinks=False).st_mtime_ns
+        except OSError:
+            return 0
+
     def mark_queued(self, run_id: str, queued: bool = True) -> None:
         """Record on disk that the run waits in a queue (or no longer does)."""
         marker = self.root / run_id / QUEUED_NAME

@@ -241,3 +241,27 @@ def test_training_runs_below_the_pages_cpu_priority(manager):
     wait_for_first_epoch(manager, run_id)
     assert os.getpriority(os.PRIO_PROCESS, manager._worker.native_id) >= TRAINER_NICENESS
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < TRAINER_NICENESS
+
+
+def test_runs_left_queued_by_a_restart_are_taken_in_the_order_they_were_queued(tmp_path, tiny_data):
+    """Two runs queued in the same second went back in the order of their ids' random part (the
+    identity tests' "waiting" orphan was, half the time, the one the new server took up)."""
+    store = RunStore(tmp_path / "runs")
+    config = TrainConfig(model="cnn_a", epochs=1, batch_size=256, threads=1)
+    first = store.create(config, "first", run_id="20261201-000000-cnn_a-ffff").name  # ids in the other order
+    second = store.create(config, "second", run_id="20261201-000000-cnn_a-0000").name
+    for run_id in (first, second):
+        store.mark_queued(run_id)
+        time.sleep(0.01)
+    release = threading.Event()
+    manager = RunManager(store, data_loader=lambda: (release.wait(60), tiny_data)[1])
+    try:
+        deadline = time.time() + 30
+        while manager.queue_position(first) is not None and time.time() < deadline:
+            time.sleep(0.05)
+        assert manager.queue_position(first) is None and manager.queue_position(second) == 1  # first taken first
+    finally:
+        release.set()
+        for run_id in (first, second):
+            manager.stop(run_id)
+        manager.wait_idle(60)
