@@ -9,6 +9,7 @@ so another checksum). A damaged, oversized or non-regular file is ignored and re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -41,14 +42,19 @@ def checked_onnx(model: nn.Module, data: FashionMNIST, images: int) -> tuple[byt
     return checked_export(model, "onnx", normalize(data.test_images[:images]), data.test_labels[:images])
 
 
+@functools.cache
+def _exporter() -> dict:
+    """The exporter's code and the versions that write and run the file: fixed for a process."""
+    from importlib.metadata import version
+
+    return {"exporter_sha256": hashlib.sha256(Path(export.__file__).read_bytes()).hexdigest(), "torch": torch.__version__,
+            **{package: version(package) for package in ("onnx", "onnxscript", "onnxruntime")}}
+
+
 def _key(weights: Path, images: int) -> dict:
     """What the facts depend on: the weights, the images checked, the exporter's own code (its
     metadata text, options) and the versions that write and run the file."""
-    from importlib.metadata import version
-
-    exporter = hashlib.sha256(Path(export.__file__).read_bytes()).hexdigest()
-    return {"weights_sha256": file_hash(weights), "checked_images": images, "exporter_sha256": exporter, "torch": torch.__version__,
-            **{package: version(package) for package in ("onnx", "onnxscript", "onnxruntime")}}
+    return {"weights_sha256": file_hash(weights), "checked_images": images, **_exporter()}
 
 
 def _stored(path: Path, key: dict) -> OnnxFacts | None:

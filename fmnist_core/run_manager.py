@@ -31,7 +31,7 @@ from .models import count_parameters
 from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file
 from .run_store import BATCH_LOSSES_NAME, QUEUED_NAME, RunRecord, RunStore, RunView, owner_record, read_batch_losses, result_from
-from .statuses import ACTIVE, RESUMABLE
+from .statuses import ACTIVE, RESUMABLE, RunStatus
 
 # Cores an automatic-threads run in the app leaves free: the Streamlit server and the
 # visitor's browser need one, or the page stalls while the model trains.
@@ -382,7 +382,7 @@ class RunManager:
             live = self._live.get(run_id)
             if live is None:
                 record = self.store.read(run_id)
-                if record.sweep and record.status in ("starting", "running"):
+                if record.sweep and record.status in (RunStatus.STARTING, RunStatus.RUNNING):
                     self.store.request_stop(run_id)  # a sweep's trial, in a Ray worker: it stops itself
                 return
             if run_id in self._queue:
