@@ -26,6 +26,7 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PATCH_SIZES = (0, 7, 14)  # 0: whole images; 7 and 14 tile 28x28 exactly
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # bf16: autocast for forward and loss; weights stay fp32. auto: bf16 where native
+RESOLVED_PRECISIONS = PRECISIONS[1:]  # what `auto` becomes on a given device (TrainConfig.resolved_precision)
 MAX_EPOCHS = 200
 MAX_BATCH_SIZE = 8192
 MAX_THREADS = 64

@@ -47,6 +47,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     start: dict = field(default_factory=dict)  # fine-tuning: the starting weights' test (and photo) accuracy
+    ran_on: dict = field(default_factory=dict)  # device, threads, precision: what the timing was measured on
 
 
 def resolve_device(name: str) -> torch.device:
@@ -241,11 +242,10 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
         if photo_x is not None:
             start["start_photo_accuracy"] = evaluate(model, photo_x, photo_y)["accuracy"]
 
+    ran_on = {"device": str(device), "threads": torch.get_num_threads(), "precision": config.resolved_precision(device.type)}
     emit("on_run_start", {
         "model": config.model, "params": count_parameters(model), "epochs": config.epochs,
-        "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x),
-        "device": str(device), "threads": torch.get_num_threads(),
-        "precision": config.resolved_precision(device.type), **start,
+        "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x), **ran_on, **start,
     })
     run_start = time.perf_counter() - elapsed_before
     status, message = "finished", ""
@@ -312,7 +312,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     seconds = time.perf_counter() - run_start
     final = ema.module if ema is not None else model
     emit("on_run_end", {"status": status, "message": message, "epochs_done": len(history), "seconds": seconds})
-    return FitResult(model=final, status=status, message=message, history=history, seconds=seconds, start=start)
+    return FitResult(model=final, status=status, message=message, history=history, seconds=seconds, start=start, ran_on=ran_on)
 
 
 def _ema_model(model: nn.Module, decay: float) -> nn.Module:

@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path
 
-from .config import MAX_SOURCE_LENGTH, SETTINGS, SOURCE_FIELDS, ConfigError
+from .config import MAX_SOURCE_LENGTH, RESOLVED_PRECISIONS, SETTINGS, SOURCE_FIELDS, ConfigError
 from .statuses import ENDED, RunStatus
 
 MAX_JSON_BYTES = 1 << 20  # a run's JSON files are a few KB; refuse to read a planted giant
@@ -141,6 +141,9 @@ RESULT = {
     # fine-tuning (fmnist_core.finetune): the starting weights' figures, and the photo set's held-out part
     "start_test_accuracy": (False, _or_none(_is_number)), "start_photo_accuracy": (False, _or_none(_is_number)),
     "photo_accuracy": (False, _or_none(_is_number)),
+    # what the run trained on (engine.FitResult.ran_on), so its time can be read fairly
+    "device": (False, _is_text), "threads": (False, lambda v: _is_count(v) and v >= 1),
+    "precision": (False, lambda v: v in RESOLVED_PRECISIONS),
 }
 HISTORY_LINE = {
     "epoch": (True, lambda v: _is_count(v) and v >= 1),

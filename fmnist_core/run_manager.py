@@ -140,7 +140,7 @@ def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), s
     outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free,
                   photo_data=photo_data)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
-    result.update(outcome.start)
+    result.update(outcome.start, **outcome.ran_on)
     store.write_result(run_id, result)
     if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
         (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)

@@ -133,6 +133,7 @@ class RunRecord:
             "best_test_accuracy": best_test_accuracy(self.history),
             "train_loss_sum": last.get("train_loss_sum"), "test_loss": last.get("test_loss"),
             "seconds": last.get("elapsed_s"), "images_per_s": _mean([h.get("images_per_s") for h in self.history]),
+            "threads": result.get("threads"), "precision": result.get("precision"),
         }
 
 

@@ -44,6 +44,30 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
     assert snapshot.history and snapshot.batch_losses
 
 
+def test_a_run_records_what_it_trained_on(tmp_path, tiny_data):
+    """A run's time means little without its threads and precision (issue 22): the result
+    keeps both, the runs table reads them, and a damaged value is refused."""
+    from fmnist_core.run_files import FileProblem
+    from fmnist_core.run_manager import train_run
+
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create(cfg(epochs=1, threads=1, precision="auto"), run_id="r").name
+    result = train_run(store, run_id, cfg(epochs=1, threads=1, precision="auto"), data=tiny_data)
+    assert (result["device"], result["threads"]) == ("cpu", 1)
+    assert result["precision"] in ("fp32", "bf16")  # auto, resolved for this CPU
+    stored = json.loads((store.root / run_id / "result.json").read_text())
+    assert {k: stored[k] for k in ("device", "threads", "precision")} == {k: result[k] for k in ("device", "threads", "precision")}
+    summary = store.read(run_id).summary()
+    assert (summary["threads"], summary["precision"]) == (1, result["precision"])
+
+    (store.root / run_id / "result.json").write_text(json.dumps({**stored, "precision": "auto"}))
+    record = store.read(run_id)
+    assert record.problems and "precision" in " ".join(record.problems)
+    with pytest.raises(FileProblem):
+        from fmnist_core.run_files import RESULT, check_shape
+        check_shape("result.json", {**stored, "threads": 0}, RESULT)
+
+
 def test_stop_and_cancel(manager):
     running = manager.submit(cfg(epochs=200))
     queued = manager.submit(cfg())

@@ -65,6 +65,8 @@ RUN_COLUMNS: dict[str, Column] = {
     "test_loss": Column("Test loss", "loss", 85),
     "seconds": Column("Time (s)", "seconds", 70, "Training time, all epochs."),
     "images_per_s": Column("Images/s", "per_second", 80, "Training throughput, mean over epochs."),
+    "threads": Column("Threads", "int", 65, "CPU threads the run trained with (its time depends on them)."),
+    "precision": Column("Precision", width=75, help="fp32, or bf16 mixed precision where the hardware computes it natively."),
     "created": Column("Created (UTC)", width=180),
     "id": Column("Run id", width=220),
 }
