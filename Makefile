@@ -7,7 +7,7 @@ PORT ?= 8501
 # `make run` is for the person at this machine; `make share` serves every interface.
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run share test lint setup setup-test data e2e bench clean
+.PHONY: run share test quick lint setup setup-test data e2e bench clean
 
 run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
@@ -20,6 +20,11 @@ share: setup
 
 test: setup-test lint
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the browser, Ray and full-data tests (markers in pytest.ini), in
+# a few minutes. `make test` still runs all of it, and CI runs `make test`.
+quick: setup lint
+	$(BIN)/python -m pytest -m "not e2e and not ray and not slow" --durations=5
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from . import paths
 from .checkpoint import WEIGHTS_NAME, CheckpointError, inspect_checkpoint
 from .config import ConfigError, TrainConfig
+from .files import file_sha256
 from .recipes import RECIPES
 from .run_store import RunRecord, RunStore
 from .table1 import TABLE1, read_table1_csv
@@ -37,27 +35,12 @@ class CheckpointEntry:
     sha256: str = ""
 
 
-@lru_cache(maxsize=256)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    """Hash of a file version; the key holds its mtime and size, so a rewrite is re-hashed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    info = os.stat(path)
-    return _sha256(str(path), info.st_mtime_ns, info.st_size)
-
-
 def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
     try:
         # The full check short of loading (bounds, header vs a meta-device model): a crafted
         # file is skipped here, never built, so it cannot take the model picker down.
         meta = inspect_checkpoint(path)
-        digest = file_hash(path)
+        digest = file_sha256(path)
     except (CheckpointError, OSError):
         return None  # damaged files are listed by the Compare page, not offered here
     accuracy = meta["metrics"].get("test_accuracy")

@@ -7,12 +7,8 @@ run code. The metadata carries the model name and constructor args, so
 
 from __future__ import annotations
 
-import errno
 import inspect
 import json
-import os
-import signal
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +21,7 @@ from torch import nn
 from .config import PATCH_SIZES, SETTINGS
 from .data import CLASSES, IMAGE_SIZE
 from .errors import UserError
+from .files import atomic_write
 from .models import SCORING_ARGS, count_parameters, create_model, model_info
 
 FORMAT = "fmnist-studio/1"
@@ -46,59 +43,6 @@ class LoadedCheckpoint:
         return self.metadata.get("model", "?")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide runs from other users
-
-
-def crash_point(name: str, epoch: int | None = None) -> None:
-    """Fault injection for the kill -9 tests (tests/test_resume.py): FMNIST_CRASH_AT=NAME or
-    NAME@EPOCH sends SIGKILL to this process just before the rename that completes the save
-    of file NAME, as a power cut would: no cleanup, no exception handler runs."""
-    wanted = os.environ.get("FMNIST_CRASH_AT")
-    if wanted and wanted in (name, f"{name}@{epoch}"):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def refuse_non_regular(path: Path) -> None:
-    """Raise OSError when something other than a regular file (or a symlink, which a rename
-    replaces without touching its target) is at `path`: a rename would replace a device
-    node, a FIFO or a socket (as root, /dev/null became a regular file)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        raise OSError(errno.EEXIST, "it is not a regular file (a folder, device, FIFO or socket), which is never replaced", str(path))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        crash_point(path.name)
-        os.chmod(tmp, FILE_MODE)
-        refuse_non_regular(path)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 def save_checkpoint(model: nn.Module, path: Path, config: dict | None = None, metrics: dict | None = None) -> Path:
     """Save weights and metadata to `path` (a .safetensors file) atomically."""
     path = Path(path)
@@ -112,19 +56,7 @@ def save_checkpoint(model: nn.Module, path: Path, config: dict | None = None, me
         "metrics": json.dumps(metrics or {}),
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        crash_point(path.name, (metrics or {}).get("epoch"))
-        os.chmod(tmp, FILE_MODE)
-        refuse_non_regular(path)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata), epoch=(metrics or {}).get("epoch"))
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:

@@ -339,9 +339,10 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .checkpoint import atomic_write_bytes, load_checkpoint
+    from .checkpoint import load_checkpoint
     from .data import load_fashion_mnist, normalize
     from .export import FORMATS, TOLERANCE, ExportCheckFailed, ExportError, default_output, ensure_writable, export_model
+    from .files import atomic_write_bytes
     from .metrics import analyze
     from .model_card import ExportFacts, build_card
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import os
@@ -27,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, refuse_non_regular
 from .data import CLASSES, IMAGE_SIZE, MEAN, STD
 from .errors import UserError
+from .files import atomic_write_bytes, refuse_non_regular, sha256
 from .paths import exports_dir
 from .scoring import EVAL_BATCH, ImageClassifier, predict_dataset
 
@@ -186,10 +185,6 @@ def ensure_writable(path: Path) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}; choose another --out") from None
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def checked_export(model: nn.Module, fmt: str, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[bytes, ExportCheck]:

@@ -10,7 +10,6 @@ so another checksum). A damaged, oversized or non-regular file is ignored and re
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ import torch
 from torch import nn
 
 from . import export
-from .catalog import file_hash
-from .checkpoint import atomic_write_json, load_checkpoint
+from .checkpoint import load_checkpoint
 from .data import FashionMNIST, normalize
-from .export import TOLERANCE, ExportCheck, checked_export, sha256
+from .export import TOLERANCE, ExportCheck, checked_export
+from .files import atomic_write_json, file_sha256, sha256
 from .run_files import FileProblem, read_regular_text
 
 FACTS_NAME = "onnx_export.json"
@@ -47,14 +46,14 @@ def _exporter() -> dict:
     """The exporter's code and the versions that write and run the file: fixed for a process."""
     from importlib.metadata import version
 
-    return {"exporter_sha256": hashlib.sha256(Path(export.__file__).read_bytes()).hexdigest(), "torch": torch.__version__,
+    return {"exporter_sha256": sha256(Path(export.__file__).read_bytes()), "torch": torch.__version__,
             **{package: version(package) for package in ("onnx", "onnxscript", "onnxruntime")}}
 
 
 def _key(weights: Path, images: int) -> dict:
     """What the facts depend on: the weights, the images checked, the exporter's own code (its
     metadata text, options) and the versions that write and run the file."""
-    return {"weights_sha256": file_hash(weights), "checked_images": images, **_exporter()}
+    return {"weights_sha256": file_sha256(weights), "checked_images": images, **_exporter()}
 
 
 def _stored(path: Path, key: dict) -> OnnxFacts | None:

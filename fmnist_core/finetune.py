@@ -14,9 +14,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .catalog import file_hash
 from .checkpoint import ARG_SETTINGS, CheckpointError, inspect_checkpoint, load_checkpoint, resolve_checkpoint_path
 from .config import DEFAULTS, SETTINGS, TrainConfig, flag_of
+from .files import file_sha256
 from .photo_data import PhotoData, PhotoSetError, load_photo_data
 from .run_files import check_config
 
@@ -84,7 +84,7 @@ def prepare_sources(config: TrainConfig) -> tuple[TrainConfig, PhotoData | None]
         metadata = inspect_checkpoint(path)
         check_architecture(config, metadata, path)
         extra["fine_tuned_from"] = {
-            "path": str(path.absolute()), "sha256": file_hash(path), "model": metadata["model"],
+            "path": str(path.absolute()), "sha256": file_sha256(path), "model": metadata["model"],
             "run": path.parent.name, "test_accuracy": metadata["metrics"].get("test_accuracy"),
         }
     photo_data = load_photo_data(config.photos) if config.photos else None

@@ -13,10 +13,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .catalog import file_hash
-from .checkpoint import atomic_write_bytes, load_checkpoint
+from .checkpoint import load_checkpoint
 from .config import SETTINGS, effective_settings
 from .data import CLASSES, FashionMNIST, normalize
+from .files import atomic_write_bytes, file_sha256
 from .run_files import FileProblem, read_regular_bytes
 from .scoring import predict_dataset
 
@@ -101,7 +101,7 @@ def cached_analysis(weights: Path, data: FashionMNIST) -> Analysis:
     classes, with the weights' SHA-256; it is used only while that hash and the test
     set's size still match, and rewritten otherwise (skipped where the folder is read-only)."""
     weights = Path(weights)
-    digest = file_hash(weights)
+    digest = file_sha256(weights)
     cache = weights.with_name(ANALYSIS_NAME)
     labels = data.test_labels.numpy()
     try:

@@ -48,7 +48,7 @@ def model_listing() -> list[dict]:
         pass  # not built yet, or damaged: build it
     rows = _built_listing()
     try:
-        from .checkpoint import atomic_write_bytes
+        from .files import atomic_write_bytes
 
         atomic_write_bytes(cache, json.dumps(rows).encode())
     except OSError:

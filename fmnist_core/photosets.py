@@ -41,10 +41,10 @@ from torch import nn
 
 from . import paths
 from .access import LimitError, NotAllowed, Policy, Visitor
-from .checkpoint import atomic_write_json
 from .config import SETTINGS, ConfigError
 from .data import CLASSES, normalize
 from .errors import UserError
+from .files import atomic_write_json
 from .inference import MAX_IMAGE_BYTES, ImageError, open_image, to_model_input
 from .metrics import Analysis, confusion_matrix
 from .run_files import FileProblem, check_shape, read_regular_bytes, read_regular_text

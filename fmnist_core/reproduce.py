@@ -7,11 +7,11 @@ import csv
 import io
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
 from .console import ConsoleProgress
 from .data import load_fashion_mnist
 from .errors import UserError
+from .files import atomic_write_bytes
 from .recipes import RECIPES, REPORT_BASE
 from .run_manager import train_run
 from .run_store import RunStore

@@ -17,8 +17,6 @@ atomically, so a run resumed from epoch k gives the same numbers as one never st
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +24,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoint import FILE_MODE, crash_point
 from .errors import UserError
+from .files import atomic_write
 from .run_files import HISTORY_LINE, FileProblem, check_shape
 
 RESUME_NAME = "resume.safetensors"
@@ -93,17 +91,7 @@ def save_resume(path: Path, state: ResumeState) -> None:
         "param_groups": json.dumps(state.optimizer["param_groups"]), "optimizer_scalars": json.dumps(scalars),
         "scheduler": json.dumps(state.scheduler),
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        crash_point(path.name, state.epoch)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), epoch=state.epoch)
 
 
 def load_resume(path: Path) -> ResumeState:

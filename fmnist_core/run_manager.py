@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import Policy, Visitor
-from .checkpoint import WEIGHTS_NAME, atomic_write_bytes, atomic_write_json, crash_point, save_checkpoint
+from .checkpoint import WEIGHTS_NAME, save_checkpoint
 from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
+from .files import atomic_write_bytes, atomic_write_json, crash_point
 from .models import count_parameters
 from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file

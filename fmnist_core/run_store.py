@@ -43,9 +43,10 @@ from pathlib import Path
 
 from . import paths
 from .access import LOCAL_OWNER
-from .checkpoint import WEIGHTS_NAME, CheckpointError, atomic_write_json, read_metadata
+from .checkpoint import WEIGHTS_NAME, CheckpointError, read_metadata
 from .config import SETTINGS, ConfigError, TrainConfig
 from .errors import UserError
+from .files import atomic_write_json, process_alive, this_process
 from .run_files import (
     HISTORY_LINE,
     OWNER,
@@ -144,51 +145,11 @@ def _int_or_none(value) -> int | None:
     return int(value)
 
 
-def process_start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (/proc/PID/stat field 22), or
-    None when there is no such process. A pid alone can be reused by an unrelated process
-    after a crash; pid and start time together name one process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19])  # field 22; fields[0] is field 3
-
-
 def owner_record(starting: bool = False) -> dict:
     """What owner.json records about the process training a run (`starting`: it has claimed
     the run and prepares it; RunWriter drops the flag when training starts)."""
-    record = {"pid": os.getpid(), "started": process_start_time(os.getpid())}
+    record = this_process()
     return {**record, "starting": True} if starting else record
-
-
-def owner_alive(owner: dict | None) -> bool:
-    """Is the process that wrote owner.json (or a sweep record: the same pid and start
-    time) still running (this one included)? A live pid whose start time differs is another
-    process that reused the number."""
-    if not owner:
-        return False
-    if not HAVE_PROC:  # no /proc (macOS): the pid is all there is to go by
-        return _pid_alive(owner["pid"])
-    started = process_start_time(owner["pid"])
-    if started is None:
-        return False
-    return owner.get("started") is None or owner["started"] == started
-
-
-HAVE_PROC = os.path.exists("/proc/self/stat")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _mean(values):
@@ -289,7 +250,7 @@ class RunStore:
         problems += history_problems
         history_ok = len(problems) == before  # readable, of the right shape, in sequence
         owner = _read(problems, read_json_file, path / "owner.json", OWNER)
-        alive = owner_alive(owner)
+        alive = process_alive(owner)
         if result is not None:
             status = result["status"]
         elif is_regular_file(path / QUEUED_NAME):

@@ -32,11 +32,12 @@ from .access import LOCAL_OWNER, LimitError, Policy
 from .config import MAX_NAME_LENGTH, MAX_THREADS, SETTINGS, ConfigError, TrainConfig
 from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
+from .files import this_process
 from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
 from .models import list_models, model_info
 from .run_files import FileProblem
 from .run_manager import train_run
-from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, process_start_time, result_from
+from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, result_from
 from .sweep_space import Dimension, SpaceError, check_against, grid_size, has_samples
 from .sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
 
@@ -500,7 +501,7 @@ def _sweep_record(spec: SweepSpec, sweep_id: str, status: str, address: str | No
     """The sweep's record as its driver first writes it (sweep_store.SWEEP_RECORD)."""
     return {
         "id": sweep_id, "name": spec.name or sweep_id, "owner": spec.owner, "status": status, "created": created,
-        "pid": os.getpid(), "started": process_start_time(os.getpid()), "host": this_host(), "ray_start_s": None, "ray_session": None,
+        **this_process(), "host": this_host(), "ray_start_s": None, "ray_session": None,
         "space": [d.to_dict() for d in spec.space],
         "base": spec.base.to_dict(),
         "options": {"trials": spec.planned_trials(), "samples": spec.num_samples, "search": spec.search, "early_stop": spec.early_stop,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .checkpoint import atomic_write_json
 from .config import SETTINGS
 from .errors import UserError
+from .files import atomic_write_json, process_alive
 from .run_files import FileProblem, read_regular_tail, read_regular_text
-from .run_store import RunRecord, RunStore, owner_alive
+from .run_store import RunRecord, RunStore
 from .statuses import ACTIVE, SWEEP_ACTIVE, SWEEP_ENDED
 
 SWEEPS_FOLDER = ".sweeps"
@@ -103,7 +103,7 @@ def _alive(values: dict) -> bool | None:
     pid = values.get("pid")
     if isinstance(pid, bool) or not isinstance(pid, int):
         return False
-    return owner_alive({"pid": pid, "started": values.get("started")})
+    return process_alive({"pid": pid, "started": values.get("started")})
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from fmnist_core.checkpoint import WEIGHTS_NAME, atomic_write_json, load_checkpoint, read_metadata, save_checkpoint
+from fmnist_core.checkpoint import WEIGHTS_NAME, load_checkpoint, read_metadata, save_checkpoint
+from fmnist_core.files import atomic_write_json
 from fmnist_core.markdown_text import one_line
 from fmnist_core.run_store import result_from
 

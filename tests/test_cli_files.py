@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from fmnist_core.checkpoint import atomic_write_bytes
 from fmnist_core.cli import main
+from fmnist_core.files import atomic_write_bytes
 from tests.conftest import ROOT
 from tests.test_cli_predict import CHECKPOINT, limit_memory
 

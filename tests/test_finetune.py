@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from fmnist_core.catalog import file_hash
 from fmnist_core.checkpoint import FORMAT, load_checkpoint
 from fmnist_core.cli import main
 from fmnist_core.data import CLASSES, normalize
+from fmnist_core.files import file_sha256
 from fmnist_core.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config
 from fmnist_core.metrics import analyze
 from fmnist_core.model_card import build_card
@@ -70,7 +70,7 @@ def test_from_starts_at_the_checkpoints_accuracy_with_its_settings(source, tiny_
     assert row["start_test_accuracy"] == pytest.approx(saved.metadata["metrics"]["test_accuracy"])
     stored = json.loads((run / "config.json").read_text())
     assert stored["init_from"] == str(source / "model.safetensors")
-    assert stored["extra"]["fine_tuned_from"]["sha256"] == file_hash(source / "model.safetensors")
+    assert stored["extra"]["fine_tuned_from"]["sha256"] == file_sha256(source / "model.safetensors")
     assert json.loads((run / "result.json").read_text())["start_test_accuracy"] == pytest.approx(expected)
     tuned = load_checkpoint(run)
     card = build_card("tuned", tuned.metadata, analyze(tuned.model, tiny_data), tiny_data)

@@ -15,9 +15,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.checkpoint import atomic_write_json, load_checkpoint, read_metadata
+from fmnist_core.checkpoint import load_checkpoint, read_metadata
 from fmnist_core.config import SETTINGS
 from fmnist_core.csv_cells import inert_cell
+from fmnist_core.files import atomic_write_json
 from fmnist_core.markdown_text import one_line
 from fmnist_core.metrics import analyze
 from fmnist_core.model_card import build_card

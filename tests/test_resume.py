@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from fmnist_core.checkpoint import read_metadata
 from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
+from fmnist_core.files import process_start_time
 from fmnist_core.run_manager import RunManager, train_run
-from fmnist_core.run_store import RunStore, process_start_time
+from fmnist_core.run_store import RunStore
 from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation

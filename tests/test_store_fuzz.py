@@ -314,7 +314,7 @@ SPECIAL_CASES = ("directory", "fifo", "symlink-to-dev-zero")
 
 def sweep_store_with_every_case(root: Path) -> list[str]:
     """A .sweeps folder with one record per case (and one valid record); returns the damaged ids."""
-    from fmnist_core.checkpoint import atomic_write_json
+    from fmnist_core.files import atomic_write_json
 
     folder = root / ".sweeps"
     folder.mkdir(parents=True)

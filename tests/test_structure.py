@@ -121,3 +121,19 @@ def test_every_status_is_declared_once_and_has_a_badge():
         declared = [str(path.relative_to(ROOT)) for path in [*ROOT.glob("fmnist_core/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
                     if re.search(rf"^{name} = ", path.read_text(), re.M)]
         assert declared in ([], ["fmnist_core/statuses.py"]), (name, declared)
+
+
+def test_file_mechanics_live_in_one_module():
+    """Issue 24: the atomic write was written three times (checkpoint, resume, export) and
+    process identity twice (run_store, sweep_store); fmnist_core.files is now their one
+    home, which the checkpoint format, the stores and the exports use."""
+    mechanics = {  # job: (pattern, the modules allowed to do it)
+        "a temp file renamed into place": (r"os\.replace\(|tempfile\.mkstemp\(", {"files", "export"}),  # export: a writability probe
+        "a pid's start time": (r"/proc/\{pid\}/stat|os\.kill\([^)]*, 0\)", {"files"}),
+        "a file's SHA-256": (r"for block in iter\(|def \w*sha256\(", {"files"}),
+    }
+    for job, (pattern, allowed) in mechanics.items():
+        found = {p.stem for p in CORE.glob("*.py") if re.search(pattern, p.read_text(), re.M)}
+        assert "files" in found and found <= allowed, (job, found)
+    for store in ("resume", "sweep_store", "reproduce", "photosets", "export"):  # they write files, not checkpoints
+        assert "checkpoint" not in imports_of(CORE / f"{store}.py"), store

@@ -305,8 +305,8 @@ def test_optuna_search_samples_the_space(tiny_dir, tmp_path):
 
 def fake_finished_sweep(runs: Path) -> tuple[str, list[str]]:
     """A finished sweep as the driver leaves it on disk: a record and three tagged runs."""
-    from fmnist_core.checkpoint import atomic_write_json
     from fmnist_core.config import TrainConfig
+    from fmnist_core.files import atomic_write_json
     from fmnist_core.run_store import result_from
 
     store, sweep_id = RunStore(runs), "sweep-20260101-000000-abcd"
@@ -364,9 +364,8 @@ def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):  # no
 
 def live_sweep_record(runs: Path, sweep_id: str, status: str, name: str = "", trial_runs=()) -> None:
     """A sweep record as its driver writes it; this test process stands in for the live driver."""
-    from fmnist_core.checkpoint import atomic_write_json
     from fmnist_core.config import TrainConfig
-    from fmnist_core.run_store import process_start_time
+    from fmnist_core.files import atomic_write_json, process_start_time
     from fmnist_core.sweep_store import this_host
 
     atomic_write_json(runs / ".sweeps" / f"{sweep_id}.json", {

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from fmnist_core.access import LimitError, Limits, NotAllowed, Policy
-from fmnist_core.checkpoint import atomic_write_json
 from fmnist_core.cli import main
 from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
+from fmnist_core.files import atomic_write_json, process_start_time
 from fmnist_core.memory import machine_memory
 from fmnist_core.run_manager import train_run
-from fmnist_core.run_store import RunStore, process_start_time, result_from
+from fmnist_core.run_store import RunStore, result_from
 from fmnist_core.sweep import _settle_sweep, _StopFlag
 from fmnist_core.sweep_store import SweepStore, this_host
 from tests.test_access import held_manager, shared_app, tiny  # noqa: F401 - fixtures
