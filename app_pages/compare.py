@@ -15,9 +15,9 @@ from fmnist_core.table1 import TABLE1, table1_results, table1_rows
 from fmnist_core.words import counted
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
-from ui.explain_panel import mistake_picture, model_card_download
+from ui.explain_panel import mistake_pictures, model_card_download
 from ui.photoset_panel import photoset_column, photoset_columns
-from ui.state import dataset, run_analysis, run_manager
+from ui.state import run_analysis, run_manager
 from ui.tables import TABLE1_SHOWN, TABLE1_VIEW, csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table, show_table, table1_csv, table1_frame
 from ui.text import literal, plain
 
@@ -116,11 +116,10 @@ def show_mistakes(entry: Comparable) -> None:
     st.caption(f"{counted(counts[p], 'test image')} of **{true_class}** predicted as **{CLASSES[p]}**"
                + (f"; the {counted(len(indices), 'most confident mistake')}:" if indices else "."))
     if indices:
-        images = dataset().test_images[indices].numpy()
         grid = st.columns(8)
-        for k, (index, image) in enumerate(zip(indices, images)):
+        for k, (index, picture) in enumerate(zip(indices, mistake_pictures(entry.weights, indices, p))):
             probs = analysis.probabilities[index]
-            grid[k % 8].image(mistake_picture(entry.weights, index, image, p),
+            grid[k % 8].image(picture,
                               caption=f"#{index}: {CLASSES[p]} {probs[p]:.0%}, {true_class} {probs[t]:.0%}")
 
 

@@ -9,6 +9,7 @@ import torch
 
 from fmnist_core.catalog import best_first, list_checkpoints, list_comparable
 from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
+from fmnist_core.config import TrainConfig
 from fmnist_core.metrics import ANALYSIS_NAME, analyze, cached_analysis
 from fmnist_core.models import create_model
 from fmnist_core.paths import pretrained_dir
@@ -23,6 +24,23 @@ def test_identical_checkpoints_are_listed_once(tmp_path):
     entries = list_checkpoints(RunStore(tmp_path / "runs"), shipped)
     assert [e.name for e in entries] == ["resnet_fm_best", "cnn_c_copy"]  # most accurate first; the copy's twin left out
     assert len({e.sha256 for e in entries}) == 2
+
+
+def test_a_listed_checkpoint_is_checked_once_per_file_version(tmp_path, monkeypatch):
+    """Issue 23: Predict lists every checkpoint on each rerun, and checking one builds its model
+    on the meta device (1.3 s a rerun for 12 checkpoints). Checked again only once rewritten."""
+    import fmnist_core.checkpoint as checkpoint
+
+    built = []
+    real = checkpoint.create_model
+    monkeypatch.setattr(checkpoint, "create_model", lambda *a, **k: built.append(a) or real(*a, **k))
+    store = RunStore(tmp_path / "runs")
+    torch.manual_seed(0)
+    weights = save_checkpoint(create_model("cnn_a"), store.create(TrainConfig(model="cnn_a")) / "model.safetensors")
+    assert len(list_checkpoints(store, tmp_path / "none")) == 1 and len(built) == 1
+    assert len(list_checkpoints(store, tmp_path / "none")) == 1 and len(built) == 1  # not built again
+    weights.write_bytes(b"not a checkpoint")  # rewritten: checked again, and no longer offered
+    assert list_checkpoints(store, tmp_path / "none") == [] and len(built) == 1
 
 
 def test_comparable_entries_without_a_run_store(tmp_path):

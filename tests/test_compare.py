@@ -248,3 +248,25 @@ def test_a_fine_tuned_runs_start_is_named_not_located():
     assert "/srv" not in text and "20261201-a (cnn_c, sha256 abababababab)" in text, text
     moved = {**started, "init_from": "/elsewhere/20261201-a/model.safetensors"}  # the same checkpoint, another path
     assert config_differences({"a": started, "b": moved}) == {}
+
+
+def test_the_mistakes_grid_is_one_batch_kept_beside_the_weights(store_with_two_runs):
+    """Issue 23 (24 heatmaps, ~4 s for resnet_fm on one core): the grid's maps come from
+    mistake_maps, computed once per checkpoint version into a file beside the weights."""
+    from safetensors.torch import load
+
+    from fmnist_core.mistake_maps import MAPS_NAME
+
+    record = store_with_two_runs.store.list()[0]
+    maps = record.weights.with_name(MAPS_NAME)
+    assert not maps.exists()
+    at = open_compare()
+    at.selectbox(key="focus_run").set_value(f"run:{record.id}").run()
+    assert not at.exception
+    true_class = at.selectbox(key="mistake_true").options.index(at.selectbox(key="mistake_true").value)
+    predicted = at.selectbox(key=f"mistake_pred_{true_class}").value
+    shown = [int(image.proto.imgs[0].caption.split(":")[0][1:]) for image in at.get("image")
+             if image.proto.imgs and image.proto.imgs[0].caption.startswith("#")]
+    assert shown, "no mistakes shown"
+    stored = load(maps.read_bytes())
+    assert set(stored["targets"].tolist()) == {predicted} and sorted(stored["indices"].tolist()) == sorted(shown)

@@ -18,13 +18,13 @@ from fmnist_core.checkpoint import load_checkpoint
 from fmnist_core.data import CLASSES
 from fmnist_core.explain import METHODS, ExplainError, explain, methods_for, overlay
 from fmnist_core.export_facts import checked_onnx, onnx_facts
+from fmnist_core.mistake_maps import mistake_heatmaps
 from fmnist_core.model_card import ExportFacts, build_card
 from ui.state import cached_model, dataset, run_analysis
 
 TOP_CLASS = "the predicted class"
 METHOD_KEY, TARGET_KEY = "explain_method", "explain_target"
 UI_CHECK_IMAGES = 1000  # test images a download is checked on (the CLI checks all 10,000)
-MISTAKE_METHOD = "ig"  # every model has it, and it is sharp at pixel level
 MISTAKE_SCALE = 3
 
 
@@ -92,16 +92,19 @@ def model_card_download(weights: Path, title: str) -> None:
                             "rebuilds it, and the SHA-256 of its ONNX export.")
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _mistake_heatmap(path: str, mtime: float, index: int, target: int) -> np.ndarray:
-    image = dataset().test_images[index].numpy()
-    result = explain(cached_model(path), image, target, MISTAKE_METHOD)
-    return overlay(image, result.heatmap, scale=MISTAKE_SCALE)
+@st.cache_data(max_entries=64, show_spinner=False)
+def _mistake_pictures(path: str, mtime: float, indices: tuple[int, ...], predicted: int) -> list[np.ndarray]:
+    images = dataset().test_images[list(indices)].numpy()
+    heatmaps = mistake_heatmaps(Path(path), cached_model(path), dataset().test_images, list(indices), predicted)
+    return [np.concatenate([_upscaled(image), overlay(image, heat, scale=MISTAKE_SCALE)], axis=0)
+            for image, heat in zip(images, heatmaps)]
 
 
-def mistake_picture(weights: Path, index: int, image: np.ndarray, predicted: int) -> np.ndarray:
-    """Test image `index` (uint8 28x28) above its heatmap for the wrongly predicted class:
-    what the model took for `predicted`."""
-    upscaled = np.repeat(np.kron(image, np.ones((MISTAKE_SCALE, MISTAKE_SCALE), np.uint8))[..., None], 3, axis=2)
-    heat = _mistake_heatmap(str(weights), os.path.getmtime(weights), index, predicted)
-    return np.concatenate([upscaled, heat], axis=0)
+def _upscaled(image: np.ndarray) -> np.ndarray:
+    return np.repeat(np.kron(image, np.ones((MISTAKE_SCALE, MISTAKE_SCALE), np.uint8))[..., None], 3, axis=2)
+
+
+def mistake_pictures(weights: Path, indices: list[int], predicted: int) -> list[np.ndarray]:
+    """Test images `indices`, each above its heatmap for the wrongly predicted class: what the
+    model took for `predicted`. One batch for the grid, kept beside the weights (mistake_maps)."""
+    return _mistake_pictures(str(weights), os.path.getmtime(weights), tuple(indices), predicted)
