@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from . import paths

@@ -12,7 +12,6 @@ oversized or non-regular file is ignored and rewritten."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from importlib.metadata import version
 from pathlib import Path
@@ -24,9 +23,8 @@ from safetensors.torch import load, save
 from torch import nn
 
 from . import explain, scoring
-from .catalog import file_hash
-from .checkpoint import atomic_write_bytes
 from .data import CLASSES, IMAGE_SIZE
+from .files import atomic_write_bytes, file_sha256, sha256
 from .run_files import FileProblem, read_regular_bytes
 
 MISTAKE_METHOD = "ig"  # every model has it, and it is sharp at pixel level
@@ -39,11 +37,11 @@ MAX_MAPS_BYTES = MAX_MAPS * (IMAGE_SIZE * IMAGE_SIZE * 2 + 8) + 4096  # the maps
 def _code() -> dict:
     """The code and versions that make a map: fixed for a process."""
     source = b"".join(Path(module.__file__).read_bytes() for module in (explain, scoring))
-    return {"explain_sha256": hashlib.sha256(source).hexdigest(), "torch": torch.__version__, "captum": version("captum")}
+    return {"explain_sha256": sha256(source), "torch": torch.__version__, "captum": version("captum")}
 
 
 def _key(weights: Path, method: str, test_images: int) -> dict:
-    return {"weights_sha256": file_hash(weights), "method": method, "test_images": test_images, **_code()}
+    return {"weights_sha256": file_sha256(weights), "method": method, "test_images": test_images, **_code()}
 
 
 def mistake_heatmaps(weights: Path, model: nn.Module, test_images: torch.Tensor, indices: list[int], target: int,
