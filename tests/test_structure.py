@@ -137,3 +137,21 @@ def test_file_mechanics_live_in_one_module():
         assert "files" in found and found <= allowed, (job, found)
     for store in ("resume", "sweep_store", "reproduce", "photosets", "export"):  # they write files, not checkpoints
         assert "checkpoint" not in imports_of(CORE / f"{store}.py"), store
+
+
+def test_the_architecture_page_draws_the_real_import_graph():
+    """ARCHITECTURE.md's layer drawing lists every core module once, and each imports only
+    from its own line or the lines below it, so the drawing cannot drift from the code."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    drawing = text[text.index("fmnist_core/ "):text.index("```", text.index("fmnist_core/ "))].splitlines()[1:]
+    layers = [re.findall(r"[a-z_0-9]+", re.split(r"\s{3,}", line.strip())[0]) for line in drawing]  # names, then their job
+    level = {}
+    for depth, names in enumerate(reversed(layers)):  # the bottom line is level 0
+        for name in names:
+            assert name not in level, f"{name} is drawn twice"
+            level[name] = depth
+    modules = {p.stem for p in CORE.glob("*.py")} - {"__init__", "__main__"}
+    assert set(level) == modules, (modules - set(level), set(level) - modules)
+    for module in modules:
+        above = [m for m in imports_of(CORE / f"{module}.py") if level[m] > level[module]]
+        assert not above, f"{module} imports {above}, drawn above it"
