@@ -1,55 +1,22 @@
 """The Train page's session state: one typed object, each field under its own st.session_state key.
 
 The keys stay those the widgets, Predict's photo-set panel ("selected_run": the Train page
-opens on it) and the tests use. The object wraps any mapping, so its rules are tested on
-a plain dict, without Streamlit running.
+opens on it) and the tests use. Its rules are tested on a plain dict, without Streamlit running.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any, Generic, TypeVar, overload
-
-import streamlit as st
+from collections.abc import Iterable
 
 from fmnist_core.config import SETTINGS
 from fmnist_core.errors import UserError
 from ui.form import from_widget, to_widget, widget_key
+from ui.page_state import PageState, SessionKey
 
-T = TypeVar("T")
 FIELDS = list(SETTINGS)  # every setting is on the form (ui.form builds each widget from its declaration)
 
 
-class SessionKey(Generic[T]):
-    """A field of a page's state, kept under its own key (its attribute name unless given).
-    Setting it to None removes the key: "absent" and "None" are one state."""
-
-    def __init__(self, default: T, key: str | None = None, factory: Callable[[], T] | None = None):
-        self.default, self.key, self.factory = default, key, factory
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.key = self.key or name
-
-    @overload
-    def __get__(self, state: None, owner: type) -> SessionKey[T]: ...
-    @overload
-    def __get__(self, state: TrainState, owner: type) -> T: ...
-
-    def __get__(self, state, owner=None):
-        if state is None:
-            return self
-        if self.factory is not None:  # a mutable default is the session's own, never shared
-            return state.session.setdefault(self.key, self.factory())
-        return state.session.get(self.key, self.default)
-
-    def __set__(self, state: TrainState, value: T) -> None:
-        if value is None:
-            state.session.pop(self.key, None)
-        else:
-            state.session[self.key] = value
-
-
-class TrainState:
+class TrainState(PageState):
     """This session's Train page: the form, the run it shows and what its buttons left behind."""
 
     # the form: its values as last drawn (None: a fresh visit, the link holds the form)
@@ -71,9 +38,6 @@ class TrainState:
     # A rerun of the whole page drops the clicks it carries (rename, delete, undo, trash) if it
     # reruns before they are acted on: only the fragments' own reruns, after the page, may.
     page_drawn = SessionKey[bool](False, key="train_page_drawn")
-
-    def __init__(self, session: MutableMapping[str, Any] | None = None):
-        self.session = st.session_state if session is None else session
 
     # ---- the form's widgets -------------------------------------------------------------
     def form_values(self) -> dict:
