@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import best_test_accuracy
 from fmnist_core.statuses import ACTIVE, RESUMABLE
 from fmnist_core.words import counted
@@ -41,7 +42,7 @@ def needs_redraw(status: str, epochs: int, status_shown: str, epochs_shown: int,
     return status != status_shown or epochs != epochs_shown or runs_changed
 
 
-def live_panel(manager, runs: RunList, state: TrainState, run_id: str, status_shown: str, epochs_shown: int) -> None:
+def live_panel(manager: RunManager, runs: RunList, state: TrainState, run_id: str, status_shown: str, epochs_shown: int) -> None:
     """Status, stop, progress and per-batch loss of the shown run: polled every second while
     it is queued or training. The epoch charts, the run list and the table sit outside it and
     are redrawn (one full rerun) only when an epoch ends or a status changes, so the page
@@ -93,7 +94,7 @@ SCROLL_TO_RUN = """<script>(() => {
 })(); /* start %d */</script>"""
 
 
-def draw_run(manager, runs: RunList, state: TrainState, run_id: str) -> None:
+def draw_run(manager: RunManager, runs: RunList, state: TrainState, run_id: str) -> None:
     """The shown run: heading and live panel (what Start scrolls into view), then its epochs."""
     run = manager.view(run_id)
     status, history, config = run.status, run.history, run.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fmnist_core.run_manager import RunManager
 from fmnist_core.words import counted
 from ui.run_list import HEADING_CHARS, RunList
 from ui.text import literal, truncate
@@ -12,7 +13,7 @@ from ui.train_state import TrainState
 from ui.visitor import act, current_visitor, why_locked
 
 
-def rename_or_delete(manager, runs: RunList, state: TrainState, run_id: str) -> None:
+def rename_or_delete(manager: RunManager, runs: RunList, state: TrainState, run_id: str) -> None:
     """Rename, and delete after a confirmation: a deleted run goes to the trash (Undo above)."""
     record = runs.by_id[run_id]
     locked = why_locked(record.owner)  # shared mode: only the owner or an admin
@@ -37,7 +38,7 @@ def rename_or_delete(manager, runs: RunList, state: TrainState, run_id: str) -> 
                 st.rerun()
 
 
-def undo_bar(manager, state: TrainState) -> None:
+def undo_bar(manager: RunManager, state: TrainState) -> None:
     """The run just deleted, with Undo: it comes back from the trash and is shown."""
     if state.undo_delete is None:
         return
@@ -51,7 +52,7 @@ def undo_bar(manager, state: TrainState) -> None:
         st.rerun()
 
 
-def trash_box(manager, state: TrainState) -> None:
+def trash_box(manager: RunManager, state: TrainState) -> None:
     """The trash, when it holds runs: each with Restore; Empty trash for an admin, once ticked."""
     trashed = manager.store.trashed()
     if not trashed:

@@ -7,6 +7,7 @@ from functools import cached_property
 
 import streamlit as st
 
+from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunRecord
 from fmnist_core.statuses import ACTIVE
 from ui.text import truncate
@@ -24,7 +25,7 @@ class RunList:
     statuses: dict[str, str] = field(default_factory=dict)  # the manager's runs: their status as drawn
 
     @classmethod
-    def read(cls, manager) -> RunList:
+    def read(cls, manager: RunManager) -> RunList:
         records = manager.list_runs()
         live = manager.statuses()
         return cls(records, {**live, **{r.id: r.status for r in records if r.id in live}})
@@ -46,7 +47,7 @@ class RunList:
         changed status: the run picker and the table are then out of date."""
         return ids_now != self.ids or statuses_now != self.statuses
 
-    def changed_in(self, manager) -> bool:
+    def changed_in(self, manager: RunManager) -> bool:
         """`changed` against the store now: cheap enough to poll."""
         return self.changed(manager.store.ids(), manager.statuses())
 
@@ -62,7 +63,7 @@ class RunList:
         return f"{truncate(record.name, HEADING_CHARS)} · {record.status} · {run_id}"
 
 
-def watch_runs(manager, runs: RunList, state: TrainState) -> None:
+def watch_runs(manager: RunManager, runs: RunList, state: TrainState) -> None:
     """Redraw the page when the run list changed, so the run picker and the table follow the
     store while the shown run has nothing to poll for (the live panel watches while it has).
     Draws nothing; a fragment."""
