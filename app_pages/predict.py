@@ -49,6 +49,12 @@ class Choice:
     path: Path | None = None  # the checkpoint file; None for an uploaded one (nothing to export)
 
 
+class PredictState(PageState):
+    canvas_version = SessionKey[int](0)  # Clear draws a new canvas: a new key is the canvas's only clear
+    example_index = SessionKey[int | None](None)  # the test-set example shown
+
+
+state = PredictState()
 st.title("Predict")
 st.caption("Draw an item, upload a photo or take one with the camera. The item is found against its background "
            "and turned into what the model was trained on: grayscale, light item on black, cropped to the item, "
@@ -163,12 +169,6 @@ st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){positi
         "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
 # Photo sets get a tab of their own: below the canvas they would make the Draw tab long enough to
 # scroll the canvas under its sticky answer (on a phone, the top strokes then land on the answer).
-class PredictState(PageState):
-    canvas_version = SessionKey[int](0)  # Clear draws a new canvas: a new key is the canvas's only clear
-    example_index = SessionKey[int | None](None)  # the test-set example shown
-
-
-state = PredictState()
 draw_tab, upload_tab, camera_tab, examples_tab, photosets_tab = st.tabs(["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"])
 
 with draw_tab:
