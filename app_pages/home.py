@@ -9,6 +9,7 @@ import streamlit as st
 from fmnist_core.data import CLASSES, class_counts, example_grid
 from fmnist_core.models import list_models, model_info
 from fmnist_core.recipes import DESCRIPTIONS
+from ui.page_state import PageState, SessionKey
 from ui.state import dataset, model_card
 from ui.text import literal
 from ui.visitor import studio_policy
@@ -63,13 +64,17 @@ def zoo() -> list[dict]:
     return rows
 
 
+class HomeState(PageState):
+    grid_seed = SessionKey[int](0)  # which examples the mosaic shows
+
+
+state = HomeState()
 left, right = st.columns([3, 2])
 with left:
     st.subheader("The data set")
-    seed = st.session_state.setdefault("grid_seed", 0)
-    st.image(mosaic(seed), width=12 * 28 * 2, clamp=True)
+    st.image(mosaic(state.grid_seed), width=12 * 28 * 2, clamp=True)
     if st.button("Show other examples", key="reshuffle"):
-        st.session_state["grid_seed"] = seed + 1
+        state.grid_seed += 1
         st.rerun()
 with right:
     table, source = counts()

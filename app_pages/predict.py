@@ -21,6 +21,7 @@ from fmnist_core.photo import Unsure, find_item, mask_overlay
 from ui.charts import probability_chart
 from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel
+from ui.page_state import PageState, SessionKey
 from ui.photoset_panel import photoset_section
 from ui.state import cached_model, dataset, run_manager
 from ui.text import plain
@@ -48,6 +49,12 @@ class Choice:
     path: Path | None = None  # the checkpoint file; None for an uploaded one (nothing to export)
 
 
+class PredictState(PageState):
+    canvas_version = SessionKey[int](0)  # Clear draws a new canvas: a new key is the canvas's only clear
+    example_index = SessionKey[int | None](None)  # the test-set example shown
+
+
+state = PredictState()
 st.title("Predict")
 st.caption("Draw an item, upload a photo or take one with the camera. The item is found against its background "
            "and turned into what the model was trained on: grayscale, light item on black, cropped to the item, "
@@ -175,13 +182,13 @@ with draw_tab:
             brush_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
             brush = brush_col.slider("Brush size", 4, 40, 18, key="brush")
             if clear_col.button("Clear", key="clear_canvas"):
-                st.session_state["canvas_version"] = st.session_state.get("canvas_version", 0) + 1
+                state.canvas_version += 1
             st.caption("Draw light on dark, like the data set. Fill the shape: Fashion-MNIST items are solid.")
         with canvas_area:
             result = st_canvas(
                 stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
                 width=CANVAS_PX, height=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
-                key=f"canvas-{st.session_state.get('canvas_version', 0)}",
+                key=f"canvas-{state.canvas_version}",
             )
         with result_col:
             pixels = result.image_data if result is not None else None
@@ -217,13 +224,13 @@ with examples_tab:
     data = dataset()
     chooser, button = st.columns([3, 1], vertical_alignment="bottom")
     wanted = chooser.selectbox("Class", CLASSES, key="example_class")
-    index = st.session_state.get("example_index")
+    index = state.example_index
     # An example is shown at once (the tab was blank until its button was pressed), and a new
     # one when the class changes; the button draws another of the same class.
     if (button.button("Random test image", key="random_example", width="stretch") or index is None
             or CLASSES[int(data.test_labels[index])] != wanted):
         candidates = np.flatnonzero(data.test_labels.numpy() == CLASSES.index(wanted))
-        index = st.session_state["example_index"] = int(np.random.default_rng().choice(candidates))
+        index = state.example_index = int(np.random.default_rng().choice(candidates))
     truth = CLASSES[int(data.test_labels[index])]
     show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
 from fmnist_core.errors import UserError
+from ui.text import plain
 
 FORMATS = {"patch": lambda p: "off" if p == 0 else f"{p}x{p} tiles"}
 # "%g" shows a value as typed (1e-09, 0.15): "%.5f" showed an lr of 1e-9 as 0.00000.
@@ -55,6 +56,19 @@ def setting_widget(container, name: str, disabled: bool = False, placeholder: st
                                help=help_text, disabled=disabled, placeholder=placeholder)
     if problem:
         container.error(f"{declared.label}: {problem}", icon=":material/error:")
+
+
+def setting_widgets(containers: list, names: list[str], problems: dict[str, str], link_problems: dict[str, str],
+                    disabled: dict[str, bool] | None = None, placeholders: dict[str, str] | None = None) -> None:
+    """The widgets of `names`, dealt in turn into `containers` (columns), each with its
+    problem, and a note where the link's value for it was dropped."""
+    disabled, placeholders = disabled or {}, placeholders or {}
+    for i, name in enumerate(names):
+        container = containers[i % len(containers)]
+        setting_widget(container, name, disabled=disabled.get(name, False), placeholder=placeholders.get(name),
+                       problem=problems.get(name))
+        if name in link_problems:  # the link's text is anyone's: shown escaped
+            container.caption(f":orange[:material/link_off: {plain(link_problems[name])}; the default is shown.]")
 
 
 # ---- the form as a link: only the settings that differ from the defaults -------------------
