@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core import paths
-from fmnist_core.catalog import Comparable, best_first, list_comparable
+from fmnist_core.catalog import Comparable, EntryKey, best_first, list_comparable
 from fmnist_core.checkpoint import CheckpointError
 from fmnist_core.data import CLASSES
 from fmnist_core.metrics import config_differences, describe_differences
@@ -33,7 +33,7 @@ records = run_manager().list_runs()
 entries = list_comparable(records)
 for entry in entries:
     for problem in entry.problems:
-        st.warning(plain(f"Run {entry.key.split(':', 1)[1]}: {problem}. Shown with what could be read."))  # folder names are user text
+        st.warning(plain(f"Run {entry.key.ident}: {problem}. Shown with what could be read."))  # folder names are user text
 if not entries:
     st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()
@@ -70,7 +70,7 @@ st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "te
 visible = set(shown["id"])
 with_history = [e.key for e in entries if e.history and e.key in visible]
 # ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
-asked = [f"run:{rid}" for rid in st.query_params.get("runs", "").split(",") if f"run:{rid}" in with_history]
+asked = [key for rid in st.query_params.get("runs", "").split(",") if (key := EntryKey.of("run", rid)) in with_history]
 default = asked or [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
 selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
                           key="compare_runs", format_func=entry_label)
@@ -125,7 +125,7 @@ def show_mistakes(entry: Comparable) -> None:
 
 def show_figures_only(entry: Comparable) -> None:
     """A reproduced Table 1 row whose run and weights are on another machine."""
-    recipe = entry.key.split(":", 1)[1]
+    recipe = entry.key.ident
     figures = [f"test accuracy {entry.test_accuracy:.2f}%" if entry.test_accuracy is not None else "no test figure",
                f"status {entry.status}"]
     st.info(f"Trained on another machine ({', '.join(figures)}, from `results/table1.csv`); its weights and history are not "

@@ -85,11 +85,32 @@ def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None 
     return unique
 
 
+class EntryKey(str):
+    """A Compare entry's unique key, "<source>:<id>" (a run id, a shipped folder, a Table 1
+    recipe). A str, so widgets, links and table cells take it as it is; built and read only
+    here, never split by hand."""
+
+    @classmethod
+    def of(cls, source: str, ident: str) -> EntryKey:
+        if source not in SOURCES:
+            raise ValueError(f"unknown entry source {source!r}")
+        return cls(f"{source}:{ident}")
+
+    @property
+    def source(self) -> str:
+        return self.split(":", 1)[0]
+
+    @property
+    def ident(self) -> str:
+        """The run id, shipped folder or Table 1 recipe."""
+        return self.split(":", 1)[1]
+
+
 @dataclass
 class Comparable:
     """One entry of the Compare page, in one shape whatever its source."""
 
-    key: str  # unique: "run:<id>", "shipped:<folder>", "table1:<recipe>"
+    key: EntryKey
     name: str
     source: str  # run | shipped | table1 (see SOURCES)
     status: str
@@ -111,7 +132,7 @@ class Comparable:
 
 def _from_record(record: RunRecord, source: str) -> Comparable:
     name = record.id if source == "shipped" else record.name  # shipped models go by their folder, as on Predict
-    row = {**record.summary(), "id": f"{source}:{record.id}", "name": name, "source": SOURCES[source]}
+    row = {**record.summary(), "id": EntryKey.of(source, record.id), "name": name, "source": SOURCES[source]}
     return Comparable(row["id"], name, source, record.status, record.config, record.history, record.weights, row, list(record.problems))
 
 
@@ -139,12 +160,12 @@ def list_comparable(records: list[RunRecord] | None = None, pretrained_dir: Path
     reproduced = read_table1_csv((results_dir or paths.results_dir()) / "table1.csv")
     labels = {row.recipe: _table1_label(row) for row in TABLE1}
     for recipe, result in reproduced.items():
-        same = [e for e in runs if e.key == f"run:{result.get('run')}"] or [e for e in shipped if e.config.get("name") == recipe]
+        same = [e for e in runs if e.key == EntryKey.of("run", str(result.get("run")))] or [e for e in shipped if e.config.get("name") == recipe]
         if same:
             same[0].table1 = labels[recipe]
             continue
         row = {
-            "id": f"table1:{recipe}", "name": f"Table 1 · {labels[recipe]}", "status": result.get("status", ""), "source": SOURCES["table1"],
+            "id": EntryKey.of("table1", recipe), "name": f"Table 1 · {labels[recipe]}", "status": result.get("status", ""), "source": SOURCES["table1"],
             "model": RECIPES.get(recipe, {}).get("model"), "epochs_done": result.get("epochs_done"),
             "epochs_planned": RECIPES.get(recipe, {}).get("epochs"), "params": None,
             "train_accuracy": result.get("train_accuracy"), "test_accuracy": result.get("test_accuracy"),

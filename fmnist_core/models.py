@@ -7,6 +7,7 @@ logits for (B, 1, S, S) inputs, S = 28 or the patch size when training on tiles.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,8 +37,11 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(description: str, *, from_report: bool = False, default_dropout: float | None = None):
+def register_model(description: str, *, from_report: bool = False):
     def wrap(builder: Callable[..., nn.Module]):
+        # The default dropout is the builder's own default, declared once in its signature.
+        dropout = inspect.signature(builder).parameters.get("dropout")
+        default_dropout = dropout.default if dropout is not None else None
         _REGISTRY[builder.__name__] = ModelInfo(builder.__name__, builder, description, from_report, default_dropout)
         return builder
 
@@ -111,12 +115,12 @@ def _mlp(sizes: list[int], activation: Callable[[], nn.Module], dropout: float) 
 # ---- the report's five models ------------------------------------------------------
 
 
-@register_model("Report model 1: MLP 784-500-250-250-10, ReLU, Dropout", from_report=True, default_dropout=0.2)
+@register_model("Report model 1: MLP 784-500-250-250-10, ReLU, Dropout", from_report=True)
 def mlp4(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
     return Classifier(nn.Identity(), _mlp([image_size**2, 500, 250, 250, NUM_CLASSES], nn.ReLU, dropout))
 
 
-@register_model("Report model 2: MLP 784-900-500-450-250-10, LeakyReLU, Dropout", from_report=True, default_dropout=0.2)
+@register_model("Report model 2: MLP 784-900-500-450-250-10, LeakyReLU, Dropout", from_report=True)
 def mlp_custom(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
     return Classifier(nn.Identity(), _mlp([image_size**2, 900, 500, 450, 250, NUM_CLASSES], nn.LeakyReLU, dropout))
 
@@ -142,7 +146,7 @@ def cnn_b(softmax_output: bool = False, image_size: int = IMAGE_SIZE) -> nn.Modu
     return Classifier(features, nn.Sequential(*head))
 
 
-@register_model("Report model 5: conv 32 + conv 4 (BN), MLP 168-100-150-10, LeakyReLU, Dropout", from_report=True, default_dropout=0.2)
+@register_model("Report model 5: conv 32 + conv 4 (BN), MLP 168-100-150-10, LeakyReLU, Dropout", from_report=True)
 def cnn_c(dropout: float = 0.2, image_size: int = IMAGE_SIZE) -> nn.Module:
     features = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=(1, 0)), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 13)
@@ -163,7 +167,7 @@ def _conv_bn(c_in: int, c_out: int, pool_first: bool = False) -> list[nn.Module]
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), *pool, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-@register_model("VGG11 with BatchNorm, adapted to 28x28 (3 pools, global average pool)", default_dropout=0.5)
+@register_model("VGG11 with BatchNorm, adapted to 28x28 (3 pools, global average pool)")
 def vgg11(dropout: float = 0.5, width: int = 64, image_size: int = IMAGE_SIZE) -> nn.Module:
     """VGG11's eight 3x3 conv layers (64-128-256-256-512-512-512-512). The original
     five 2x2 pools would shrink 28x28 to below 1x1 (the report's "size
@@ -202,7 +206,7 @@ class ResidualBlock(nn.Module):
 
 # The counts are checked against the built model by tests/test_models.py.
 @register_model("Ours, for speed (the fast_v1 recipe): 2 conv-BN blocks (w, 2w channels), Linear 98w-10; 20,538 params at "
-                "fast_v1's width 16, 50,282 params at its default width 32", default_dropout=0.1)
+                "fast_v1's width 16, 50,282 params at its default width 32")
 def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
     """Few multiply-adds per image (~4M at width 32): on 2 CPU cores the time per epoch is
     what limits time-to-90%, and a flattened 7x7 map keeps the spatial layout that a
@@ -217,7 +221,7 @@ def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE
 
 # The counts are checked against the built models by tests/test_models.py.
 @register_model("Ours, for speed (the fast recipe): fast_cnn with each max-pool before its BatchNorm and ReLU, "
-                "dropout off by default; 20,538 params at fast's width 16", default_dropout=0.0)
+                "dropout off by default; 20,538 params at fast's width 16")
 def fast_cnn_v2(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
     """fast_cnn's layers at 1.5x its training steps per second (batch 64, 2 threads: 6.8
     against 10.6 ms): BatchNorm and ReLU were most of a step's time, and they now run on pooled
@@ -229,8 +233,7 @@ def fast_cnn_v2(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_S
 
 @register_model("Ours, for the balanced and accurate recipes: airbench's layout, 5 conv-BN-ReLU layers (w, 2w, 2w, 4w, 4w) "
                 "with a 2x2 max-pool after the 2nd and 4th conv, before their BatchNorm; no residuals, global max pool; "
-                "70,330 params at balanced's width 16",
-                default_dropout=0.0)
+                "70,330 params at balanced's width 16")
 def air_cnn(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
     """resnet_fm's stages with one conv per residual block and each pool moved before its
     BatchNorm (as in airbench, the fastest CIFAR-10 trainer): at width 16, 0.5-0.6x the time
@@ -246,7 +249,7 @@ def air_cnn(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE)
     return _dropout_linear_head(features, dropout, image_size)
 
 
-@register_model("Ours, for accuracy: ResNet-style, 3 stages (32-64-128) with residual blocks, BN", default_dropout=0.1)
+@register_model("Ours, for accuracy: ResNet-style, 3 stages (32-64-128) with residual blocks, BN")
 def resnet_fm(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
     w = width
     features = nn.Sequential(

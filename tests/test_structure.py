@@ -155,3 +155,30 @@ def test_the_architecture_page_draws_the_real_import_graph():
     for module in modules:
         above = [m for m in imports_of(CORE / f"{module}.py") if level[m] > level[module]]
         assert not above, f"{module} imports {above}, drawn above it"
+
+
+def test_compare_entries_have_one_typed_key():
+    """Issue 24: Compare split its "run:<id>" / "table1:<recipe>" keys by hand in three places;
+    catalog.EntryKey builds and reads them, and is the str that widgets and links carry."""
+    from fmnist_core.catalog import EntryKey
+
+    key = EntryKey.of("table1", "cnn_c")
+    assert key == "table1:cnn_c" and (key.source, key.ident) == ("table1", "cnn_c")
+    with pytest.raises(ValueError):
+        EntryKey.of("elsewhere", "x")
+    by_hand = [str(p.relative_to(ROOT)) for p in [*ROOT.glob("app_pages/*.py"), *ROOT.glob("ui/*.py")]
+               if re.search(r"key\.split\(|f\"(run|table1|shipped):", p.read_text())]
+    assert by_hand == []
+
+
+def test_each_models_default_dropout_is_declared_once():
+    """Issue 24: a model's default dropout was typed in register_model and in its builder's
+    signature; the registry now reads the signature."""
+    import inspect
+
+    from fmnist_core.models import list_models, model_info
+
+    assert not re.search(r"default_dropout\s*=\s*[0-9]", (CORE / "models.py").read_text())
+    for name in list_models():
+        parameter = inspect.signature(model_info(name).builder).parameters.get("dropout")
+        assert model_info(name).default_dropout == (parameter.default if parameter else None), name
