@@ -117,6 +117,11 @@ def test_every_status_is_declared_once_and_has_a_badge():
     assert all(badge(s).endswith(s) and badge(s) != s for s in RunStatus)
     assert all(badge(s, sweep=True) != s for s in SweepStatus)
     assert RunStatus.FINISHED == "finished" and json.dumps(RunStatus.FINISHED) == '"finished"'  # as stored
+    # each status carries how it reads and its group, for runs and sweeps alike
+    assert [s for s in RunStatus if s.active] == list(ACTIVE) and {s for s in RunStatus if s.resumable} == set(RESUMABLE)
+    assert [s for s in SweepStatus if s.active] == list(SWEEP_ACTIVE)
+    assert all(s.icon and s.tone in ("", "good", "bad", "warning") and s.label for s in [*RunStatus, *SweepStatus])
+    assert (RunStatus.STARTING.label, SweepStatus.STARTING.label) == ("starting", "starting Ray")
     for name in ("ACTIVE", "ENDED", "RESUMABLE", "SWEEP_ACTIVE", "SWEEP_ENDED", "BADGES"):  # nowhere else
         declared = [str(path.relative_to(ROOT)) for path in [*ROOT.glob("fmnist_core/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
                     if re.search(rf"^{name} = ", path.read_text(), re.M)]

@@ -1,19 +1,21 @@
-"""How a run's or a sweep's status is shown: an icon and a colour per status, for every page."""
+"""How a run's or a sweep's status is shown in Markdown: its icon in its tone's colour, then
+its label (fmnist_core.statuses declares all three)."""
 
 from __future__ import annotations
 
 from fmnist_core.statuses import RunStatus, SweepStatus
 
-_ICONS = {
-    "queued": ":material/hourglass_top: queued", "starting": ":material/hourglass_top: starting",
-    "running": ":green[:material/play_circle:] running", "stopping": ":material/stop_circle: stopping",
-    "finished": ":green[:material/check_circle:] finished", "stopped": ":material/stop_circle: stopped",
-    "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
-    "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted",
-}
-RUN_BADGES = {status: _ICONS[status] for status in RunStatus}
-SWEEP_BADGES = {**{status: _ICONS[status] for status in SweepStatus},
-                SweepStatus.STARTING: ":material/hourglass_top: starting Ray"}
+_COLOURS = {"good": "green", "bad": "red", "warning": "orange"}
+
+
+def _markdown(status: RunStatus | SweepStatus) -> str:
+    icon = f":material/{status.icon}:"
+    colour = _COLOURS.get(status.tone)
+    return f"{f':{colour}[{icon}]' if colour else icon} {status.label}"
+
+
+RUN_BADGES = {status: _markdown(status) for status in RunStatus}
+SWEEP_BADGES = {status: _markdown(status) for status in SweepStatus}
 
 
 def badge(status: str, sweep: bool = False) -> str:
