@@ -21,6 +21,7 @@ from .config import ConfigError, TrainConfig
 from .files import file_sha256
 from .recipes import RECIPES
 from .run_store import RunRecord, RunStore
+from .statuses import RunStatus
 from .table1 import TABLE1, read_table1_csv
 
 SOURCES = {"run": "trained here", "shipped": "shipped", "table1": "results/table1.csv"}
@@ -72,7 +73,7 @@ def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None 
         shipped = [_entry(p / WEIGHTS_NAME, "pretrained", p.name) for p in sorted(pretrained_dir.iterdir()) if (p / WEIGHTS_NAME).is_file()]
         entries += sorted((e for e in shipped if e), key=lambda e: -(e.test_accuracy or 0))
     for record in (store or RunStore()).list():
-        if record.weights is not None and record.status not in ("queued", "running"):
+        if record.weights is not None and record.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
             entry = _entry(record.weights, "run", record.name)
             if entry:
                 entries.append(entry)
@@ -127,7 +128,7 @@ class Comparable:
 
     @property
     def finished(self) -> bool:
-        return self.status == "finished"
+        return self.status == RunStatus.FINISHED
 
 
 def _from_record(record: RunRecord, source: str) -> Comparable:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .statuses import RunStatus
 
 
 def _config_from_args(args):
@@ -74,12 +75,12 @@ def cmd_train(args) -> int:
             raise
         message = disk_full_message(store, run_id)
         try:  # the run ends as failed, not interrupted, if there is room for its result
-            store.write_result(run_id, result_from("failed", message, store.settled_history(run_id), 0.0, None))
+            store.write_result(run_id, result_from(RunStatus.FAILED, message, store.settled_history(run_id), 0.0, None))
         except OSError:
             pass
         raise UserError(f"{message} (run folder {store.root / run_id})") from e
     checkpoint = store.root / run_id
-    if result["status"] != "finished":
+    if result["status"] != RunStatus.FINISHED:
         print(f"{result['status']}: {result['message']}", file=sys.stderr)
     summary_row = {"model": config.model, **result, "epochs": result["epochs_done"], "checkpoint": str(checkpoint)}
     if args.json:
@@ -88,7 +89,7 @@ def cmd_train(args) -> int:
         if trade_off := _fine_tuning_line(result):
             print(trade_off)
         print(f"saved to {checkpoint}")
-    return 0 if result["status"] in ("finished", "stopped") else 1
+    return 0 if result["status"] in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
 
 
 def _fine_tuning_line(result: dict) -> str:

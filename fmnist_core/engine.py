@@ -26,6 +26,7 @@ from .photo_augment import photo_augment
 from .photo_data import PhotoData
 from .resume import ResumeState, capture, restore
 from .scoring import evaluate
+from .statuses import RunStatus
 from .weight_init import init_weights
 
 BATCH_EVENTS_PER_SECOND = 4  # enough for a live chart, negligible cost per batch
@@ -248,7 +249,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
         "batches_per_epoch": steps, "train_size": len(train_x), "test_size": len(test_x), **ran_on, **start,
     })
     run_start = time.perf_counter() - elapsed_before
-    status, message = "finished", ""
+    status, message = RunStatus.FINISHED, ""
     total_steps = config.epochs * steps
     for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
@@ -276,7 +277,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             figures = train_one_epoch(model, optimizer, scheduler, criterion, train_x, train_y, config, generator, stop, on_batch,
                                       photos=photos)
         except Diverged as where:
-            status = "diverged"
+            status = RunStatus.DIVERGED
             message = (
                 f"training loss became NaN/infinite at epoch {epoch}, {where}: the learning rate "
                 f"({config.lr:g}) is probably too high for this model and optimizer; try {config.lr / 10:g}. "
@@ -284,7 +285,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             )
             break
         if figures is None:
-            status, message = "stopped", f"stopped by request during epoch {epoch}"
+            status, message = RunStatus.STOPPED, f"stopped by request during epoch {epoch}"
             break
         train_seconds = time.perf_counter() - epoch_start
         scored = ema.module if ema is not None else model

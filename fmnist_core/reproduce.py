@@ -15,6 +15,7 @@ from .files import atomic_write_bytes
 from .recipes import RECIPES, REPORT_BASE
 from .run_manager import train_run
 from .run_store import RunStore
+from .statuses import RunStatus
 from .table1 import CSV_TO_RESULT, TABLE1, TABLE1_COLUMNS, results_from_runs, table1_rows
 from .words import counted
 
@@ -138,7 +139,7 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
         print(f"\n== {key}: {config.model}, {config.optimizer} lr {config.lr}, batch {config.batch_size}, {counted(config.epochs, 'epoch')}")
         run_id = store.create(config, name=config.name).name
         result = train_run(store, run_id, config, callbacks=[ConsoleProgress(), *callbacks], data=data)
-        if result["status"] != "finished":
+        if result["status"] != RunStatus.FINISHED:
             print(f"{result['status']}: {result['message']}")
     results = results_from_runs(store.list())
     if study == "table1":

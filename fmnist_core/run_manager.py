@@ -196,7 +196,7 @@ class LiveRun:
     owner: str = ""  # access.Visitor.id
     adopted: bool = False  # queued by a previous server process and queued again by this one
     resumed_epoch: int = 0  # the epoch a resumed run goes on after (0: a new run)
-    status: str = "queued"
+    status: str = RunStatus.QUEUED
     message: str = ""
     history: list[dict] = field(default_factory=list)
     batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS + 1))  # (step, loss)
@@ -211,7 +211,7 @@ class LiveRun:
     # engine callbacks: called from the training thread, so they only write state.
     def on_run_start(self, event: dict) -> None:
         with self.lock:
-            self.status, self.started = "running", time.time()
+            self.status, self.started = RunStatus.RUNNING, time.time()
             self.progress = {"epoch": 0, "batch": 0, "batches": event["batches_per_epoch"], "progress": 0.0}
             self.total_steps = event["epochs"] * event["batches_per_epoch"]
             self.sampler = BatchLossSampler(self.total_steps)  # the points RunWriter stores, so a restart shows the same chart
@@ -343,14 +343,14 @@ class RunManager:
     def _requeue_from_disk(self) -> None:
         """Queue again, oldest first, the runs a previous process left waiting."""
         for record in sorted(self.store.list(), key=lambda r: (self.store.queued_at(r.id), r.created, r.id)):
-            if record.status != "queued":
+            if record.status != RunStatus.QUEUED:
                 continue
             try:
                 config = TrainConfig.from_dict(record.config).validate()
                 state = load_resume(record.path / RESUME_NAME) if can_resume(self.store, record.id) and record.history else None
             except UserError as e:
                 self.store.mark_queued(record.id, False)
-                self._write_result(record.id, result_from("failed", f"could not be queued again after a restart: {e}", record.history, 0.0, None))
+                self._write_result(record.id, result_from(RunStatus.FAILED, f"could not be queued again after a restart: {e}", record.history, 0.0, None))
                 continue
             if state is not None:
                 self._resume[record.id] = state
@@ -372,7 +372,7 @@ class RunManager:
         if live is not None:
             with live.lock:
                 return live.adopted and live.status in ACTIVE
-        return self.store.read(run_id).status == "interrupted"
+        return self.store.read(run_id).status == RunStatus.INTERRUPTED
 
     def stop(self, run_id: str, visitor: Visitor | None = None) -> None:
         """Stop a running run (it keeps its finished epochs) or cancel a queued one.
@@ -389,8 +389,8 @@ class RunManager:
             if run_id in self._queue:
                 self._queue.remove(run_id)
                 self._resume.pop(run_id, None)
-                self._finish(live, "cancelled", "cancelled before it started")
-                self._write_result(run_id, result_from("cancelled", live.message, live.history, 0.0, None))
+                self._finish(live, RunStatus.CANCELLED, "cancelled before it started")
+                self._write_result(run_id, result_from(RunStatus.CANCELLED, live.message, live.history, 0.0, None))
                 self.store.mark_queued(run_id, False)
             else:
                 live.stop.set()
@@ -497,17 +497,17 @@ class RunManager:
                 resume = self._resume.pop(live.id, None)
             result = train_run(self.store, live.id, live.config, callbacks=[live], stop=live.stop, data=data, resume=resume,
                                cores_kept_free=APP_CORES)
-            if self._closing and result["status"] == "stopped":  # by close(), not by a user
+            if self._closing and result["status"] == RunStatus.STOPPED:  # by close(), not by a user
                 (self.store.root / live.id / "result.json").unlink(missing_ok=True)
-                result = {"status": "interrupted", "message": "the server stopped while it trained"}
+                result = {"status": RunStatus.INTERRUPTED, "message": "the server stopped while it trained"}
             self._finish(live, result["status"], result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
             message = _failure_message(e, self.store, live.id)
             history = self.store.settled_history(live.id)  # the disk's epochs: the live copy can be one behind
             # Should the disk be full, result.json may not be written either; the run still
             # ends here, so it never reads as running (Stop and Delete work).
-            self._write_result(live.id, result_from("failed", message, history, 0.0, None))
-            self._finish(live, "failed", message)
+            self._write_result(live.id, result_from(RunStatus.FAILED, message, history, 0.0, None))
+            self._finish(live, RunStatus.FAILED, message)
             traceback.print_exc()
 
     def _write_result(self, run_id: str, result: dict) -> None:

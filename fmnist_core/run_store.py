@@ -60,6 +60,7 @@ from .run_files import (
     read_json_file,
     read_regular_tail,
 )
+from .statuses import RunStatus
 
 log = logging.getLogger(__name__)
 _TIDY_LOCK = threading.Lock()
@@ -240,7 +241,7 @@ class RunStore:
         path = self.root / run_id
         problems: list[str] = []
         if os.path.islink(path):
-            return RunRecord(run_id, path, run_id, "", {}, [], None, "interrupted", ["the run folder is a symbolic link; ignored"])
+            return RunRecord(run_id, path, run_id, "", {}, [], None, RunStatus.INTERRUPTED, ["the run folder is a symbolic link; ignored"])
         info = _read(problems, read_json_file, path / "run.json", RUN_INFO, default={})
         config, config_problems = _read(problems, read_config_file, path / "config.json", default=({}, []))
         problems += config_problems
@@ -254,17 +255,17 @@ class RunStore:
         if result is not None:
             status = result["status"]
         elif is_regular_file(path / QUEUED_NAME):
-            status = "queued"
+            status = RunStatus.QUEUED
         elif alive and owner.get("starting"):
-            status = "starting"  # claimed by a live process that prepares it (RunStore.create(claim=True))
+            status = RunStatus.STARTING  # claimed by a live process that prepares it (RunStore.create(claim=True))
         elif alive and owner["pid"] != os.getpid():
-            status = "running"
+            status = RunStatus.RUNNING
         else:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
         weights = path / WEIGHTS_NAME
         if os.path.lexists(weights) and not is_regular_file(weights):
             problems.append(f"{WEIGHTS_NAME} is not a regular file; ignored")
-        elif status != "queued" and (result is not None or (owner is not None and not alive)):
+        elif status != RunStatus.QUEUED and (result is not None or (owner is not None and not alive)):
             # The run has ended, or the process that trained it is gone and nobody has
             # claimed it since: what a kill left behind can be tidied without racing a writer.
             with _TIDY_LOCK:  # two sessions reading the run at once must not both append
@@ -272,7 +273,7 @@ class RunStore:
                 if history_ok:
                     history, _ = _read(problems, read_history_file, path / "history.jsonl", default=([], []))
                     history = _reconcile_history(path, history, problems)
-        elif status == "interrupted" and owner is None:
+        elif status == RunStatus.INTERRUPTED and owner is None:
             # Never claimed by a trainer (a kill while its folder was created, or before it
             # started): no writer to race but the one creating it, so only old temp files go.
             with _TIDY_LOCK:

@@ -10,6 +10,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from .statuses import RunStatus
+
 
 @dataclass(frozen=True)
 class ReportRow:
@@ -66,7 +68,7 @@ def results_from_runs(records) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for record in sorted(records, key=lambda r: r.created):
         name = record.config.get("name", "")
-        if name and record.result and record.status in ("finished", "diverged"):
+        if name and record.result and record.status in (RunStatus.FINISHED, RunStatus.DIVERGED):
             found[name] = {**record.result, "run": record.id}
     return found
 

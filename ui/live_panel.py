@@ -7,7 +7,7 @@ import streamlit as st
 
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import best_test_accuracy
-from fmnist_core.statuses import ACTIVE, RESUMABLE
+from fmnist_core.statuses import ACTIVE, RESUMABLE, RunStatus
 from fmnist_core.words import counted
 from ui.badges import badge
 from ui.charts import epoch_chart, shared_batch_loss_spec
@@ -17,8 +17,8 @@ from ui.train_state import TrainState
 from ui.visitor import act, why_locked
 
 REFRESH_SECONDS = 1.0  # the shown run's progress, and the run list while any run is queued or training
-MESSAGE_SHOWN = ("diverged", "failed", "stopped", "cancelled", "interrupted")  # statuses whose message says why
-AS_ERROR = ("diverged", "failed")  # the rest of those are information
+MESSAGE_SHOWN = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)  # statuses whose message says why
+AS_ERROR = (RunStatus.DIVERGED, RunStatus.FAILED)  # the rest of those are information
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -57,7 +57,7 @@ def live_panel(manager: RunManager, runs: RunList, state: TrainState, run_id: st
     # by st.rerun() if not acted on first.
     if status in ACTIVE and not run.live and not runs.is_trial(run_id):
         st.caption("Trained by another process (e.g. the CLI): its epochs appear here as they finish; stop it there.")
-    elif status in ACTIVE and cols[1].button("Stop" if status == "running" else "Cancel", key=f"stop-{run_id}", width="stretch",
+    elif status in ACTIVE and cols[1].button("Stop" if status == RunStatus.RUNNING else "Cancel", key=f"stop-{run_id}", width="stretch",
                                              disabled=bool(locked), help=locked):
         if act(manager.stop, run_id):
             st.rerun()  # a cancelled run ends at once: show it
@@ -70,9 +70,9 @@ def live_panel(manager: RunManager, runs: RunList, state: TrainState, run_id: st
     cols[0].markdown(f"**Status:** {badge(status)}", help="interrupted = the server stopped while it trained; its finished epochs are kept.")
     if run.message and status in MESSAGE_SHOWN:
         (st.error if status in AS_ERROR else st.info)(plain(run.message))  # result.json is a file: its text stays text
-    if status == "queued":
+    if status == RunStatus.QUEUED:
         st.info(f"Waiting in the queue (position {manager.queue_position(run_id)}): one run trains at a time so runs don't fight over the CPU.")
-    if run.live and status == "running":
+    if run.live and status == RunStatus.RUNNING:
         st.progress(min(1.0, run.progress.get("progress", 0.0)), text=progress_text(run.progress, config["epochs"]))
     if points := list(run.batch_losses):
         st.vega_lite_chart(spec=shared_batch_loss_spec(run_id, status, run.total_steps, state.smoothing, state.log_loss, points),
@@ -119,7 +119,7 @@ def draw_run(manager: RunManager, runs: RunList, state: TrainState, run_id: str)
         charts = st.columns(2)
         charts[0].altair_chart(epoch_chart(history, "accuracy", epochs_planned=config.get("epochs")), width="stretch")
         charts[1].altair_chart(epoch_chart(history, "loss", epochs_planned=config.get("epochs"), log_scale=state.log_loss), width="stretch")
-    elif status == "running":
+    elif status == RunStatus.RUNNING:
         st.caption("The epoch charts appear when the first epoch ends.")
     if history or run.batch_losses:
         a, b = st.columns(2)

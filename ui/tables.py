@@ -16,6 +16,7 @@ import streamlit as st
 
 from fmnist_core.csv_cells import inert_cell
 from fmnist_core.run_store import RunRecord
+from fmnist_core.statuses import RunStatus
 
 # How each kind of column shows, in one place (issue 23): its pandas type (nullable, so a
 # missing value stays missing and shows as PLACEHOLDER, never "None") and its NumberColumn
@@ -94,7 +95,7 @@ PANDAS_TYPES = {kind: dtype for kind, (dtype, _) in KINDS.items()}
 
 def is_cancelled_unstarted(frame: pd.DataFrame) -> pd.Series:
     """Runs cancelled in the queue: nothing to look at, hidden unless asked for."""
-    return (frame["status"] == "cancelled") & (frame["epochs_done"] == 0)
+    return (frame["status"] == RunStatus.CANCELLED) & (frame["epochs_done"] == 0)
 
 
 def runs_frame(records: list[RunRecord], show_cancelled: bool = False) -> pd.DataFrame:
