@@ -25,7 +25,7 @@ from .models import count_parameters, create_model
 from .photo_augment import photo_augment
 from .photo_data import PhotoData
 from .resume import ResumeState, capture, restore
-from .scoring import evaluate
+from .scoring import evaluate, predict_dataset, score_probabilities
 from .statuses import RunStatus
 from .weight_init import init_weights
 
@@ -289,7 +289,8 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             break
         train_seconds = time.perf_counter() - epoch_start
         scored = ema.module if ema is not None else model
-        test = evaluate(scored, test_x, test_y)
+        test_probabilities = predict_dataset(scored, test_x)
+        test = score_probabilities(test_probabilities, test_y)
         record = {
             "epoch": epoch, **figures,
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
@@ -306,6 +307,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             record.update(photo_loss=held["loss"], photo_accuracy=held["accuracy"])
         history.append(record)
         emit("on_checkpoint", scored, record)
+        emit("on_test_scores", test_probabilities)  # of the weights just saved: Compare's analysis, already computed
         if emit.wants("on_resume_point"):
             emit("on_resume_point", capture(epoch, history, model, optimizer, scheduler, ema, generator))
         emit("on_epoch_end", record)

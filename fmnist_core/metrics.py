@@ -112,12 +112,20 @@ def cached_analysis(weights: Path, data: FashionMNIST) -> Analysis:
     except OSError:
         pass
     analysis = analyze(load_checkpoint(weights).model, data)
-    tensors = {"probabilities": torch.from_numpy(analysis.probabilities).half(), "predictions": torch.from_numpy(analysis.predictions.astype(np.uint8))}
+    store_analysis(weights, torch.from_numpy(analysis.probabilities))
+    return analysis
+
+
+def store_analysis(weights: Path, probabilities: torch.Tensor) -> None:
+    """Keep the test-set probabilities (N, 10) of the checkpoint at `weights` beside it, for
+    cached_analysis. The training worker calls it with each epoch's scores, which it has
+    just computed, so Compare opens a new run at once (it scored the test set again)."""
+    probabilities = probabilities.detach().float().cpu()
+    tensors = {"probabilities": probabilities.half(), "predictions": probabilities.argmax(1).to(torch.uint8)}
     try:
-        atomic_write_bytes(cache, save(tensors, metadata={"weights_sha256": digest}))
+        atomic_write_bytes(Path(weights).with_name(ANALYSIS_NAME), save(tensors, metadata={"weights_sha256": file_sha256(weights)}))
     except OSError:
         pass  # a read-only folder: computed again next time
-    return analysis
 
 
 def _read_analysis(path: Path, digest: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .engine import fit
 from .errors import UserError
 from .files import atomic_write_bytes, atomic_write_json, crash_point
+from .metrics import store_analysis
 from .models import count_parameters
 from .resume import RESUME_NAME, ResumeState, load_resume, save_resume
 from .run_files import FileProblem, is_regular_file, read_config_file
@@ -121,6 +122,9 @@ class RunWriter:
     # missing line from the weights' metadata when it next reads the run (run_store).
     def on_checkpoint(self, model, record: dict) -> None:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
+
+    def on_test_scores(self, probabilities) -> None:
+        store_analysis(self.path / WEIGHTS_NAME, probabilities)
 
     def on_resume_point(self, state: ResumeState) -> None:
         save_resume(self.path / RESUME_NAME, state)

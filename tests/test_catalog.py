@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from fmnist_core.catalog import best_first, list_checkpoints, list_comparable
@@ -68,6 +69,27 @@ def test_analysis_is_kept_beside_the_weights_and_checked(tmp_path, tiny_data):
 
     cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")  # a damaged cache is recomputed, not trusted
     assert cached_analysis(weights, tiny_data).matrix == fresh.matrix
+
+
+def test_a_trained_run_opens_on_compare_without_scoring_the_test_set_again(tmp_path, tiny_data, monkeypatch):
+    """Training scores the test set every epoch; the run keeps the last epoch's scores as
+    Compare's analysis, so opening a new run there costs no second pass (34 s for resnet_fm)."""
+    from fmnist_core import metrics
+    from fmnist_core.run_manager import train_run
+
+    store = RunStore(tmp_path / "runs")
+    config = TrainConfig(model="cnn_a", optimizer="adam", lr=0.01, batch_size=32, epochs=2, threads=1)
+    run_id = store.create(config, run_id="r").name
+    assert train_run(store, run_id, config, data=tiny_data)["status"] == "finished"
+    weights = store.root / run_id / "model.safetensors"
+    expected = analyze(load_checkpoint(weights).model, tiny_data)
+
+    scored = []
+    monkeypatch.setattr(metrics, "analyze", lambda *a: scored.append(a) or analyze(*a))
+    kept = cached_analysis(weights, tiny_data)
+    assert scored == []  # read from the file training wrote
+    assert kept.matrix == expected.matrix and np.allclose(kept.probabilities, expected.probabilities, atol=1e-3)
+    assert 100 * np.trace(kept.matrix) / len(tiny_data.test_labels) == pytest.approx(store.read(run_id).history[-1]["test_accuracy"])
 
 
 def test_an_oversized_analysis_cache_is_not_read_whole(tmp_path, tiny_data, bounded_memory):
