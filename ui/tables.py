@@ -95,7 +95,7 @@ TABLE1_SHOWN = ["model", "patched", "report_train_accuracy", "train_accuracy", "
 # "yours" show in shared mode only; the run id is for the CSV.
 LEADERBOARD_COLUMNS: dict[str, Column] = {
     "rank": Column("Rank", "int", 50),
-    "owner": Column("Who", width=150, help="Whose best run this is: \"you\" for yours."),
+    "owner": Column("Who", width=140, help="Whose best run this is: \"you\" for yours."),
     "yours": Column("Yours", "bool", 55),
     "name": Column("Name", width=150),
     "test_accuracy": Column("Test accuracy (%)", "percent", 135, "Last epoch: the saved model's."),
