@@ -46,9 +46,10 @@ def is_ranked(record: RunRecord) -> bool:
 
 def recipe_of(config: dict) -> str:
     """The recipe whose settings the run trained with (epochs, seed and where it ran aside), else CUSTOM."""
-    full = {**TrainConfig().to_dict(), **config}
+    defaults = TrainConfig().to_dict()  # a setting a config (or recipe) leaves out has its default
+    full = {**defaults, **config}
     for recipe, settings in RECIPES.items():
-        recipe_settings = {**TrainConfig().to_dict(), **settings}
+        recipe_settings = {**defaults, **settings}
         if all(full.get(k) == v for k, v in recipe_settings.items() if k not in NOT_THE_RECIPE):
             return recipe
     return CUSTOM

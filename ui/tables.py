@@ -92,7 +92,7 @@ TABLE1_SHOWN = ["model", "patched", "report_train_accuracy", "train_accuracy", "
                 "report_loss", "loss", "status"]  # 920 px; epochs and time: the column menu and the CSV
 
 # The leaderboard (fmnist_core.leaderboard's rows, and the link a page adds). "owner" and
-# "yours" show in shared mode only; the run id is for the CSV.
+# "yours" show in shared mode only; the run id (undeclared) makes the link.
 LEADERBOARD_COLUMNS: dict[str, Column] = {
     "rank": Column("Rank", "int", 50),
     "owner": Column("Who", width=140, help="Whose best run this is: \"you\" for yours."),
