@@ -16,6 +16,7 @@ from fmnist_core.words import counted
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_pictures, model_card_download
+from ui.leaderboard import show_leaderboard
 from ui.photoset_panel import photoset_column, photoset_columns
 from ui.state import run_analysis, run_manager
 from ui.tables import TABLE1_SHOWN, TABLE1_VIEW, csv_text, frame_csv, is_cancelled_unstarted, rows_frame, runs_table, show_table, table1_csv, table1_frame
@@ -87,6 +88,9 @@ if selected:
     right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
     long = pd.DataFrame([{"run": names[key], "run_id": key, **h} for key in selected for h in by_key[key].history])
     st.download_button("Download the selected runs' histories (CSV)", frame_csv(long), "histories.csv", "text/csv", key="download_histories")
+
+# ---- who trained the best model -------------------------------------------------------------
+show_leaderboard(records)
 
 # ---- one model in depth -----------------------------------------------------------------------
 

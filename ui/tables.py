@@ -32,7 +32,9 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "loss_sum": ("Float64", "%.2f"),  # the report's summed training loss, as it publishes it
     "loss": ("Float64", "%.4f"),  # a mean loss per image
     "per_second": ("Float64", "%.0f"),  # throughput: whole images per second
+    "link": ("string", None),  # a page's address, shown as LINK_TEXT
 }
+LINK_TEXT = "Open"
 PLACEHOLDER = "–"  # a missing value, in every table
 
 
@@ -89,6 +91,22 @@ TABLE1_VIEW: dict[str, Column] = {
 }
 TABLE1_SHOWN = ["model", "patched", "report_train_accuracy", "train_accuracy", "report_test_accuracy", "test_accuracy",
                 "report_loss", "loss", "status"]  # 920 px; epochs and time: the column menu and the CSV
+
+# The leaderboard (fmnist_core.leaderboard's rows, and the link a page adds). "owner" and
+# "yours" show in shared mode only; the run id (undeclared) makes the link.
+LEADERBOARD_COLUMNS: dict[str, Column] = {
+    "rank": Column("Rank", "int", 50),
+    "owner": Column("Who", width=140, help="Whose best run this is: \"you\" for yours."),
+    "yours": Column("Yours", "bool", 55),
+    "name": Column("Name", width=150),
+    "test_accuracy": Column("Test accuracy (%)", "percent", 135, "Last epoch: the saved model's."),
+    "model": Column("Model", width=85),
+    "recipe": Column("Recipe", width=90, help="The recipe whose settings the run used (epochs and seed may differ); "
+                     "custom: no recipe's."),
+    "params": Column("Parameters", "count", 95),
+    "seconds": Column("Time (s)", "seconds", 70, "Training time, all epochs."),
+    "link": Column("Curves", "link", 65, "This run's curves on Compare."),
+}
 
 PANDAS_TYPES = {kind: dtype for kind, (dtype, _) in KINDS.items()}
 
@@ -149,6 +167,8 @@ def column_config(columns: dict[str, Column], visible: list[str] | None = None) 
         common = dict(label=column.label, width=column.width, help=column.help)
         if column.kind == "bool":
             config[name] = st.column_config.CheckboxColumn(**common)
+        elif column.kind == "link":
+            config[name] = st.column_config.LinkColumn(display_text=LINK_TEXT, **common)
         elif column.kind == "text":
             config[name] = st.column_config.TextColumn(**common)
         else:
