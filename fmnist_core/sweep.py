@@ -34,9 +34,11 @@ from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
 from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
 from .models import list_models, model_info
+from .resume import RESUME_NAME
 from .run_files import FileProblem
 from .run_manager import train_run
 from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, process_start_time, result_from
+from .statuses import RunStatus
 from .sweep_space import Dimension, SpaceError, arg_text, check_against, grid_size, has_samples
 from .sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
 
@@ -253,10 +255,21 @@ def sweep_trial(params: dict, context: dict) -> None:
     config = trial_config(context, params)
     store = RunStore(context["store"])
     run_id = create_trial_run(store, config, context, tune.get_context().get_trial_id())
+    train_trial(store, run_id, config, lambda: trial_data(context), callbacks=[TuneReporter(run_id)])
+
+
+def train_trial(store: RunStore, run_id: str, config: TrainConfig, data_of, callbacks=()) -> dict:
+    """Train a trial's claimed run folder with `data_of()`; returns its result. Its owner may
+    stop it on the Train page (RunStore.request_stop): a Cancel while it was starting, with
+    no epoch done, ends it as cancelled, as a queued run's Cancel does."""
+    stop = StopRequest(store.root / run_id)
     try:
-        # StopRequest: its owner may stop this one trial on the Train page (RunStore.request_stop)
-        train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context),
-                  stop=StopRequest(store.root / run_id))
+        result = train_run(store, run_id, config, callbacks=callbacks, data=data_of(), stop=stop)
+        if result["status"] == RunStatus.STOPPED and not result["epochs_done"] and store.cancel_requested(run_id):
+            result = result_from(RunStatus.CANCELLED, "cancelled before it started", [], 0.0, None)
+            store.write_result(run_id, result)
+            (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)  # nothing to continue
+        return result
     except Exception as e:
         # A diverged run is not an exception (train_run records it); this is a real failure:
         # keep the finished epochs, say what happened, and let Ray mark the trial errored.
