@@ -159,7 +159,9 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
                f"{'ASHA' if options.get('early_stop') == 'asha' else 'off'} · Ray: {options.get('address')}"
                + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
     trials = launcher.sweeps.trials(record)
-    frame = trial_rows(trials, record.varied)
+    # every planned trial from the start: those Ray has not created yet too
+    frame = trial_rows(trials, record.varied, launcher.sweeps.not_created(record, trials), status in SWEEP_ACTIVE,
+                       record.base.get("epochs"))
     show_table(frame, trial_columns(record.varied), key=f"trials-{sweep_id}")
     log_scaled = {d["name"] for d in record.space if d.get("kind") == "loguniform"}
     chart = hyperparameter_chart(frame, record.varied, log_scaled)

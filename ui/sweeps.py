@@ -13,6 +13,7 @@ import streamlit as st
 from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
 from fmnist_core.recipes import recipe_config
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
+from fmnist_core.statuses import RunStatus
 from fmnist_core.sweep import SweepSpec
 from fmnist_core.sweep_launch import SweepLauncher
 from fmnist_core.sweep_space import Dimension, parse_grid, parse_sample
@@ -111,10 +112,13 @@ def _rounded(value, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
+def trial_rows(trials: list[RunRecord], varied: list[str], not_created: list[dict] = (), sweep_active: bool = True,
+               epochs: int | None = None) -> pd.DataFrame:
     """One row per trial: its varied values, status, epochs, best test accuracy (%, two
     decimals), seconds (whole); the figures are numbers (NaN before a trial's first epoch),
-    so the table sorts them as numbers and shows a missing one as ui.tables' placeholder."""
+    so the table sorts them as numbers and shows a missing one as ui.tables' placeholder.
+    Then one row per planned trial Ray has not created (SweepStore.not_created): queued
+    while the sweep runs, cancelled once it has ended without them."""
     rows = []
     for run in trials:
         last = run.history[-1] if run.history else {}
@@ -123,6 +127,11 @@ def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
             "epoch": f"{len(run.history)}/{run.config.get('epochs')}", "best_test_accuracy": _rounded(best_test_accuracy(run.history), 2),
             "seconds": _rounded(last.get("elapsed_s"), 0), "message": (run.result or {}).get("message", ""),
         })
+    status, message = ((RunStatus.QUEUED, "waiting for Ray to start it") if sweep_active
+                       else (RunStatus.CANCELLED, "never started: the sweep ended first"))
+    for values in not_created:
+        rows.append({"run": None, **{name: values.get(name) for name in varied}, "status": status, "epoch": f"0/{epochs}",
+                     "best_test_accuracy": None, "seconds": None, "message": message})
     columns = ["run", *varied, "status", "epoch", "best_test_accuracy", "seconds", "message"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"best_test_accuracy": "float64", "seconds": "float64"})
