@@ -616,11 +616,16 @@ def test_cancel_on_a_trial_that_is_starting_cancels_it(app, tmp_path, tiny_data)
     assert not (runs / run_id / "stop.json").exists() and not (runs / run_id / RESUME_NAME).exists()
 
 
-@pytest.mark.parametrize("delay", [0.0, 1.5])  # at the first record; while Ray starts
-def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch, delay):
+def child_processes(pid: int) -> list[str]:
+    return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+@pytest.mark.parametrize("moment", ["first record", "Ray starting"])
+def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch, moment):
     """Issue 23: Stop in a sweep's first seconds recorded "interrupted" (SIGTERM before the driver's
     handler) or "failed: SystemExit" (Ray's handler, while Ray started). The page's launcher starts
-    a real driver; SIGTERM comes as soon as its record exists (or a moment later): it ends stopped."""
+    a real driver; SIGTERM comes as soon as its record exists, or as soon as Ray's first process
+    does (ray.init under way): it ends stopped, and leaves no Ray process."""
     from fmnist_core.config import TrainConfig
     from fmnist_core.sweep import SweepSpec
     from fmnist_core.sweep_launch import SweepLauncher
@@ -633,16 +638,16 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
     spec = SweepSpec(base=TrainConfig(model="cnn_a", epochs=50, batch_size=256), space=[parse_grid("lr=0.01,0.05")], max_concurrent=1)
     launcher.launch(sweep_id, spec)
     driver = launcher._launched[sweep_id].process
-    while not launcher.sweeps.path(sweep_id).exists():
+    ready = (lambda: launcher.sweeps.path(sweep_id).exists()) if moment == "first record" else (lambda: child_processes(driver.pid))
+    while not ready():
         assert driver.poll() is None, launcher.sweeps.log_path(sweep_id).read_text()[-2000:]
         time.sleep(0.001)
-    time.sleep(delay)
     driver.send_signal(signal.SIGTERM)
-    assert driver.wait(timeout=120) == 0, launcher.sweeps.log_path(sweep_id).read_text()[-2000:]
+    code = driver.wait(timeout=120)
     record = launcher.sweeps.read(sweep_id)
-    assert record.status == "stopped", (record.status, record.message)
+    assert record.status == "stopped", (record.status, record.message, launcher.sweeps.log_path(sweep_id).read_text()[-2000:])
     assert record.message in ("stopped before it started", "stopped by Ctrl-C or SIGTERM; finished epochs are kept"), record.message
-    assert not launcher.sweeps.stop_path(sweep_id).exists()
+    assert code == 0 and not launcher.sweeps.stop_path(sweep_id).exists()
     assert all(r.status == "stopped" for r in launcher.sweeps.trials(record))
     assert wait_gone(launcher.sweeps.raw(sweep_id).get("ray_session")) == []
 
@@ -661,7 +666,7 @@ def test_stop_before_the_driver_has_recorded_its_sweep_ends_it_as_stopped(tiny_d
     launcher = SweepLauncher(RunStore(runs))
     launcher.launch(sweep_id, SweepSpec(base=TrainConfig(model="cnn_a", epochs=50), space=[parse_grid("lr=0.01,0.05")]))
     launcher.stop(sweep_id)
-    assert launcher._launched[sweep_id].process.wait(timeout=120) == 0
+    code = launcher._launched[sweep_id].process.wait(timeout=120)
     record = launcher.sweeps.read(sweep_id)
-    assert (record.status, record.message) == ("stopped", "stopped before it started")
+    assert (record.status, record.message, code) == ("stopped", "stopped before it started", 0)
     assert launcher.sweeps.trials(record) == []
