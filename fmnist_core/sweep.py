@@ -454,15 +454,15 @@ def _install_signal_handlers() -> dict:
     previous = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
-
-    def ask_stop(signum, frame):
-        print("\nstopping every trial (finished epochs are kept); Ctrl-C again to abort", file=sys.stderr)
-        _StopFlag.event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, ask_stop)
+        previous[sig] = signal.signal(sig, _ask_stop)
     return previous
+
+
+def _ask_stop(signum, frame):
+    print("\nstopping every trial (finished epochs are kept); Ctrl-C again to abort", file=sys.stderr)
+    _StopFlag.event.set()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | None = None, sweep_id: str | None = None,
@@ -617,17 +617,31 @@ def _start_ray(address: str | None) -> float:
 
 @contextlib.contextmanager
 def _keep_our_sigterm():
-    """ray.init first sets a SIGTERM handler that exits at once (SystemExit in the middle of
-    its start, recorded as "failed: SystemExit"); ours, installed before the sweep's first
-    record, stops the sweep in order instead, so Ray's is not installed while Ray starts."""
+    """Ours, installed before the sweep's first record, stays the SIGTERM handler while Ray
+    starts and after: ray.init first sets one that exits at once (SystemExit in the middle of
+    its start: "failed: SystemExit"), then Ray's core installs a C++ crash handler that kills
+    the process on SIGTERM after ours has run ("interrupted"). Neither is installed here; the
+    crash handler is also off in the Ray processes this start spawns (it only prints stacks)."""
     import ray._private.utils as ray_utils
 
     ray_set = ray_utils.set_sigterm_handler
     ray_utils.set_sigterm_handler = lambda handler: None
+    before = os.environ.get(NO_CRASH_HANDLER)
+    os.environ[NO_CRASH_HANDLER] = "1"
     try:
         yield
     finally:
         ray_utils.set_sigterm_handler = ray_set
+        if before is None:
+            os.environ.pop(NO_CRASH_HANDLER, None)
+        else:
+            os.environ[NO_CRASH_HANDLER] = before
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _ask_stop:
+            # again: a handler set below Python (sigaction) while Ray started is not seen by getsignal
+            signal.signal(signal.SIGTERM, _ask_stop)
+
+
+NO_CRASH_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
 @contextlib.contextmanager

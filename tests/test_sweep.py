@@ -620,12 +620,13 @@ def child_processes(pid: int) -> list[str]:
     return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
 
-@pytest.mark.parametrize("moment", ["first record", "Ray starting"])
+@pytest.mark.parametrize("moment", ["first record", "Ray starting", "a trial training"])
 def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch, moment):
     """Issue 23: Stop in a sweep's first seconds recorded "interrupted" (SIGTERM before the driver's
     handler) or "failed: SystemExit" (Ray's handler, while Ray started). The page's launcher starts
-    a real driver; SIGTERM comes as soon as its record exists, or as soon as Ray's first process
-    does (ray.init under way): it ends stopped, and leaves no Ray process."""
+    a real driver; SIGTERM comes as soon as its record exists, as soon as Ray's first process does
+    (ray.init under way), or once a trial trains (Ray's crash handler, installed while Ray started,
+    killed the driver after ours ran): it ends stopped, and leaves no Ray process."""
     from fmnist_core.config import TrainConfig
     from fmnist_core.sweep import SweepSpec
     from fmnist_core.sweep_launch import SweepLauncher
@@ -638,7 +639,8 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
     spec = SweepSpec(base=TrainConfig(model="cnn_a", epochs=50, batch_size=256), space=[parse_grid("lr=0.01,0.05")], max_concurrent=1)
     launcher.launch(sweep_id, spec)
     driver = launcher._launched[sweep_id].process
-    ready = (lambda: launcher.sweeps.path(sweep_id).exists()) if moment == "first record" else (lambda: child_processes(driver.pid))
+    ready = {"first record": lambda: launcher.sweeps.path(sweep_id).exists(), "Ray starting": lambda: launcher.sweeps.path(sweep_id).exists() and child_processes(driver.pid),
+             "a trial training": lambda: any(r.history for r in launcher.sweeps.runs.list())}[moment]
     while not ready():
         assert driver.poll() is None, launcher.sweeps.log_path(sweep_id).read_text()[-2000:]
         time.sleep(0.001)
@@ -648,7 +650,7 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
     assert record.status == "stopped", (record.status, record.message, launcher.sweeps.log_path(sweep_id).read_text()[-2000:])
     assert record.message in ("stopped before it started", "stopped by Ctrl-C or SIGTERM; finished epochs are kept"), record.message
     assert code == 0 and not launcher.sweeps.stop_path(sweep_id).exists()
-    assert all(r.status == "stopped" for r in launcher.sweeps.trials(record))
+    assert all(r.status == "stopped" for r in launcher.sweeps.trials(record)) and (moment != "a trial training" or launcher.sweeps.trials(record))
     assert wait_gone(launcher.sweeps.raw(sweep_id).get("ray_session")) == []
 
 
