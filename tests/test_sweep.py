@@ -535,7 +535,7 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("form", [
     dict(preset="custom", model="cnn_a", varied=[("lr", "grid", "0.01, 0.05, 0.123456789")]),
-    dict(preset="fast", varied=[("lr", "loguniform", "0.000012345:0.3"), ("batch_size", "randint", "32:256")],
+    dict(preset="fast", varied=[("lr", "loguniform", "0.000123456789:0.3"), ("batch_size", "randint", "32:256")],
          trials=7, search="optuna", early_stop="asha", subset=2000, name="-n --trials 5"),
     dict(preset="custom", model="vgg11", epochs=3, varied=[("width", "choice", "16, 48"), ("augment", "grid", "true, false"),
                                                           ("dropout", "uniform", "0:0.55")], at_once=1, name="wide * [x]"),
