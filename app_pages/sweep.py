@@ -7,17 +7,17 @@ import os
 
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS, TrainConfig
+from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS
 from fmnist_core.errors import UserError
 from fmnist_core.models import list_models
-from fmnist_core.recipes import DESCRIPTIONS, RECIPES, recipe_config
+from fmnist_core.recipes import DESCRIPTIONS, RECIPES
 from fmnist_core.statuses import SWEEP_ACTIVE
-from fmnist_core.sweep import EARLY_STOPS, SweepSpec
-from fmnist_core.sweep_space import parse_space, sweepable_settings
+from fmnist_core.sweep import EARLY_STOPS
+from fmnist_core.sweep_space import sweepable_settings
 from fmnist_core.sweep_store import new_sweep_id
 from ui.badges import badge
 from ui.state import run_manager
-from ui.sweeps import HOW, compare_link, default_values, hyperparameter_chart, space_flag, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
+from ui.sweeps import HOW, SweepForm, compare_link, default_values, hyperparameter_chart, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
 from ui.tables import show_table
 from ui.text import literal, plain
 from ui.visitor import act, current_visitor, studio_policy
@@ -42,15 +42,15 @@ with form_col:
                              help=SETTINGS["epochs"].help + f" Allowed: {SETTINGS['epochs'].describe_range()}.")
     varied = st.multiselect("Vary", sweepable_settings(), default=["lr"], key="sw_vary", format_func=lambda n: SETTINGS[n].label,
                             help="Tick the hyperparameters that differ between trials.")
-    flags: list[str] = []
+    rows: list[tuple[str, str, str]] = []
     for name in varied:
         how_col, values_col = st.columns([1, 1.3])
         how = how_col.selectbox(SETTINGS[name].label, ways_to_vary(name), key=f"sw_how_{name}", format_func=HOW.get)
         label = "LOW:HIGH" if how in ("loguniform", "uniform", "randint") else "values, comma-separated"
         text = values_col.text_input(label, value=default_values(name, how), key=f"sw_values_{name}_{how}",
                                      help=f"{SETTINGS[name].help} Allowed: {SETTINGS[name].describe_range()}.")
-        flags += space_flag(name, how, text)
-    sampled = "--sample" in flags
+        rows.append((name, how, text))
+    sampled = any(how != "grid" for _, how, _ in rows)
     left, right = st.columns(2)
     trials = left.number_input("Trials", value=4, step=1, key="sw_trials", disabled=not sampled,
                                help="Random draws of the sampled settings (with a grid too, each draw runs every combination).")
@@ -68,19 +68,9 @@ with form_col:
                                  help="For a first look in seconds; accuracies on a subset are not comparable with full runs.")
     name = st.text_input("Sweep name", key="sw_name", placeholder="optional", max_chars=MAX_NAME_LENGTH)
 
-    args = ["--recipe", preset] if preset != "custom" else ["--model", model]
-    args += ["--epochs", str(int(epochs)), *flags, "--max-concurrent", str(int(concurrency)), "--early-stop", early]
-    if sampled:
-        args += ["--trials", str(int(trials)), "--search", search]
-    if subset:
-        args += ["--subset", str(int(subset))]
-    if name.strip():
-        args += [f"--name={name.strip()}"]  # one argument: a name starting with "-" is not an option
+    form = SweepForm(preset, model, int(epochs), rows, int(trials), search, int(concurrency), early, int(subset), name)
     try:  # the CLI's own checks, so the page refuses exactly what `sweep` refuses
-        base = recipe_config(preset, epochs=int(epochs)) if preset != "custom" else TrainConfig(model=model, epochs=int(epochs))
-        space = parse_space([f for k, f in zip(flags[::2], flags[1::2]) if k == "--grid"], [f for k, f in zip(flags[::2], flags[1::2]) if k == "--sample"])
-        spec = SweepSpec(base=base, space=space, trials=int(trials) if sampled else None, search=search if sampled else "random",
-                         early_stop=early, max_concurrent=int(concurrency), subset=int(subset) or None, name=name.strip()).check()
+        spec = form.spec()
         problem = None
     except UserError as e:
         problem = str(e)
@@ -92,7 +82,7 @@ with form_col:
                  help="Fix the message above first." if problem else None):
         sweep_id = new_sweep_id()
         try:  # the server's limits, checked before anything starts (access.LimitError says which)
-            launcher.launch_as(current_visitor(), run_manager(), sweep_id, args, spec)
+            launcher.launch_as(current_visitor(), run_manager(), sweep_id, spec)
         except UserError as e:
             st.error(f"{plain(str(e)[:1].upper() + str(e)[1:])}. Nothing was started.", icon=":material/block:")
         else:
@@ -169,7 +159,9 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
                f"{'ASHA' if options.get('early_stop') == 'asha' else 'off'} · Ray: {options.get('address')}"
                + (f" (started in {record.ray_start_s:.1f} s)" if record.ray_start_s else ""))
     trials = launcher.sweeps.trials(record)
-    frame = trial_rows(trials, record.varied)
+    # every planned trial from the start: those Ray has not created yet too
+    frame = trial_rows(trials, record.varied, launcher.sweeps.not_created(record, trials), status in SWEEP_ACTIVE,
+                       record.base.get("epochs"))
     show_table(frame, trial_columns(record.varied), key=f"trials-{sweep_id}")
     log_scaled = {d["name"] for d in record.space if d.get("kind") == "loguniform"}
     chart = hyperparameter_chart(frame, record.varied, log_scaled)

@@ -401,17 +401,29 @@ def add_explain_export_commands(sub) -> None:
 # ---- sweep: many runs at once on Ray Tune (fmnist_core.sweep) -------------------------------
 
 
+def sweep_spec(args, owner: str):
+    """The SweepSpec of parsed `sweep` arguments: the one place they become a spec (the
+    Sweep page's launcher passes SweepSpec.to_args(), parsed here once)."""
+    from .sweep import SweepSpec
+    from .sweep_space import parse_space
+
+    return SweepSpec(base=_config_from_args(args), space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
+                     early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
+                     cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset, owner=owner)
+
+
+def parse_sweep_args(argv: list[str], owner: str):
+    """`sweep` arguments (as SweepSpec.to_args gives them) to a SweepSpec, as the driver reads them."""
+    return sweep_spec(build_parser("sweep").parse_args(["sweep", *argv]), owner)
+
+
 def cmd_sweep(args) -> int:
     from .access import LOCAL_OWNER
-    from .sweep import OWNER_ENV, SweepSpec, run_sweep
-    from .sweep_space import parse_space
+    from .sweep import OWNER_ENV, run_sweep
 
     owner = os.environ.get(OWNER_ENV) or LOCAL_OWNER
     try:
-        base = _config_from_args(args)
-        spec = SweepSpec(base=base, space=parse_space(args.grid, args.sample), trials=args.trials, search=args.search,
-                         early_stop=args.early_stop, grace_period=args.grace_period, max_concurrent=args.max_concurrent,
-                         cpus_per_trial=args.cpus_per_trial, name=args.name or "", subset=args.subset, owner=owner)
+        spec = sweep_spec(args, owner)
     except UserError as e:
         if args.id:  # launched by the Sweep page, which lists this id: it stays listed, as failed, with the reason
             from .run_store import RunStore

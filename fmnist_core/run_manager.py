@@ -388,7 +388,8 @@ class RunManager:
             if live is None:
                 record = self.store.read(run_id)
                 if record.sweep and record.status in (RunStatus.STARTING, RunStatus.RUNNING):
-                    self.store.request_stop(run_id)  # a sweep's trial, in a Ray worker: it stops itself
+                    # a sweep's trial, in a Ray worker: it stops itself; one still starting is cancelled (the page's Cancel)
+                    self.store.request_stop(run_id, cancel=record.status == RunStatus.STARTING)
                 return
             if run_id in self._queue:
                 self._queue.remove(run_id)

@@ -59,6 +59,7 @@ from .run_files import (
     read_history_file,
     read_json_file,
     read_regular_tail,
+    read_regular_text,
 )
 from .statuses import RunStatus
 
@@ -370,10 +371,19 @@ class RunStore:
     def write_result(self, run_id: str, result: dict) -> None:
         atomic_write_json(self.root / run_id / "result.json", result)
 
-    def request_stop(self, run_id: str) -> None:
+    def request_stop(self, run_id: str, cancel: bool = False) -> None:
         """Ask the process training this run elsewhere (a sweep's trial, watching a
-        StopRequest) to stop it after the batch in progress; finished epochs stay."""
-        atomic_write_json(self.root / run_id / STOP_NAME, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
+        StopRequest) to stop it after the batch in progress; finished epochs stay. `cancel`:
+        asked while it was still starting, so a trial that ends with no epoch is cancelled."""
+        atomic_write_json(self.root / run_id / STOP_NAME, {"since": datetime.now(UTC).isoformat(timespec="seconds"), "cancel": cancel})
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether the run's stop request (request_stop) was a Cancel."""
+        try:
+            values = json.loads(read_regular_text(self.root / run_id / STOP_NAME) or "{}")
+        except (FileProblem, ValueError):
+            return False
+        return isinstance(values, dict) and values.get("cancel") is True
 
     def queued_at(self, run_id: str) -> int:
         """When the run was put in its queue (ns since the epoch, from the marker; 0 if it is

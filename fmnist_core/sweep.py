@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import LOCAL_OWNER, LimitError, Policy
-from .config import MAX_NAME_LENGTH, MAX_THREADS, SETTINGS, ConfigError, TrainConfig
+from .config import MAX_NAME_LENGTH, MAX_THREADS, SETTINGS, ConfigError, TrainConfig, flag_of
 from .data import FashionMNIST, find_data_dir, load_fashion_mnist
 from .errors import UserError
 from .files import this_process
 from .memory import GB, SIZE_SETTINGS, estimate_memory, format_bytes
 from .models import list_models, model_info
+from .resume import RESUME_NAME
 from .run_files import FileProblem
 from .run_manager import train_run
 from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, result_from
-from .sweep_space import Dimension, SpaceError, check_against, grid_size, has_samples
+from .statuses import RunStatus
+from .sweep_space import Dimension, SpaceError, arg_text, check_against, grid_size, has_samples
 from .sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
 
 SEARCHES = ("random", "optuna")
@@ -71,6 +73,34 @@ class SweepSpec:
         if self.trials is not None:
             return self.trials
         return DEFAULT_SAMPLED_TRIALS if has_samples(self.space) else 1
+
+    def to_args(self) -> list[str]:
+        """The `sweep` command's arguments for this spec (cli.sweep_spec parses them back to an
+        equal spec, its owner from OWNER_ENV): every base setting spelled out, so no recipe
+        or default is applied twice. A reproduce grid (`rows`) has no command line."""
+        if self.rows is not None:
+            raise ValueError("a sweep over rows (reproduce --parallel) has no command line")
+        args = []
+        for name, declared in SETTINGS.items():
+            value = getattr(self.base, name)
+            if name == "name":  # the sweep's name names its base config too (cli.sweep_spec)
+                continue
+            if declared.kind == "bool":
+                args.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
+            else:
+                args.append(f"{flag_of(name)}={arg_text(value)}")
+        args += [d.to_arg() for d in self.space]
+        if self.trials is not None:
+            args.append(f"--trials={self.trials}")
+        args += [f"--search={self.search}", f"--early-stop={self.early_stop}", f"--grace-period={self.grace_period}",
+                 f"--cpus-per-trial={self.cpus_per_trial}"]
+        if self.max_concurrent is not None:
+            args.append(f"--max-concurrent={self.max_concurrent}")
+        if self.subset is not None:
+            args.append(f"--subset={self.subset}")
+        if self.name:
+            args.append(f"--name={self.name}")  # one argument: a name starting with "-" is not an option
+        return args
 
     def planned_trials(self) -> int:
         if self.rows is not None:
@@ -226,10 +256,21 @@ def sweep_trial(params: dict, context: dict) -> None:
     config = trial_config(context, params)
     store = RunStore(context["store"])
     run_id = create_trial_run(store, config, context, tune.get_context().get_trial_id())
+    train_trial(store, run_id, config, lambda: trial_data(context), callbacks=[TuneReporter(run_id)])
+
+
+def train_trial(store: RunStore, run_id: str, config: TrainConfig, data_of, callbacks=()) -> dict:
+    """Train a trial's claimed run folder with `data_of()`; returns its result. Its owner may
+    stop it on the Train page (RunStore.request_stop): a Cancel while it was starting, with
+    no epoch done, ends it as cancelled, as a queued run's Cancel does."""
+    stop = StopRequest(store.root / run_id)
     try:
-        # StopRequest: its owner may stop this one trial on the Train page (RunStore.request_stop)
-        train_run(store, run_id, config, callbacks=[TuneReporter(run_id)], data=trial_data(context),
-                  stop=StopRequest(store.root / run_id))
+        result = train_run(store, run_id, config, callbacks=callbacks, data=data_of(), stop=stop)
+        if result["status"] == RunStatus.STOPPED and not result["epochs_done"] and store.cancel_requested(run_id):
+            result = result_from(RunStatus.CANCELLED, "cancelled before it started", [], 0.0, None)
+            store.write_result(run_id, result)
+            (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)  # nothing to continue
+        return result
     except Exception as e:
         # A diverged run is not an exception (train_run records it); this is a real failure:
         # keep the finished epochs, say what happened, and let Ray mark the trial errored.
@@ -414,15 +455,15 @@ def _install_signal_handlers() -> dict:
     previous = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
-
-    def ask_stop(signum, frame):
-        print("\nstopping every trial (finished epochs are kept); Ctrl-C again to abort", file=sys.stderr)
-        _StopFlag.event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, ask_stop)
+        previous[sig] = signal.signal(sig, _ask_stop)
     return previous
+
+
+def _ask_stop(signum, frame):
+    print("\nstopping every trial (finished epochs are kept); Ctrl-C again to abort", file=sys.stderr)
+    _StopFlag.event.set()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | None = None, sweep_id: str | None = None,
@@ -440,26 +481,35 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     if sweeps.path(sweep_id).exists():
         raise UserError(f"a sweep with id {sweep_id} exists already; pick another --id")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if listed_early:
-        sweeps.root.mkdir(parents=True, exist_ok=True)
-        sweeps.write(sweep_id, _sweep_record(spec, sweep_id, "starting", address, created))
+    # Our Ctrl-C / SIGTERM handler before the first record: from the moment the page can
+    # see the sweep (and its Stop sends SIGTERM), a stop ends it as stopped, never killed
+    # half-way ("interrupted") or by Ray's own handler ("failed: SystemExit").
+    _StopFlag.event.clear()
+    _StopFlag.stop_file = sweeps.stop_path(sweep_id)
+    previous_handlers = _install_signal_handlers()
     try:
+        if listed_early:
+            sweeps.root.mkdir(parents=True, exist_ok=True)
+            sweeps.write(sweep_id, _sweep_record(spec, sweep_id, "starting", address, created))
         spec.check()
         if address and address != "auto":
             address = check_address(address)
         data_dir = find_data_dir()  # fail before anything starts when the data is missing
         spec.check_limits(Policy())  # this machine's memory, as for `train`; the app checks its own limits before it launches
-        _StopFlag.event.clear()
-        _StopFlag.stop_file = sweeps.stop_path(sweep_id)
         started = time.perf_counter()
-        ray_start_s = _start_ray(address)  # before the running record: a cluster that refuses us changes nothing else
+        stopped_early = _StopFlag.is_set()  # asked to stop before Ray started: start nothing
+        ray_start_s = None if stopped_early else _start_ray(address)  # before the running record: a refusal changes nothing else
     except BaseException as e:
+        _restore(previous_handlers)
         if listed_early:
             record_failed_start(sweeps, sweep_id, e)
         raise
-    # After ray.init, which installs a SIGTERM handler that exits at once: ours stops the
-    # trials first, so their runs are settled and Ray is shut down in order.
-    previous_handlers = _install_signal_handlers()
+    if stopped_early:
+        _restore(previous_handlers)
+        if listed_early:
+            sweeps.update(sweep_id, status="stopped", message="stopped before it started", seconds=0.0)
+        sweeps.stop_path(sweep_id).unlink(missing_ok=True)
+        return {"sweep": sweep_id, "status": "stopped", "trials": 0, "statuses": {}, "best": None, "seconds": 0.0, "ray_start_s": None}
     record = {**_sweep_record(spec, sweep_id, "running", address, created), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir()}
     name = record["name"]
     status, message = "failed", ""
@@ -470,8 +520,8 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
         sweeps.write(sweep_id, record)
         echo(f"{sweep_id}: {spec.planned_trials()} trial(s) on Ray ({address or 'local'}, "
              f"{ray.cluster_resources().get('CPU', 0):g} CPUs; started in {ray_start_s:.1f} s)")
-        tuner = _tuner(spec, store, sweeps, sweep_id, name, str(data_dir), echo)
-        tuner.fit()
+        if not _StopFlag.is_set():  # a stop that came while Ray started: no trial is started
+            _tuner(spec, store, sweeps, sweep_id, name, str(data_dir), echo).fit()
         status = "stopped" if _StopFlag.is_set() else "finished"
         message = _StopFlag.reason() if status == "stopped" else ""
     except BaseException as e:
@@ -542,11 +592,12 @@ def _start_ray(address: str | None) -> float:
 
     started = time.perf_counter()
     if not address:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        with _keep_our_sigterm():
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         return time.perf_counter() - started
     ray_auth_env()  # a local Ray (above) sets up its own token
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), _keep_our_sigterm():
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     except Exception as e:  # noqa: BLE001 - Ray raises several types here; each means "could not join"
         from ray.exceptions import AuthenticationError
@@ -563,6 +614,35 @@ def _start_ray(address: str | None) -> float:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--address {address}: could not join the Ray cluster there ({first[:200]})") from None
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _keep_our_sigterm():
+    """Ours, installed before the sweep's first record, stays the SIGTERM handler while Ray
+    starts and after: ray.init first sets one that exits at once (SystemExit in the middle of
+    its start: "failed: SystemExit"), then Ray's core installs a C++ crash handler that kills
+    the process on SIGTERM after ours has run ("interrupted"). Neither is installed here; the
+    crash handler is also off in the Ray processes this start spawns (it only prints stacks)."""
+    import ray._private.utils as ray_utils
+
+    ray_set = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    before = os.environ.get(NO_CRASH_HANDLER)
+    os.environ[NO_CRASH_HANDLER] = "1"
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = ray_set
+        if before is None:
+            os.environ.pop(NO_CRASH_HANDLER, None)
+        else:
+            os.environ[NO_CRASH_HANDLER] = before
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _ask_stop:
+            # again: a handler set below Python (sigaction) while Ray started is not seen by getsignal
+            signal.signal(signal.SIGTERM, _ask_stop)
+
+
+NO_CRASH_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
 @contextlib.contextmanager

@@ -51,6 +51,24 @@ class Dimension:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_arg(self) -> str:
+        """The one command-line argument that parses back to this dimension, exactly
+        (`--grid=lr=0.01,0.05`, `--sample=lr=loguniform:0.0001:0.3`; floats as repr)."""
+        if self.kind == "grid":
+            return f"--grid={self.name}={','.join(map(arg_text, self.values))}"
+        if self.kind == "choice":
+            return f"--sample={self.name}=choice:{','.join(map(arg_text, self.values))}"
+        return f"--sample={self.name}={self.kind}:{arg_text(self.low)}:{arg_text(self.high)}"
+
+
+def arg_text(value) -> str:
+    """A setting's value as command-line text that parses back to it exactly."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
 
 def sweepable_settings() -> list[str]:
     return [name for name, declared in SETTINGS.items() if declared.sweepable]

@@ -9,6 +9,7 @@ a sweep to stop by creating `<id>.stop`). This module does not import Ray.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -224,6 +225,24 @@ class SweepStore:
         known = {r.id for r in tagged}
         listed = [self.runs.read(rid) for rid in record.trial_runs if rid not in known and (self.runs.root / rid).is_dir()]
         return sorted(tagged + listed, key=lambda r: r.id)
+
+    def not_created(self, record: SweepRecord, trials: list[RunRecord]) -> list[dict]:
+        """The planned trials Ray has not created yet (`trials`: those it has): one dict of
+        varied values each, a grid's own values and None for a sampled setting (drawn when
+        the trial starts). A grid's combinations, each run once per draw, less those of the
+        trials that exist, so the plan is right whatever order Ray creates them in."""
+        planned = record.options.get("trials")
+        if not isinstance(planned, int) or isinstance(planned, bool) or planned <= len(trials):
+            return []
+        grids = [d for d in record.space if d.get("kind") == "grid" and isinstance(d.get("values"), list) and d["values"]]
+        combos = [dict(zip((d["name"] for d in grids), values)) for values in itertools.product(*(d["values"] for d in grids))]
+        plan = [combos[i % len(combos)] for i in range(planned)]
+        for run in trials:
+            made = {name: run.config.get(name) for name in (d["name"] for d in grids)}
+            if made in plan:
+                plan.remove(made)
+        sampled = {d["name"]: None for d in record.space if d not in grids}
+        return [{**sampled, **combo} for combo in plan[:planned - len(trials)]]
 
     def trash(self, sweep_id: str) -> list[str]:
         """Move an ended sweep's trial runs to the run store's trash (restorable on Train)

@@ -3,6 +3,7 @@ Ray cluster started here, each trial an ordinary run in the store (tiny data, 1 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -504,9 +505,10 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
     its sweep trains: the driver notices, stops its trials, settles their runs and takes
     Ray down, so no process is left and no run shows as running."""
     runs = tmp_path / "runs"
-    code = ("import time; from fmnist_core.run_store import RunStore; from ui.sweeps import SweepLauncher; "
-            f"SweepLauncher(RunStore({str(runs)!r})).launch('sweep-orphan-test', "
-            "['--model', 'cnn_a', '--batch-size', '256', '--epochs', '200', '--grid', 'lr=0.01,0.02']); time.sleep(600)")
+    code = ("import time; from fmnist_core.run_store import RunStore; from fmnist_core.sweep_launch import SweepLauncher; "
+            "from fmnist_core.sweep import SweepSpec; from fmnist_core.config import TrainConfig; from fmnist_core.sweep_space import parse_grid; "
+            f"SweepLauncher(RunStore({str(runs)!r})).launch('sweep-orphan-test', SweepSpec("
+            "TrainConfig(model='cnn_a', batch_size=256, epochs=200), [parse_grid('lr=0.01,0.02')])); time.sleep(600)")
     app_process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=sweep_env(tiny_dir, runs))
     store, sweeps = RunStore(runs), SweepStore(RunStore(runs))
     try:
@@ -526,3 +528,146 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
     assert record.status == "stopped" and record.message == "the Studio server that launched it stopped; finished epochs are kept"
     assert all(r.status == "stopped" and r.history for r in store.list())
     assert wait_gone(sweeps.raw("sweep-orphan-test")["ray_session"]) == []
+
+
+# ---- the plan, the launcher's command line, stops and cancels at the earliest moment ----------
+
+@pytest.mark.parametrize("form", [
+    dict(preset="custom", model="cnn_a", varied=[("lr", "grid", "0.01, 0.05, 0.123456789")]),
+    dict(preset="fast", varied=[("lr", "loguniform", "0.000123456789:0.3"), ("batch_size", "randint", "32:256")],
+         trials=7, search="optuna", early_stop="asha", subset=2000, name="-n --trials 5"),
+    dict(preset="custom", model="vgg11", epochs=3, varied=[("width", "choice", "16, 48"), ("augment", "grid", "true, false"),
+                                                          ("dropout", "uniform", "0:0.55")], at_once=1, name="wide * [x]"),
+    dict(preset="custom", model="cnn_b", varied=[("optimizer", "choice", "sgd, adam"), ("weight_decay", "grid", "0, 1e-4")],
+         trials=2, early_stop="asha"),
+])
+def test_the_page_spec_reaches_the_driver_unchanged(form):
+    """Issue 24: the page builds a SweepSpec; its launcher passes SweepSpec.to_args(), which the
+    driver parses once (cli.parse_sweep_args, as `sweep` does) back to an equal spec."""
+    from fmnist_core.cli import parse_sweep_args
+    from ui.sweeps import SweepForm
+
+    values = dict(model="cnn_c", epochs=2, trials=4, search="random", at_once=2, early_stop="none", subset=0, name="") | form
+    spec = SweepForm(**values).spec()
+    assert spec.base.name == spec.name == values["name"].strip()
+    assert parse_sweep_args(spec.to_args(), owner="anon:ann") == dataclasses.replace(spec, owner="anon:ann")
+
+
+def test_every_planned_trial_is_listed_before_ray_creates_it(app, tmp_path):  # noqa: F811
+    """Issue 23: trials Ray had scheduled but not created were not listed. The table lists
+    every planned trial from the start: a grid's values, queued, beside those that exist;
+    once the sweep has ended without them, they read cancelled."""
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.sweep import create_trial_run
+
+    runs = tmp_path / "runs"
+    store, sweep_id = RunStore(runs), "sweep-20260102-000000-plan"
+    started = create_trial_run(store, TrainConfig(model="cnn_a", lr=0.05, epochs=1), {"sweep": sweep_id, "owner": "local"}, "1839e_00001")
+    live_sweep_record(runs, sweep_id, "running", trial_runs=[started])
+    at = app("sweep")
+    table = next(f.value for f in at.dataframe if "best_test_accuracy" in f.value.columns)
+    assert table[["lr", "status", "epoch"]].values.tolist() == [[0.05, "starting", "0/1"], [0.01, "queued", "0/1"]]
+    assert table["run"].tolist()[0] == started and table["run"].isna().tolist() == [False, True]
+    live_sweep_record(runs, sweep_id, "stopped", trial_runs=[started])
+    at.run()
+    table = next(f.value for f in at.dataframe if "best_test_accuracy" in f.value.columns)
+    assert table["status"].tolist() == ["starting", "cancelled"]
+    assert not at.exception
+
+
+def test_a_sampled_plan_lists_each_draw_and_a_grid_once_per_draw(tmp_path):
+    """Sampled values are drawn when a trial starts (None until then); a grid runs once per draw."""
+    from fmnist_core.config import TrainConfig
+
+    store = RunStore(tmp_path / "runs")
+    sweeps = SweepStore(store)
+    sweeps.write("sweep-x", {"status": "running", "options": {"trials": 4}, "space": [
+        {"name": "lr", "kind": "loguniform", "values": [], "low": 1e-4, "high": 0.3},
+        {"name": "batch_size", "kind": "grid", "values": [64, 128], "low": None, "high": None}]})
+    record = sweeps.read("sweep-x")
+    assert sweeps.not_created(record, []) == [{"lr": None, "batch_size": 64}, {"lr": None, "batch_size": 128}] * 2
+    made = store.create(TrainConfig(model="cnn_a", lr=0.01, batch_size=128), run_id="sweep-x-t01", sweep="sweep-x").name
+    assert sweeps.not_created(record, [store.read(made)]) == [{"lr": None, "batch_size": 64}, {"lr": None, "batch_size": 64},
+                                                             {"lr": None, "batch_size": 128}]
+
+
+def test_cancel_on_a_trial_that_is_starting_cancels_it(app, tmp_path, tiny_data):  # noqa: F811
+    """Issue 23: a starting trial showed "Cancel" and its click stopped it ("stopped", with a
+    resume state). The label is Cancel, and the trial ends as cancelled, with nothing to resume."""
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.resume import RESUME_NAME
+    from fmnist_core.sweep import create_trial_run, train_trial
+
+    runs = tmp_path / "runs"
+    store, sweep_id = RunStore(runs), "sweep-20260102-000000-cncl"
+    config = TrainConfig(model="cnn_a", lr=0.05, epochs=2, batch_size=64)
+    run_id = create_trial_run(store, config, {"sweep": sweep_id, "owner": "local"}, "1839e_00000")
+    live_sweep_record(runs, sweep_id, "running", trial_runs=[run_id])
+    at = app("train")
+    assert store.read(run_id).status == "starting"
+    button = at.button(key=f"stop-{run_id}")
+    assert button.label == "Cancel"
+    button.click().run()
+    assert not at.exception and (runs / run_id / "stop.json").exists()
+    result = train_trial(store, run_id, config, lambda: tiny_data)  # the worker goes on preparing, then sees it
+    run = store.read(run_id)
+    assert (result["status"], run.status, run.result["message"], run.history) == ("cancelled", "cancelled", "cancelled before it started", [])
+    assert not (runs / run_id / "stop.json").exists() and not (runs / run_id / RESUME_NAME).exists()
+
+
+def child_processes(pid: int) -> list[str]:
+    return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+@pytest.mark.parametrize("moment", ["first record", "Ray starting", "a trial training"])
+def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch, moment):
+    """Issue 23: Stop in a sweep's first seconds recorded "interrupted" (SIGTERM before the driver's
+    handler) or "failed: SystemExit" (Ray's handler, while Ray started). The page's launcher starts
+    a real driver; SIGTERM comes as soon as its record exists, as soon as Ray's first process does
+    (ray.init under way), or once a trial trains (Ray's crash handler, installed while Ray started,
+    killed the driver after ours ran): it ends stopped, and leaves no Ray process."""
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.sweep import SweepSpec
+    from fmnist_core.sweep_launch import SweepLauncher
+    from fmnist_core.sweep_space import parse_grid
+
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    runs, sweep_id = tmp_path / "runs", f"sweep-20260101-000000-{secrets.token_hex(2)}"
+    launcher = SweepLauncher(RunStore(runs))
+    spec = SweepSpec(base=TrainConfig(model="cnn_a", epochs=50, batch_size=256), space=[parse_grid("lr=0.01,0.05")], max_concurrent=1)
+    launcher.launch(sweep_id, spec)
+    driver = launcher._launched[sweep_id].process
+    ready = {"first record": lambda: launcher.sweeps.path(sweep_id).exists(), "Ray starting": lambda: launcher.sweeps.path(sweep_id).exists() and child_processes(driver.pid),
+             "a trial training": lambda: any(r.history for r in launcher.sweeps.runs.list())}[moment]
+    while not ready():
+        assert driver.poll() is None, launcher.sweeps.log_path(sweep_id).read_text()[-2000:]
+        time.sleep(0.001)
+    driver.send_signal(signal.SIGTERM)
+    code = driver.wait(timeout=120)
+    record = launcher.sweeps.read(sweep_id)
+    assert record.status == "stopped", (record.status, record.message, launcher.sweeps.log_path(sweep_id).read_text()[-2000:])
+    assert record.message in ("stopped before it started", "stopped by Ctrl-C or SIGTERM; finished epochs are kept"), record.message
+    assert code == 0 and not launcher.sweeps.stop_path(sweep_id).exists()
+    assert all(r.status == "stopped" for r in launcher.sweeps.trials(record)) and (moment != "a trial training" or launcher.sweeps.trials(record))
+    assert wait_gone(launcher.sweeps.raw(sweep_id).get("ray_session")) == []
+
+
+def test_stop_before_the_driver_has_recorded_its_sweep_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch):
+    """The page's Stop as soon as Launch is pressed, before the driver has written anything:
+    the stop file stops it before Ray starts (no signal it could not yet handle)."""
+    from fmnist_core.config import TrainConfig
+    from fmnist_core.sweep import SweepSpec
+    from fmnist_core.sweep_launch import SweepLauncher
+    from fmnist_core.sweep_space import parse_grid
+
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    runs, sweep_id = tmp_path / "runs", "sweep-20260101-000000-soon"
+    launcher = SweepLauncher(RunStore(runs))
+    launcher.launch(sweep_id, SweepSpec(base=TrainConfig(model="cnn_a", epochs=50), space=[parse_grid("lr=0.01,0.05")]))
+    launcher.stop(sweep_id)
+    code = launcher._launched[sweep_id].process.wait(timeout=120)
+    record = launcher.sweeps.read(sweep_id)
+    assert (record.status, record.message, code) == ("stopped", "stopped before it started", 0)
+    assert launcher.sweeps.trials(record) == []

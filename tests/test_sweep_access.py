@@ -23,10 +23,10 @@ from fmnist_core.memory import machine_memory
 from fmnist_core.run_manager import train_run
 from fmnist_core.run_store import RunStore, result_from
 from fmnist_core.sweep import _settle_sweep, _StopFlag
+from fmnist_core.sweep_launch import SweepLauncher
 from fmnist_core.sweep_store import SweepStore, this_host
 from tests.test_access import held_manager, shared_app, tiny  # noqa: F401 - fixtures
 from tests.test_sweep import fake_finished_sweep, wait_gone
-from ui.sweeps import SweepLauncher
 
 ANN, BOB = "anon:ann", "anon:bob"
 

@@ -1,37 +1,22 @@
-"""The Sweep page's helpers: turn the form into `sweep` CLI arguments, launch the driver as
-a subprocess, and turn the run store's trials into a table and a chart.
-
-Why a subprocess (`python -m fmnist_core sweep ...`) and not a thread of the server: Ray
-starts its own processes and installs signal handlers, which only work in a main thread;
-in a child process Ray's memory, its start-up cost and its failures stay out of the
-web server, the page never waits on Ray (it reads the run store), and Stop is a signal
-the driver already handles like Ctrl-C. The child is in the server's process group, so
-stopping the server with Ctrl-C stops its sweeps too.
-"""
+"""The Sweep page's helpers: turn the form into a checked SweepSpec, hold the server's sweep
+launcher (fmnist_core.sweep_launch), and turn the run store's trials into a table and a chart."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import paths
-from fmnist_core.access import LOCAL_OWNER, Policy, Visitor
-from fmnist_core.config import DEFAULTS, SETTINGS
-from fmnist_core.errors import UserError
-from fmnist_core.run_manager import RunManager
+from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
+from fmnist_core.recipes import recipe_config
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
-from fmnist_core.statuses import SWEEP_ACTIVE
-from fmnist_core.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
-from fmnist_core.sweep_store import SweepStore
+from fmnist_core.statuses import RunStatus
+from fmnist_core.sweep import SweepSpec
+from fmnist_core.sweep_launch import SweepLauncher
+from fmnist_core.sweep_space import Dimension, parse_grid, parse_sample
 from ui.form import query_from_form
 from ui.tables import Column
 from ui.visitor import studio_policy
@@ -73,125 +58,48 @@ def default_values(name: str, how: str) -> str:
     return "" if default is None else str(default)
 
 
-def space_flag(name: str, how: str, text: str) -> tuple[str, str]:
-    """('--grid', 'lr=0.01,0.05') or ('--sample', 'lr=loguniform:1e-4:0.3') from a form row."""
+def space_dimension(name: str, how: str, text: str) -> Dimension:
+    """One form row (a setting, how it varies, the values typed) as a checked Dimension;
+    SpaceError names the field's problem as `sweep` would."""
     compact = ",".join(part.strip() for part in text.replace(";", ",").split(",") if part.strip())
     if how == "grid":
-        return "--grid", f"{name}={compact}"
+        return parse_grid(f"{name}={compact}")
     if how == "choice":
-        return "--sample", f"{name}=choice:{compact}"
-    return "--sample", f"{name}={how}:{text.replace(' ', '')}"
+        return parse_sample(f"{name}=choice:{compact}")
+    return parse_sample(f"{name}={how}:{text.replace(' ', '')}")
 
 
 @dataclass
-class Launched:
-    """A sweep driver started by this server."""
+class SweepForm:
+    """What the Sweep form holds: `varied` is (setting, how, values typed) per varied setting."""
 
-    sweep_id: str
-    process: subprocess.Popen
-    args: list[str] = field(default_factory=list)
-    owner: str = LOCAL_OWNER
-    trials_at_once: int = 1
+    preset: str  # a recipe, or "custom": `model` with default settings
+    model: str
+    epochs: int
+    varied: list[tuple[str, str, str]]
+    trials: int
+    search: str
+    at_once: int
+    early_stop: str
+    subset: int  # 0: every image
+    name: str
 
+    @property
+    def sampled(self) -> bool:
+        return any(how != "grid" for _, how, _ in self.varied)
 
-class SweepLauncher:
-    """Process-wide (st.cache_resource): the drivers this server started, so any session
-    can stop them and the server reaps them. In shared mode a sweep is its launcher's, as
-    a run is: only they or an admin stop or delete it, and it is held to the limits."""
-
-    def __init__(self, store: RunStore, policy: Policy | None = None):
-        self.store = store
-        self.sweeps = SweepStore(store)
-        self.policy = policy or Policy()
-        self._launched: dict[str, Launched] = {}
-        self._lock = threading.RLock()
-
-    def launch_as(self, visitor: Visitor, manager: RunManager, sweep_id: str, args: list[str], spec: SweepSpec) -> None:
-        """Launch a checked sweep for `visitor` within every limit, or raise a UserError
-        (access.LimitError: which limit, by how much) before any process starts."""
-        spec.check_limits(self.policy)  # every trial's settings and memory, as a Train run's
-        at_once = spec.trials_at_once()
-        # The check and the launch under the lock runs are queued under (then this one):
-        # two quick clicks, or a click and a Train run, cannot both take the last place.
-        with manager.queue_lock, self._lock:
-            self.policy.check_sweep(spec.planned_trials(), at_once, self.sweeps_of(visitor.id))
-            manager.check_queue(visitor, adding=at_once)
-            self.launch(sweep_id, args, owner=visitor.id, trials_at_once=at_once)
-
-    def launch(self, sweep_id: str, args: list[str], owner: str = LOCAL_OWNER, trials_at_once: int = 1) -> None:
-        self.sweeps.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.sweeps.log_path(sweep_id), "ab")
-        # The driver stops its trials when this server goes away (however it ends), so a
-        # stopped server leaves no sweep or Ray process behind.
-        env = {**os.environ, "FMNIST_RUNS_DIR": str(self.store.root), PARENT_ENV: str(os.getpid()), OWNER_ENV: owner}
-        # --id=VALUE: a value starting with "-" stays a value (the page passes --name= likewise)
-        process = subprocess.Popen([sys.executable, "-m", "fmnist_core", "sweep", *args, f"--id={sweep_id}"],
-                                   cwd=paths.home(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        with self._lock:
-            self._launched[sweep_id] = Launched(sweep_id, process, args, owner, trials_at_once)
-
-    def _active(self) -> list[tuple[str, int]]:
-        """(owner, trials at once) of every sweep starting or running: recorded by its
-        driver, or launched here and not recorded yet (Ray takes seconds to start)."""
-        records = {r.id: r for r in self.sweeps.list()}
-        active = [(r.owner, r.trials_at_once) for r in records.values() if r.status in SWEEP_ACTIVE]
-        with self._lock:
-            launched = list(self._launched.values())
-        return active + [(s.owner, s.trials_at_once) for s in launched if s.sweep_id not in records and s.process.poll() is None]
-
-    def slot_owners(self) -> list[str]:
-        """One owner per trial that running sweeps may train at once: these count as runs
-        queued or training (RunManager.held_elsewhere)."""
-        return [owner for owner, at_once in self._active() for _ in range(at_once)]
-
-    def sweeps_of(self, visitor_id: str) -> int:
-        return sum(owner == visitor_id for owner, _ in self._active())
-
-    def owner_of(self, sweep_id: str) -> str:
-        with self._lock:
-            launched = self._launched.get(sweep_id)
-        if self.sweeps.path(sweep_id).exists() or launched is None:
-            return self.sweeps.read(sweep_id).owner
-        return launched.owner
-
-    def why_locked(self, sweep_id: str, visitor: Visitor) -> str | None:
-        """Why `visitor` may not stop or delete the sweep (None when they may)."""
-        return self.policy.why_not(visitor, self.owner_of(sweep_id), what="sweep")
-
-    def delete(self, sweep_id: str, visitor: Visitor | None = None) -> None:
-        """Move an ended sweep and its trial runs to the trash (the runs are restorable on
-        Train). Only its owner or an admin may."""
-        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(sweep_id), "delete", what="sweep")
-        if self.running(sweep_id):
-            raise UserError("stop this sweep before deleting it")
-        self.sweeps.trash(sweep_id)
-        with self._lock:
-            self._launched.pop(sweep_id, None)
-
-    def running(self, sweep_id: str) -> bool:
-        with self._lock:
-            launched = self._launched.get(sweep_id)
-        return launched is not None and launched.process.poll() is None  # poll() also reaps it
-
-    def launched_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._launched)
-
-    def stop(self, sweep_id: str, visitor: Visitor | None = None) -> None:
-        """Stop every trial of a sweep; finished epochs stay. The stop file reaches a driver
-        started anywhere (the CLI, another machine sharing the store); a driver this server
-        started also gets SIGTERM, which it handles like Ctrl-C. Only its owner or an admin
-        may (NotAllowed otherwise: a forged click on a disabled button changes nothing)."""
-        self.policy.check_modify(visitor or self.policy.local_visitor(), self.owner_of(sweep_id), "stop", what="sweep")
-        self.sweeps.request_stop(sweep_id)
-        with self._lock:
-            launched = self._launched.get(sweep_id)
-        if launched is not None and launched.process.poll() is None:
-            launched.process.send_signal(signal.SIGTERM)
-
-    def last_log_line(self, sweep_id: str) -> str:
-        return self.sweeps.last_log_line(sweep_id)
+    def spec(self) -> SweepSpec:
+        """The checked SweepSpec of the form; a UserError names its first problem, exactly as
+        `sweep` would. Trials and search count only when a setting is sampled."""
+        name = self.name.strip()
+        # the sweep's name names its base config, as `sweep --name` does
+        base = (recipe_config(self.preset, epochs=self.epochs, name=name) if self.preset != "custom"
+                else TrainConfig(model=self.model, epochs=self.epochs, name=name))
+        space = [space_dimension(*row) for row in self.varied]
+        space.sort(key=lambda d: d.kind != "grid")  # grids first, as `sweep` reads --grid before --sample
+        return SweepSpec(base=base, space=space, trials=self.trials if self.sampled else None,
+                         search=self.search if self.sampled else "random", early_stop=self.early_stop,
+                         max_concurrent=self.at_once, subset=self.subset or None, name=name).check()
 
 
 @st.cache_resource
@@ -204,10 +112,13 @@ def _rounded(value, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
+def trial_rows(trials: list[RunRecord], varied: list[str], not_created: list[dict] = (), sweep_active: bool = True,
+               epochs: int | None = None) -> pd.DataFrame:
     """One row per trial: its varied values, status, epochs, best test accuracy (%, two
     decimals), seconds (whole); the figures are numbers (NaN before a trial's first epoch),
-    so the table sorts them as numbers and shows a missing one as ui.tables' placeholder."""
+    so the table sorts them as numbers and shows a missing one as ui.tables' placeholder.
+    Then one row per planned trial Ray has not created (SweepStore.not_created): queued
+    while the sweep runs, cancelled once it has ended without them."""
     rows = []
     for run in trials:
         last = run.history[-1] if run.history else {}
@@ -216,6 +127,11 @@ def trial_rows(trials: list[RunRecord], varied: list[str]) -> pd.DataFrame:
             "epoch": f"{len(run.history)}/{run.config.get('epochs')}", "best_test_accuracy": _rounded(best_test_accuracy(run.history), 2),
             "seconds": _rounded(last.get("elapsed_s"), 0), "message": (run.result or {}).get("message", ""),
         })
+    status, message = ((RunStatus.QUEUED, "waiting for Ray to start it") if sweep_active
+                       else (RunStatus.CANCELLED, "never started: the sweep ended first"))
+    for values in not_created:
+        rows.append({"run": None, **{name: values.get(name) for name in varied}, "status": status, "epoch": f"0/{epochs}",
+                     "best_test_accuracy": None, "seconds": None, "message": message})
     columns = ["run", *varied, "status", "epoch", "best_test_accuracy", "seconds", "message"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"best_test_accuracy": "float64", "seconds": "float64"})
