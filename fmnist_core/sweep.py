@@ -39,7 +39,7 @@ from .resume import RESUME_NAME
 from .run_files import FileProblem
 from .run_manager import train_run
 from .run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, result_from
-from .statuses import RunStatus
+from .statuses import RunStatus, SweepStatus
 from .sweep_space import Dimension, SpaceError, arg_text, check_against, grid_size, has_samples
 from .sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
 
@@ -275,7 +275,7 @@ def train_trial(store: RunStore, run_id: str, config: TrainConfig, data_of, call
         # A diverged run is not an exception (train_run records it); this is a real failure:
         # keep the finished epochs, say what happened, and let Ray mark the trial errored.
         history = store.read(run_id).history
-        store.write_result(run_id, result_from("failed", f"{type(e).__name__}: {e}", history, _seconds(history), None))
+        store.write_result(run_id, result_from(RunStatus.FAILED, f"{type(e).__name__}: {e}", history, _seconds(history), None))
         raise
     finally:
         (store.root / run_id / STOP_NAME).unlink(missing_ok=True)
@@ -416,16 +416,16 @@ def settle_run(store: RunStore, run_id: str, error) -> None:
     history = record.history
     if error is None and len(history) >= int(record.config.get("epochs") or 0) > 0:
         # Every epoch is on disk: the trial was ended between its last report and its own result.
-        store.write_result(run_id, result_from("finished", "", history, _seconds(history), None))
+        store.write_result(run_id, result_from(RunStatus.FINISHED, "", history, _seconds(history), None))
         return
     if error is not None:
         text = str(error).strip().splitlines()
         why = text[-1] if text else "unknown error"
-        status, message = "failed", f"the trial's worker stopped: {why}"[:500]
+        status, message = RunStatus.FAILED, f"the trial's worker stopped: {why}"[:500]
     elif _StopFlag.is_set():
-        status, message = "stopped", f"stopped with the sweep after {len(history)} epoch(s)"
+        status, message = RunStatus.STOPPED, f"stopped with the sweep after {len(history)} epoch(s)"
     else:
-        status, message = "stopped", (f"stopped early by ASHA after {len(history)} epoch(s): "
+        status, message = RunStatus.STOPPED, (f"stopped early by ASHA after {len(history)} epoch(s): "
                                       "its test accuracy was behind the other trials' at that point")
     store.write_result(run_id, result_from(status, message, history, _seconds(history), None))
 
@@ -490,7 +490,7 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     try:
         if listed_early:
             sweeps.root.mkdir(parents=True, exist_ok=True)
-            sweeps.write(sweep_id, _sweep_record(spec, sweep_id, "starting", address, created))
+            sweeps.write(sweep_id, _sweep_record(spec, sweep_id, SweepStatus.STARTING, address, created))
         spec.check()
         if address and address != "auto":
             address = check_address(address)
