@@ -11,8 +11,8 @@ _ICONS = {
     "diverged": ":red[:material/warning:] diverged", "failed": ":red[:material/error:] failed",
     "cancelled": ":material/cancel: cancelled", "interrupted": ":orange[:material/warning:] interrupted",
 }
-RUN_BADGES = {status: _ICONS[status] for status in RunStatus}
-SWEEP_BADGES = {**{status: _ICONS[status] for status in SweepStatus},
+RUN_BADGES: dict[str, str] = {status: _ICONS[status] for status in RunStatus}
+SWEEP_BADGES: dict[str, str] = {**{status: _ICONS[status] for status in SweepStatus},
                 SweepStatus.STARTING: ":material/hourglass_top: starting Ray"}
 
 
