@@ -42,7 +42,7 @@ def cmd_train(args) -> int:
     resume = photo_data = None
     if args.resume:
         given_flags = [SOURCE_FIELDS.get(k, flag_of(k)) for k, v in vars(args).items()
-                 if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
+                       if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
         if given_flags:
             raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given_flags)}")
         load_fashion_mnist()

@@ -370,6 +370,7 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], byte
 
 
 def _reader_of(data: bytes) -> Callable[[], bytes]:
+    """Candidate.read for bytes already in memory (a function of its own, so each photo keeps its bytes)."""
     return lambda: data
 
 
