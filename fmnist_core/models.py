@@ -64,7 +64,7 @@ def create_model(name: str, tta: bool = False, **kwargs) -> nn.Module:
     `tta`: the model is scored on the image and its mirror image (scoring.ImageClassifier)."""
     model = model_info(name).builder(**kwargs)
     model.model_name = name  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module; a plain attribute is fine at runtime
-    model.build_args = {**kwargs, "tta": True} if tta else dict(kwargs)  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module; a plain attribute is fine at runtime
+    model.build_args = {**kwargs, "tta": True} if tta else dict(kwargs)  # type: ignore[assignment]  # as above
     return model
 
 

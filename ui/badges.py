@@ -13,7 +13,7 @@ _ICONS = {
 }
 RUN_BADGES: dict[str, str] = {status: _ICONS[status] for status in RunStatus}
 SWEEP_BADGES: dict[str, str] = {**{status: _ICONS[status] for status in SweepStatus},
-                SweepStatus.STARTING: ":material/hourglass_top: starting Ray"}
+                                SweepStatus.STARTING: ":material/hourglass_top: starting Ray"}
 
 
 def badge(status: str, sweep: bool = False) -> str:
