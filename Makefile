@@ -7,7 +7,7 @@ PORT ?= 8501
 # `make run` is for the person at this machine; `make share` serves every interface.
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run share test quick lint setup setup-test data e2e bench clean
+.PHONY: run share test quick lint typecheck setup setup-test data e2e bench clean
 
 run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
@@ -18,7 +18,7 @@ share: setup
 	FMNIST_STUDIO_MODE=shared $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) \
 		--server.address 0.0.0.0 --client.showErrorDetails none
 
-test: setup-test lint
+test: setup-test lint typecheck
 	$(BIN)/python -m pytest
 
 # The inner loop: everything but the browser, Ray and full-data tests (markers in pytest.ini), in
@@ -28,6 +28,10 @@ quick: setup lint
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
+
+# Files, settings and the packages without type hints: [tool.mypy] in pyproject.toml.
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
 
 setup: $(VENV)/.app-installed data
 

@@ -97,6 +97,7 @@ show_leaderboard(records)
 
 def show_mistakes(entry: Comparable) -> None:
     """Confusion matrix, per-class accuracy and the most confident mistakes of one model."""
+    assert entry.weights is not None  # only an entry with weights is shown in depth
     try:
         analysis = run_analysis(str(entry.weights))
     except CheckpointError as e:

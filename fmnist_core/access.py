@@ -88,6 +88,7 @@ class Limits:
         # The form's own ranges are declared once, in config.SETTINGS; a limit must lie within them.
         for name, setting in (("max_width", SETTINGS["width"]), ("max_batch_size", SETTINGS["batch_size"])):
             value = getattr(limits, name)
+            assert setting.low is not None and setting.high is not None  # both are int settings with a range
             if isinstance(value, bool) or not isinstance(value, int) or not setting.low <= value <= setting.high:
                 raise UserError(f"[studio.limits] {name} = {value!r}: use a whole number from {setting.describe_range()}")
         return limits

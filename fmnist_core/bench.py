@@ -222,9 +222,10 @@ def _spread(values: list[float | None]) -> str:
     if any(v is None for v in values) or not values:
         reached = sum(v is not None for v in values)
         return f"no ({reached}/{len(values)} seeds)"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    reached_all = [v for v in values if v is not None]  # every one, as checked above
+    if len(reached_all) == 1:
+        return f"{reached_all[0]:.1f}"
+    return f"{statistics.mean(reached_all):.1f} ± {statistics.stdev(reached_all):.1f}"
 
 
 def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, threads: int = 1, recipes: list[str] | None = None) -> int:
@@ -329,7 +330,7 @@ def explain_latency(path: Path, calls: int) -> dict:
 
     model = load_checkpoint(path).model
     images = [img.numpy() for img in load_fashion_mnist().test_images[:calls]]
-    row = {"model": path.name}
+    row: dict[str, str | float] = {"model": path.name}
     for method in methods_for(model):
         row[method] = _p50_ms(lambda img, m=method: explain(model, img, None, m), images)
         row[f"{method}_cpu"] = _p50_ms(lambda img, m=method: explain(model, img, None, m), images, cpu=True)

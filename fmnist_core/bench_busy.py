@@ -49,6 +49,7 @@ def train_one_epoch_of_fast(threads: int, folder: Path) -> dict:
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
     used = re.search(r", (\d+) threads?, ", result.stderr.splitlines()[0])  # --json puts the progress on stderr
+    assert used is not None, f"train did not report its threads: {result.stderr.splitlines()[0]}"
     epoch = json.loads((folder / "history.jsonl").read_text().splitlines()[0])
     return {"threads_used": int(used.group(1)), "seconds": epoch["seconds"], "images_per_s": epoch["images_per_s"]}
 

@@ -181,4 +181,4 @@ def list_comparable(records: list[RunRecord] | None = None, pretrained_dir: Path
 def best_first(entries: list[Comparable]) -> list[Comparable]:
     """Finished entries, the most accurate first (by the last epoch's test accuracy)."""
     done = [e for e in entries if e.finished and e.test_accuracy is not None]
-    return sorted(done, key=lambda e: -e.test_accuracy)
+    return sorted(done, key=lambda e: -(e.test_accuracy or 0.0))  # None is filtered out above

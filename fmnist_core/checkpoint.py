@@ -48,7 +48,7 @@ def save_checkpoint(model: nn.Module, path: Path, config: dict | None = None, me
     path = Path(path)
     metadata = {
         "format": FORMAT,
-        "model": model.model_name,
+        "model": str(model.model_name),
         "model_args": json.dumps(model.build_args),
         "params": str(count_parameters(model)),
         "classes": json.dumps(list(CLASSES)),

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .statuses import RunStatus
@@ -41,10 +42,10 @@ def cmd_train(args) -> int:
 
     resume = photo_data = None
     if args.resume:
-        given = [SOURCE_FIELDS.get(k, flag_of(k)) for k, v in vars(args).items()
-                 if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
-        if given:
-            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+        given_flags = [SOURCE_FIELDS.get(k, flag_of(k)) for k, v in vars(args).items()
+                       if v is not None and (k in SETTINGS or k in SOURCE_FIELDS or k in ("recipe", "out"))]
+        if given_flags:
+            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given_flags)}")
         load_fashion_mnist()
         folder = Path(args.resume).absolute()
         store, run_id = RunStore(folder.parent), folder.name
@@ -130,7 +131,7 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(row))
         return 0
     print(f"{loaded.name} ({row['params']:,} params): test accuracy {metrics['accuracy']:.2f}%, test loss {metrics['loss']:.4f}")
-    if score is not None:
+    if photoset is not None and score is not None:
         heldout = f"; held-out part {score.heldout_accuracy:.2f}%" if score.heldout_accuracy is not None else ""
         print(f"photo set {photoset.name} ({score.count} photos): accuracy {score.accuracy:.2f}% "
               f"(test set {metrics['accuracy']:.2f}%){heldout}")
@@ -237,7 +238,7 @@ def cmd_predict(args) -> int:
             errors.append({"image": path, "error": str(e)})
             print(f"error: {path}: {e}", file=sys.stderr)
     predictions = predict_images(loaded.model, inputs)
-    rows = [{"image": str(p), "label": pr.label, "probability": pr.probability, "top": [[c, v] for c, v in pr.top]}
+    rows: list[dict[str, Any]] = [{"image": str(p), "label": pr.label, "probability": pr.probability, "top": [[c, v] for c, v in pr.top]}
             for p, pr in zip(names, predictions)]
     if args.json:
         print(json.dumps({"predictions": rows, "errors": errors}))
@@ -549,7 +550,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         facts += [declared.unit] if declared.unit else []
         facts.append(f"default: {DEFAULTS[name] if DEFAULTS[name] not in (None, '') else 'none'}")
         help_text = f"{declared.help} ({'; '.join(facts)})"
-        kwargs = dict(dest=name, default=None, help=help_text.replace("%", "%%"))
+        kwargs: dict[str, Any] = dict(dest=name, default=None, help=help_text.replace("%", "%%"))
         if declared.kind == "bool":
             parser.add_argument(flag_of(name), action=argparse.BooleanOptionalAction, **kwargs)
         else:

@@ -93,11 +93,13 @@ class Setting:
         elif self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(name, f"{value!r} is not a whole number; use {self.describe_range()}")
+            assert self.low is not None and self.high is not None  # a number setting always declares its range
             if not self.low <= value <= self.high:
                 raise ConfigError(name, f"{value} is out of range; use {self.describe_range()}")
         elif self.kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(name, f"{value!r} is not a number; use a value in {self.describe_range()}")
+            assert self.low is not None and self.high is not None  # a number setting always declares its range
             if value > self.high or value < self.low or (self.low_open and value == self.low):
                 raise ConfigError(name, f"{value:g} is out of range; use a value in {self.describe_range()}")
         elif self.kind == "bool":
@@ -106,6 +108,7 @@ class Setting:
         elif self.kind == "text":
             if not isinstance(value, str):
                 raise ConfigError(name, f"{value!r} is not text")
+            assert self.high is not None  # a text setting always declares its length
             if len(value) > self.high:
                 raise ConfigError(name, f"is {len(value)} characters long; use {self.describe_range()}")
 

@@ -106,9 +106,17 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
+def _data_file(directory: Path, stem: str) -> Path:
+    """One of the four files in a folder given to load_fashion_mnist (not checked by find_data_dir)."""
+    path = _find_file(directory, stem)
+    if path is None:
+        raise DataError(f"{directory} has no {stem}(.gz). {MISSING_HELP}")
+    return path
+
+
 @functools.lru_cache(maxsize=4)
 def _load(directory: str) -> FashionMNIST:
-    arrays = {key: read_idx(_find_file(Path(directory), stem)) for key, stem in FILES.items()}
+    arrays = {key: read_idx(_data_file(Path(directory), stem)) for key, stem in FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != len(labels):

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -28,6 +29,9 @@ from .resume import ResumeState, capture, restore
 from .scoring import evaluate, predict_dataset, score_probabilities
 from .statuses import RunStatus
 from .weight_init import init_weights
+
+if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
 
 BATCH_EVENTS_PER_SECOND = 4  # enough for a live chart, negligible cost per batch
 # With a photo set (`--photos`), this share of every batch is photos from its training part,
@@ -139,6 +143,7 @@ def train_one_epoch(model, optimizer, scheduler, criterion, images, labels, conf
         idx = perm[start : start + bs]
         x, y = images[idx], labels[idx]  # (B, 1, 28, 28), (B,)
         if photo_stream is not None:
+            assert photos is not None  # _photo_stream gives batches only with photos
             pick = photo_stream[batches]
             x, y = torch.cat([x, photos[0][pick]]), torch.cat([y, photos[1][pick]])  # (B + P, 1, 28, 28)
         if config.augment:
@@ -240,7 +245,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     start: dict = {}
     if config.init_from and resume is None:  # where fine-tuning starts, for the trade-off it makes
         start["start_test_accuracy"] = evaluate(model, test_x, test_y)["accuracy"]
-        if photo_x is not None:
+        if photo_x is not None and photo_y is not None:
             start["start_photo_accuracy"] = evaluate(model, photo_x, photo_y)["accuracy"]
 
     ran_on = {"device": str(device), "threads": torch.get_num_threads(), "precision": config.resolved_precision(device.type)}
@@ -299,12 +304,12 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
             "lr": optimizer.param_groups[0]["lr"],
             "elapsed_s": time.perf_counter() - run_start,
         }
-        if val_x is not None:
+        if val_x is not None and val_y is not None:
             val = evaluate(scored, val_x, val_y)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-        if photo_x is not None:
-            held = evaluate(scored, photo_x, photo_y)
-            record.update(photo_loss=held["loss"], photo_accuracy=held["accuracy"])
+        if photo_x is not None and photo_y is not None:
+            photo_scores = evaluate(scored, photo_x, photo_y)
+            record.update(photo_loss=photo_scores["loss"], photo_accuracy=photo_scores["accuracy"])
         history.append(record)
         emit("on_checkpoint", scored, record)
         emit("on_test_scores", test_probabilities)  # of the weights just saved: Compare's analysis, already computed
@@ -318,7 +323,7 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     return FitResult(model=final, status=status, message=message, history=history, seconds=seconds, start=start, ran_on=ran_on)
 
 
-def _ema_model(model: nn.Module, decay: float) -> nn.Module:
+def _ema_model(model: nn.Module, decay: float) -> AveragedModel:
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

@@ -136,6 +136,7 @@ def _relative_to_black(model: nn.Module, scorer: nn.Module, x: torch.Tensor) -> 
     """Swap `model`'s (a copy's) last conv layer for _AddBack and return its _Difference.
     The black image goes through the scorer as `x` does (tiles, flip TTA), so the shapes match."""
     conv = last_conv_layer(model)
+    assert conv is not None  # only Grad-CAM gets here, and only for a model with convolutions
     seen = []
     hook = conv.register_forward_hook(lambda module, args, output: seen.append(output.detach()))
     with torch.no_grad():
@@ -206,12 +207,12 @@ def _explain(model: nn.Module, x: torch.Tensor, targets: list[int | None], metho
         return []
     with torch.no_grad():
         probabilities = ImageClassifier(model.eval())(x.to(next(model.parameters()).device)).float().cpu().numpy()
-    targets = [int(p.argmax()) if target is None else target for p, target in zip(probabilities, targets)]
-    for target in targets:
+    chosen = [int(p.argmax()) if target is None else target for p, target in zip(probabilities, targets)]
+    for target in chosen:
         if not 0 <= target < len(CLASSES):
             raise ExplainError(f"class index {target} is out of range; use 0 to {len(CLASSES) - 1}")
-    raw = attributions(model, x, targets, method).numpy().astype(np.float32)
-    return [Explanation(_scaled(r), target, method, p) for r, target, p in zip(raw, targets, probabilities)]
+    raw = attributions(model, x, chosen, method).numpy().astype(np.float32)
+    return [Explanation(_scaled(r), target, method, p) for r, target, p in zip(raw, chosen, probabilities)]
 
 
 def _scaled(raw: np.ndarray) -> np.ndarray:

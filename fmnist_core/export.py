@@ -100,6 +100,7 @@ def onnx_bytes(model: nn.Module) -> bytes:
                                     output_names=[OUTPUT_NAME], dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}})
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.onnx"
+            assert program is not None  # dynamo=True always returns the program
             program.save(str(path), external_data=False)
             proto = onnx.load(str(path))
     onnx.helper.set_model_props(proto, metadata_props(model))

@@ -65,7 +65,7 @@ def read_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
     try:
         kind = path.stat().st_mode
     except OSError as e:
-        raise ImageError(f"cannot read it ({e.strerror.lower()})") from e
+        raise ImageError(f"cannot read it ({(e.strerror or str(e)).lower()})") from e
     if stat.S_ISDIR(kind):
         raise ImageError("is a folder, not an image file")
     if stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind):
@@ -92,7 +92,7 @@ def open_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
     if len(data) > max_bytes:
         raise ImageError(f"the file is {len(data) / 2**20:.1f} MB; the limit for images is {_megabytes(max_bytes)}")
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        image: Image.Image = Image.open(io.BytesIO(data))  # reads the header only
         _check_pixels(image.format, image.width, image.height)
         image.seek(0)  # first frame of an animation
         if image.format == "JPEG":

@@ -12,6 +12,7 @@ oversized or non-regular file is ignored and rewritten."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from importlib.metadata import version
 from pathlib import Path
@@ -36,7 +37,7 @@ MAX_MAPS_BYTES = MAX_MAPS * (IMAGE_SIZE * IMAGE_SIZE * 2 + 8) + 4096  # the maps
 @functools.cache
 def _code() -> dict:
     """The code and versions that make a map: fixed for a process."""
-    source = b"".join(Path(module.__file__).read_bytes() for module in (explain, scoring))
+    source = b"".join(Path(inspect.getfile(module)).read_bytes() for module in (explain, scoring))
     return {"explain_sha256": sha256(source), "torch": torch.__version__, "captum": version("captum")}
 
 

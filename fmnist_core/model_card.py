@@ -59,21 +59,21 @@ def _code(text) -> str:
 
 def provenance_lines(config: dict) -> list[str]:
     """'Fine-tuned from ...' and the photo set mixed in, from a run's config (finetune.prepare_sources)."""
-    extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+    extra = config["extra"] if isinstance(config.get("extra"), dict) else {}
     lines = []
     if config.get("init_from"):
         source = extra.get("fine_tuned_from") or {}
-        facts = [f"model `{source['model']}`" if isinstance(source.get("model"), str) else None,
+        found = [f"model `{source['model']}`" if isinstance(source.get("model"), str) else None,
                  f"its test accuracy {source['test_accuracy']:.2f}%" if isinstance(source.get("test_accuracy"), (int, float)) else None,
                  f"SHA-256 `{source['sha256'][:16]}…`" if isinstance(source.get("sha256"), str) else None]
-        facts = [f for f in facts if f]
+        facts = [f for f in found if f]
         lines.append(f"- Fine-tuned from {_code(config['init_from'])}" + (f" ({', '.join(facts)})" if facts else ""))
     if config.get("photos"):
         photos = extra.get("photos") or {}
-        facts = [f"{photos['train']} training and {photos['heldout']} held-out photos" if {"train", "heldout"} <= set(photos) else None,
+        found = [f"{photos['train']} training and {photos['heldout']} held-out photos" if {"train", "heldout"} <= set(photos) else None,
                  f"split: {photos['split']}" if isinstance(photos.get("split"), str) else None,
                  f"content SHA-256 `{photos['hash'][:16]}…`" if isinstance(photos.get("hash"), str) else None]
-        facts = [f for f in facts if f]
+        facts = [f for f in found if f]
         lines.append(f"- Photo set mixed into every batch: {_code(config['photos'])}" + (f" ({'; '.join(facts)})" if facts else ""))
     return lines
 

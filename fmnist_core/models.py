@@ -67,8 +67,8 @@ def create_model(name: str, tta: bool = False, **kwargs) -> nn.Module:
     """Build a registered model; `model.build_args` keeps what rebuilds it.
     `tta`: the model is scored on the image and its mirror image (scoring.ImageClassifier)."""
     model = model_info(name).builder(**kwargs)
-    model.model_name = name
-    model.build_args = {**kwargs, "tta": True} if tta else dict(kwargs)
+    model.model_name = name  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module; a plain attribute is fine at runtime
+    model.build_args = {**kwargs, "tta": True} if tta else dict(kwargs)  # type: ignore[assignment]  # as above
     return model
 
 
@@ -174,11 +174,11 @@ def vgg11(dropout: float = 0.5, width: int = 64, image_size: int = IMAGE_SIZE) -
     inconsistencies"), so only the first three pool (28->14->7->3) and a global
     average pool replaces the 25,088-wide classifier input. `width` is the first layer's
     channels, as for our models (64 = VGG11); the others scale with it."""
-    plan = [64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512]
+    plan: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512]
     layers: list[nn.Module] = []
     c_in = 1
     for item in plan:
-        if item == "M":
+        if isinstance(item, str):  # "M"
             layers.append(nn.MaxPool2d(2))
         else:
             c_out = max(8, item * width // 64)

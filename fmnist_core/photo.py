@@ -72,7 +72,7 @@ def find_item(image: Image.Image | np.ndarray, fit_size: int = IMAGE_SIZE) -> It
     small = _shrink_to(mid, SEGMENT_SIDE)  # and found in this
     surface = _exact_surface(small)
     flat = surface is not None
-    if flat:  # nothing to model: distance to the one colour, unsmoothed (thin strokes are item)
+    if surface is not None:  # flat, so nothing to model: distance to the one colour, unsmoothed (thin strokes are item)
         lab = _lab(small)
         distance, noise = np.linalg.norm((lab - _lab(surface[None, None])[0])[..., :3], axis=2), 0.0
     else:
@@ -96,7 +96,7 @@ def find_item(image: Image.Image | np.ndarray, fit_size: int = IMAGE_SIZE) -> It
     confidence = float(np.clip(np.median(margin) - 1.0, 0.0, 2.0) / 2.0)
     if confidence < 0.1:
         unsure.append(Unsure.NO_CLEAR_ITEM)
-    if flat:
+    if surface is not None:  # flat
         mask, model_input = _render_flat(rgb, surface, fit_size)
     else:
         soft = cv2.resize(item_small.astype(np.float32), mid.shape[1::-1], interpolation=cv2.INTER_LINEAR)
@@ -159,6 +159,8 @@ class Background:
 
 
 def _design(height: int, width: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+    v: np.ndarray
+    u: np.ndarray
     v, u = np.meshgrid(np.linspace(-1, 1, height, dtype=np.float32)[rows], np.linspace(-1, 1, width, dtype=np.float32)[cols], indexing="ij")
     u, v = u.ravel(), v.ravel()
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)  # (H*W, 6)
@@ -171,7 +173,7 @@ def _background_model(lab: np.ndarray) -> tuple[Background, np.ndarray, float]:
     design = _design(height, width)
     values = lab.reshape(-1, 4)
     ring = max(2, round(BORDER * min(height, width)))
-    use = np.zeros((height, width), bool)
+    use: np.ndarray = np.zeros((height, width), bool)
     use[:ring], use[-ring:], use[:, :ring], use[:, -ring:] = True, True, True, True
     use = use.ravel()
     for _ in range(4):
@@ -195,7 +197,8 @@ def _components(foreground: np.ndarray, flat: bool) -> tuple[list[int], list[int
         mask = _fill_holes(cv2.morphologyEx(seen, cv2.MORPH_CLOSE, _disc(7)))
         # A hole wide enough to be surface seen through the item (between a sandal's straps,
         # inside a bag's handle) is background again; narrow ones are the item's own pattern.
-        mask &= 1 - cv2.morphologyEx(mask & (1 - seen), cv2.MORPH_OPEN, _disc(GAP_WIDTH))
+        # cv2's stubs type every image as integer-or-float; this one is uint8, as `mask` is
+        mask &= 1 - cv2.morphologyEx(mask & (1 - seen), cv2.MORPH_OPEN, _disc(GAP_WIDTH))  # type: ignore[arg-type, operator]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     order = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
     return order, [int(stats[i, cv2.CC_STAT_AREA]) for i in order], labels

@@ -68,9 +68,9 @@ def load_photo_data(ref: str) -> PhotoData:
     if heldout.all() or not heldout.any():
         raise PhotoSetError(f"photo set '{ref}': its {len(labels)} photo(s) all fall in one part of the split ({SPLIT}); "
                             "add more photos (4 or more of a class)")
-    images, labels, heldout = torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(heldout)
-    return PhotoData(name=str(ref), hash=set_hash, train_images=images[~heldout], train_labels=labels[~heldout],
-                     heldout_images=images[heldout], heldout_labels=labels[heldout])
+    image_tensor, label_tensor, held = torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(heldout)
+    return PhotoData(name=str(ref), hash=set_hash, train_images=image_tensor[~held], train_labels=label_tensor[~held],
+                     heldout_images=image_tensor[held], heldout_labels=label_tensor[held])
 
 
 def _from_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

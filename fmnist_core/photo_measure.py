@@ -50,11 +50,11 @@ def measure_photos(model: torch.nn.Module, images: np.ndarray, labels: np.ndarra
     on_photos &= np.array(found)
     on_images = np.array([CLASSES.index(p.label) for p in predict_images(model, list(np.asarray(images)))]) == labels
     families = np.array([p.look for p in photos])
-    ious = np.array(ious)
+    iou_by_photo = np.array(ious)
     return PhotoMeasure(
         count=len(photos), photo_accuracy=float(on_photos.mean()), image_accuracy=float(on_images.mean()),
-        mean_iou=float(ious.mean()), no_item=int(len(found) - sum(found)), milliseconds_p50=float(np.median(times)),
+        mean_iou=float(iou_by_photo.mean()), no_item=int(len(found) - sum(found)), milliseconds_p50=float(np.median(times)),
         per_class={name: (float(on_photos[labels == i].mean()), float(on_images[labels == i].mean()))
                    for i, name in enumerate(CLASSES) if (labels == i).any()},
-        per_family={str(f): (float(on_photos[families == f].mean()), float(ious[families == f].mean())) for f in sorted(set(families))},
+        per_family={str(f): (float(on_photos[families == f].mean()), float(iou_by_photo[families == f].mean())) for f in sorted(set(families))},
     )

@@ -191,7 +191,7 @@ def _paste(scene: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, top: int, left
     full_alpha[y0:y1, x0:x1] = alpha[y0 - top : y1 - top, x0 - left : x1 - left]
     full_rgb[y0:y1, x0:x1] = rgb[y0 - top : y1 - top, x0 - left : x1 - left]
     offset = rng.uniform(0.01, 0.03) * h
-    shift = np.float32([[1, 0, offset * rng.uniform(-1, 1)], [0, 1, offset]])
+    shift = np.array([[1, 0, offset * rng.uniform(-1, 1)], [0, 1, offset]], np.float32)
     shadow = cv2.warpAffine(full_alpha, shift, (width, height))
     shadow = cv2.GaussianBlur(shadow, (0, 0), max(2.0, 0.03 * h))
     scene = scene * (1 - rng.uniform(0.15, 0.35) * shadow)[..., None]

@@ -19,6 +19,7 @@ train part and reports the held-out part.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -330,7 +332,7 @@ def zip_candidates(zf: zipfile.ZipFile, limits: PhotoLimits) -> list[Candidate]:
     """Every photo of a zip (one folder per class), checked from its directory before any is
     unpacked: unsafe paths (absolute, '..'), links, too many files or bytes. Nothing is
     extracted to disk; each photo is read into memory, bounded by its declared size."""
-    files = []
+    files: list[tuple[tuple[str, ...], Callable[[], bytes]]] = []
     total = 0
     for info in zf.infolist():
         name = info.filename
@@ -367,6 +369,11 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], byte
     return read
 
 
+def _reader_of(data: bytes) -> Callable[[], bytes]:
+    """Candidate.read for bytes already in memory (a function of its own, so each photo keeps its bytes)."""
+    return lambda: data
+
+
 def labelled_candidates(photos: list[tuple[str, bytes, int | str]], limits: PhotoLimits) -> list[Candidate]:
     """Photos labelled one by one: (file name, bytes, class index or name)."""
     if len(photos) > limits.files:
@@ -378,7 +385,7 @@ def labelled_candidates(photos: list[tuple[str, bytes, int | str]], limits: Phot
         index = label if isinstance(label, int) and 0 <= label < len(CLASSES) else class_of_folder(str(label))
         if index is None:
             raise PhotoSetError(f"{source}: give it a class (one of {', '.join(CLASSES)})")
-        out.append(Candidate(source, index, lambda data=data: data))
+        out.append(Candidate(source, index, _reader_of(data)))
     return out
 
 
@@ -453,7 +460,7 @@ class PhotoSetStore:
     def list(self) -> list[PhotoSet]:
         return [self.read(name) for name in self.names()]
 
-    def visible(self, visitor: Visitor, policy: Policy) -> list[PhotoSet]:
+    def visible(self, visitor: Visitor, policy: Policy) -> builtins.list[PhotoSet]:
         """The sets `visitor` may see: their own, public ones, and all of them for an admin
         (damaged ones included: their owner is unknown, so only an admin sees those)."""
         return [s for s in self.list() if policy.can_modify(visitor, s.owner) or (s.public and not s.problems)]
@@ -495,7 +502,7 @@ class PhotoSetStore:
         with open_zip(archive, limits) as zf:
             return self._build(name, zip_candidates(zf, limits), visitor, public)
 
-    def add_photos(self, name: str, photos: list[tuple[str, bytes, int | str]], visitor: Visitor | None = None,
+    def add_photos(self, name: str, photos: builtins.list[tuple[str, bytes, int | str]], visitor: Visitor | None = None,
                    policy: Policy | None = None, public: bool = False) -> PhotoSet:
         """Import photos labelled one by one: (file name, bytes, class index or name)."""
         name, visitor, limits = self._allowed(name, visitor, policy)
@@ -514,7 +521,7 @@ class PhotoSetStore:
             raise LimitError(f"you already have {owned} photo sets, the most this server allows per visitor: delete one first")
         return name, visitor, limits
 
-    def _build(self, name: str, candidates: list[Candidate], visitor: Visitor, public: bool) -> PhotoSet:
+    def _build(self, name: str, candidates: builtins.list[Candidate], visitor: Visitor, public: bool) -> PhotoSet:
         """Validate every photo into a hidden temp folder, then rename it into place."""
         if not candidates:
             raise PhotoSetError(f"the photo set is empty: put photos in class folders ({FOLDER_HINT})")
@@ -522,7 +529,7 @@ class PhotoSetStore:
         temp = self.root / f".new-{secrets.token_hex(4)}"
         (temp / IMAGES_DIR).mkdir(parents=True)
         try:
-            stored = []
+            stored: list[dict[str, Any]] = []
             for candidate, data, extension, digest in validated_photos(candidates):
                 file = f"{len(stored):05d}.{extension}"
                 (temp / IMAGES_DIR / file).write_bytes(data)

@@ -142,11 +142,12 @@ def run_reproduce(epochs: int, only: list[str] | None, study: str, out_dir: Path
         if result["status"] != RunStatus.FINISHED:
             print(f"{result['status']}: {result['message']}")
     results = results_from_runs(store.list())
+    row_key: tuple[str, ...]  # the columns that name a row
     if study == "table1":
-        rows, columns, stem, key = table1_rows(results), TABLE1_COLUMNS, "table1", ("model", "configuration")
+        rows, columns, stem, row_key = table1_rows(results), TABLE1_COLUMNS, "table1", ("model", "configuration")
     else:
-        rows, columns, stem, key = study_rows(study, results), STUDY_COLUMNS, f"study_{study}", ("setting",)
-    rows = kept_from_previous(rows, out_dir / f"{stem}.csv", key)
+        rows, columns, stem, row_key = study_rows(study, results), STUDY_COLUMNS, f"study_{study}", ("setting",)
+    rows = kept_from_previous(rows, out_dir / f"{stem}.csv", row_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(rows, columns)
     atomic_write_bytes(out_dir / f"{stem}.md", markdown.encode())

@@ -20,6 +20,7 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from .config import MAX_SOURCE_LENGTH, RESOLVED_PRECISIONS, SETTINGS, SOURCE_FIELDS, ConfigError
 from .statuses import ENDED, RunStatus
@@ -197,7 +198,8 @@ def check_config(value) -> tuple[dict, list[str]]:
     missing = [key for key in REQUIRED_CONFIG if key not in value]
     if missing:
         raise FileProblem(f"config.json has no '{missing[0]}'")
-    kept, problems = {}, []
+    kept: dict[str, Any] = {}
+    problems: list[str] = []
     for key, item in value.items():
         if key == "extra":
             if isinstance(item, dict):

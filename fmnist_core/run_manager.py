@@ -110,6 +110,7 @@ class RunWriter:
         # Kept in the run folder (downsampled) so the per-batch chart survives a restart;
         # not fsynced: losing the last points in a crash costs nothing.
         step = batch_step(event)
+        assert self.batch_losses is not None  # on_run_start made it
         if self.batch_losses.keep(step):
             self._append(BATCH_LOSSES_NAME, {"step": step, "loss": event["loss"]})
 

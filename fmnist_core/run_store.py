@@ -27,6 +27,7 @@ Training a run into its folder is `run_manager.train_run`; this module never tra
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import json
@@ -308,7 +309,7 @@ class RunStore:
         # never written through.
         atomic_write_json(path, {**info, "name": name})
 
-    def settled_history(self, run_id: str) -> list[dict]:
+    def settled_history(self, run_id: str) -> builtins.list[dict]:
         """The history of a run whose training just failed in this process, made to agree
         with its weights first (a failure between saving them and the history line, e.g. a
         full disk while the resume state was saved): what its result.json must count."""
@@ -345,7 +346,7 @@ class RunStore:
             shutil.rmtree(target)
         source.rename(target)
 
-    def trashed(self) -> list[RunRecord]:
+    def trashed(self) -> builtins.list[RunRecord]:
         """The runs in the trash, newest first."""
         return RunStore(self.trash_root).list()
 
@@ -365,7 +366,7 @@ class RunStore:
             shutil.rmtree(self.trash_root / run_id)
         return len(ids)
 
-    def trashed_ids(self) -> list[str]:
+    def trashed_ids(self) -> builtins.list[str]:
         return RunStore(self.trash_root).ids()
 
     def write_result(self, run_id: str, result: dict) -> None:
@@ -427,7 +428,8 @@ class StopRequest:
 def read_batch_losses(path: Path) -> tuple[list[tuple[int, float]], int | None]:
     """(step, loss) points and the run's total steps from batch_losses.jsonl; lines that are
     damaged or of the wrong shape are skipped (it only feeds a chart)."""
-    points, total = [], None
+    points: list[tuple[int, float]] = []
+    total: int | None = None
     try:
         # Its first line holds the total; the points are the last ones (the file is ~100 KB,
         # a resumed run's too, as resuming rewrites it; but a planted one could be anything).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +19,7 @@ EVAL_BATCH = 1000
 
 def outputs_probabilities(model: nn.Module) -> bool:
     """True for the report's cnn_b quirk, whose last layer is already a Softmax."""
-    return bool(model.build_args.get("softmax_output")) if hasattr(model, "build_args") else False
+    return bool(getattr(model, "build_args", {}).get("softmax_output"))
 
 
 def uses_flip_tta(model: nn.Module) -> bool:
@@ -108,7 +109,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tta: 
     return score_probabilities(predict_dataset(model, images, tta=tta), labels)
 
 
-def score_probabilities(probs: torch.Tensor, labels: torch.Tensor) -> dict:
+def score_probabilities(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> dict:
     """evaluate() on probabilities already computed (N, 10): mean NLL and accuracy (percent)."""
     probs, labels = torch.as_tensor(probs), torch.as_tensor(labels).cpu()
     nll = -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()

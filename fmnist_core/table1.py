@@ -81,7 +81,7 @@ CSV_TO_RESULT = {"train_accuracy": "train_accuracy", "test_accuracy": "test_accu
 def read_table1_csv(path: Path) -> dict[str, dict]:
     """Our side of Table 1 as `reproduce` last wrote it (possibly on another machine):
     {recipe: result}, for the rows that have a status. A missing or damaged file is {}."""
-    by_row = {(row.label, row.configuration): row.recipe for row in TABLE1}
+    by_row: dict[tuple[str | None, str | None], str] = {(row.label, row.configuration): row.recipe for row in TABLE1}
     found: dict[str, dict] = {}
     try:
         with open(path, newline="") as f:

@@ -18,7 +18,7 @@ def _he(weight, uniform: bool) -> None:
     (nn.init.kaiming_uniform_ if uniform else nn.init.kaiming_normal_)(weight, nonlinearity="relu")
 
 
-def _init_layer(layer: nn.Module, scheme: str) -> None:
+def _init_layer(layer: nn.Linear | nn.Conv2d, scheme: str) -> None:
     weight = layer.weight
     if scheme == "xavier_normal":
         nn.init.xavier_normal_(weight)

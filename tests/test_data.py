@@ -38,6 +38,13 @@ def test_data_dir_order_and_missing_message(tmp_path, monkeypatch):
         D.find_data_dir()
 
 
+def test_a_given_folder_missing_a_file_is_one_clear_error(tmp_path):
+    folder = make_idx_dir(tmp_path / "partial", 20, 10)
+    (folder / (D.FILES["test_labels"] + ".gz")).unlink()
+    with pytest.raises(D.DataError, match="t10k-labels-idx1-ubyte"):
+        D.load_fashion_mnist(folder)
+
+
 def test_tiny_data_loads_with_shapes(tiny_data):
     assert tiny_data.train_images.shape == (600, 28, 28) and tiny_data.train_images.dtype == torch.uint8
     assert tiny_data.test_labels.shape == (200,) and tiny_data.test_labels.dtype == torch.int64

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -115,7 +117,7 @@ def identical_runs(histories: dict[str, list[dict]]) -> list[list[str]]:
 OVERLAY_SPLITS = {"test": "test (solid)", "train": "train (dashed)"}
 
 
-def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, log_scale: bool = False, height: int = 300) -> alt.LayerChart:
+def runs_overlay_chart(histories: dict[str, list[dict]], metric: str, log_scale: bool = False, height: int = 300) -> alt.LayerChart | alt.FacetChart:
     """One colour per run; test solid, train dashed, and the legend says which is which.
     Hovering shows every run's value at that epoch (as TensorBoard does). Runs are drawn a
     hair apart on the epoch axis so that identical runs do not hide each other."""
@@ -173,7 +175,7 @@ def probability_chart(classes: list[str], probabilities: list[float], height: in
     )
 
 
-def per_class_chart(classes: list[str], accuracy: list[float | None], height: int, title: str, decimals: int = 2) -> alt.Chart:
+def per_class_chart(classes: Sequence[str], accuracy: Sequence[float | None], height: int, title: str, decimals: int = 2) -> alt.Chart:
     """A bar per class: its accuracy in %, classes in data-set order (a class with no item, None, is left out)."""
     frame = pd.DataFrame({"class": classes, "accuracy": accuracy}).dropna()
     return alt.Chart(frame, height=height, title=title).mark_bar().encode(

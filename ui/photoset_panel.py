@@ -82,7 +82,7 @@ def _add_form() -> None:
         with zip_tab:
             st.caption(f"One folder per class inside the zip: {FOLDER_HINT}.")
             archive = st.file_uploader("Zip", type=["zip"], key="photoset_zip")
-            if st.button("Add the zip", key="photoset_add_zip", disabled=archive is None):
+            if st.button("Add the zip", key="photoset_add_zip", disabled=archive is None) and archive is not None:
                 _add(lambda: _store().add_zip(name, archive.getvalue(), me, policy, public))
         with table_tab:
             photos = st.file_uploader("Photos", type=list(IMAGE_EXTENSIONS),

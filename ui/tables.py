@@ -10,6 +10,7 @@ at 1400 px (940 px of content beside the page list) instead of scrolling sideway
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -164,7 +165,7 @@ def column_config(columns: dict[str, Column], visible: list[str] | None = None) 
     every other column is hidden (the table's toolbar can show it again)."""
     config = {}
     for name, column in columns.items():
-        common = dict(label=column.label, width=column.width, help=column.help)
+        common: dict[str, Any] = dict(label=column.label, width=column.width, help=column.help)
         if column.kind == "bool":
             config[name] = st.column_config.CheckboxColumn(**common)
         elif column.kind == "link":
