@@ -39,7 +39,7 @@ if not entries:
     st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()
 
-by_key = {e.key: e for e in entries}
+by_key: dict[str, Comparable] = {e.key: e for e in entries}
 table = rows_frame([e.row for e in entries], show_cancelled=True)
 
 

@@ -45,7 +45,7 @@ with form_col:
     rows: list[tuple[str, str, str]] = []
     for name in varied:
         how_col, values_col = st.columns([1, 1.3])
-        how = how_col.selectbox(SETTINGS[name].label, ways_to_vary(name), key=f"sw_how_{name}", format_func=HOW.get)
+        how = how_col.selectbox(SETTINGS[name].label, ways_to_vary(name), key=f"sw_how_{name}", format_func=HOW.__getitem__) or "grid"
         label = "LOW:HIGH" if how in ("loguniform", "uniform", "randint") else "values, comma-separated"
         text = values_col.text_input(label, value=default_values(name, how), key=f"sw_values_{name}_{how}",
                                      help=f"{SETTINGS[name].help} Allowed: {SETTINGS[name].describe_range()}.")
@@ -196,7 +196,7 @@ with sweep_col:
         # a browser sending that old label back loses the choice: so the picker is a new
         # widget whenever a label changes, and the chosen sweep is kept in "sweep_picker".
         picker_key = "sweep_pick_" + hashlib.sha1("\n".join(labels.values()).encode()).hexdigest()[:12]
-        st.selectbox("Sweep", ids, index=ids.index(st.session_state["sweep_picker"]), key=picker_key, format_func=labels.get,
+        st.selectbox("Sweep", ids, index=ids.index(st.session_state["sweep_picker"]), key=picker_key, format_func=labels.__getitem__,
                      on_change=picked, args=(picker_key,))
         shown = st.session_state["sweep_picker"]
         status = sweep_status(shown, records)

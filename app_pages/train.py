@@ -78,7 +78,7 @@ runs = RunList.read(manager)
 selected = state.keep_selection(runs.ids, runs.active_ids)  # this session's own: another visitor's run never moves it
 with run_col:
     undo_bar(manager, state)
-    if runs.records:
+    if selected is not None:  # the store holds runs (keep_selection chose one of them)
         state.show_in_picker(selected, runs.picker_label(selected))
         st.selectbox("Run", runs.ids, key="run_picker", on_change=state.picked, format_func=runs.picker_label)
     if selected is None:

@@ -72,7 +72,9 @@ def owner_label(owner: str, viewer: str) -> str:
 
 def _order(record: RunRecord) -> tuple:
     """Best first: test accuracy as shown, then the earlier run, then the id (one order for everyone)."""
-    return -round(final_accuracy(record), SHOWN_DECIMALS), record.created, record.id
+    accuracy = final_accuracy(record)
+    assert accuracy is not None  # only ranked runs (is_ranked) are ordered
+    return -round(accuracy, SHOWN_DECIMALS), record.created, record.id
 
 
 def _row(rank: int, record: RunRecord, viewer: str) -> dict:

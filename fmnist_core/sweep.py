@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import os
 import signal
 import socket
@@ -319,7 +320,7 @@ def ray_auth_env() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
         # Ray reads its config once per process; refresh it as Ray's own
         # _enable_token_auth does, or this process keeps sending no token.
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # a private module: Ray's stubs do not list it
 
         Config.initialize("")
 
@@ -432,7 +433,7 @@ def settle_run(store: RunStore, run_id: str, error) -> None:
 
 def best_trial(runs) -> dict | None:
     """The trial run with the highest test accuracy at any epoch."""
-    scored = [(best_test_accuracy(r.history), r) for r in runs if r.history]
+    scored = [(accuracy, r) for r in runs if r.history and (accuracy := best_test_accuracy(r.history)) is not None]
     if not scored:
         return None
     accuracy, run = max(scored, key=lambda pair: pair[0])
@@ -445,14 +446,14 @@ def _ray_session_dir() -> str | None:
     try:
         import ray
 
-        return ray._private.worker._global_node.get_session_dir_path()
+        return ray._private.worker._global_node.get_session_dir_path()  # type: ignore[attr-defined]  # None only before ray.init; caught below
     except Exception:  # noqa: BLE001 - only informative
         return None
 
 
 def _install_signal_handlers() -> dict:
     """First Ctrl-C / SIGTERM: stop every trial and settle. A second Ctrl-C: the default."""
-    previous = {}
+    previous: dict = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -593,18 +594,19 @@ def _start_ray(address: str | None) -> float:
     started = time.perf_counter()
     if not address:
         with _keep_our_sigterm():
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         return time.perf_counter() - started
     ray_auth_env()  # a local Ray (above) sets up its own token
     try:
         with _quiet_stderr(), _keep_our_sigterm():
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as e:  # noqa: BLE001 - Ray raises several types here; each means "could not join"
         from ray.exceptions import AuthenticationError
 
         if ray.is_initialized():
             ray.shutdown()
-        chain, seen = [e], set()
+        chain: list[BaseException | None] = [e]
+        seen = set()
         while chain[-1] is not None and id(chain[-1]) not in seen:  # Ray wraps the cause in ConnectionErrors
             seen.add(id(chain[-1]))
             chain.append(chain[-1].__cause__ or chain[-1].__context__)

@@ -185,9 +185,12 @@ def to_tune(space: list[Dimension]) -> dict:
     for dim in space:
         if dim.kind == "grid":
             out[dim.name] = tune.grid_search(list(dim.values))
-        elif dim.kind == "choice":
+            continue
+        if dim.kind == "choice":
             out[dim.name] = tune.choice(list(dim.values))
-        elif dim.kind == "loguniform":
+            continue
+        assert dim.low is not None and dim.high is not None  # a range's bounds (Dimension's parser sets both)
+        if dim.kind == "loguniform":
             out[dim.name] = tune.loguniform(dim.low, dim.high)
         elif dim.kind == "uniform":
             out[dim.name] = tune.uniform(dim.low, dim.high)

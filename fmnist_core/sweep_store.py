@@ -9,6 +9,7 @@ a sweep to stop by creating `<id>.stop`). This module does not import Ray.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 import os
@@ -215,10 +216,10 @@ class SweepStore:
             best_run=values["best_run"], ray_start_s=values["ray_start_s"], problems=problems, owner=values["owner"],
         )
 
-    def list(self) -> list[SweepRecord]:
+    def list(self) -> builtins.list[SweepRecord]:
         return [self.read(i) for i in self.ids()]
 
-    def trials(self, record: SweepRecord) -> list[RunRecord]:
+    def trials(self, record: SweepRecord) -> builtins.list[RunRecord]:
         """The sweep's runs: those the record lists, and any run tagged with it (a trial
         that started after the record's last write)."""
         tagged = [r for r in self.runs.list() if r.sweep == record.id]
@@ -226,7 +227,7 @@ class SweepStore:
         listed = [self.runs.read(rid) for rid in record.trial_runs if rid not in known and (self.runs.root / rid).is_dir()]
         return sorted(tagged + listed, key=lambda r: r.id)
 
-    def not_created(self, record: SweepRecord, trials: list[RunRecord]) -> list[dict]:
+    def not_created(self, record: SweepRecord, trials: builtins.list[RunRecord]) -> builtins.list[dict]:
         """The planned trials Ray has not created yet (`trials`: those it has): one dict of
         varied values each, a grid's own values and None for a sampled setting (drawn when
         the trial starts). A grid's combinations, each run once per draw, less those of the
@@ -244,7 +245,7 @@ class SweepStore:
         sampled = {d["name"]: None for d in record.space if d not in grids}
         return [{**sampled, **combo} for combo in plan[:planned - len(trials)]]
 
-    def trash(self, sweep_id: str) -> list[str]:
+    def trash(self, sweep_id: str) -> builtins.list[str]:
         """Move an ended sweep's trial runs to the run store's trash (restorable on Train)
         and its record, log and Ray state to `<trash>/.sweeps/`; returns the trial ids."""
         record = self.read(sweep_id)

@@ -14,8 +14,8 @@ def _markdown(status: RunStatus | SweepStatus) -> str:
     return f"{f':{colour}[{icon}]' if colour else icon} {status.label}"
 
 
-RUN_BADGES = {status: _markdown(status) for status in RunStatus}
-SWEEP_BADGES = {status: _markdown(status) for status in SweepStatus}
+RUN_BADGES: dict[str, str] = {status: _markdown(status) for status in RunStatus}
+SWEEP_BADGES: dict[str, str] = {status: _markdown(status) for status in SweepStatus}
 
 
 def badge(status: str, sweep: bool = False) -> str:

@@ -7,6 +7,8 @@ message `train` and `validate()` give, and never runs a value the screen does no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
 from fmnist_core.errors import UserError
 from ui.text import plain
@@ -58,7 +60,7 @@ def setting_widget(container, name: str, disabled: bool = False, placeholder: st
         container.error(f"{declared.label}: {problem}", icon=":material/error:")
 
 
-def setting_widgets(containers: list, names: list[str], problems: dict[str, str], link_problems: dict[str, str],
+def setting_widgets(containers: Sequence, names: list[str], problems: dict[str, str], link_problems: dict[str, str],
                     disabled: dict[str, bool] | None = None, placeholders: dict[str, str] | None = None) -> None:
     """The widgets of `names`, dealt in turn into `containers` (columns), each with its
     problem, and a note where the link's value for it was dropped."""

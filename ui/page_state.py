@@ -24,7 +24,8 @@ class SessionKey(Generic[T]):
     Setting it to None removes the key: "absent" and "None" are one state."""
 
     def __init__(self, default: T, key: str | None = None, factory: Callable[[], T] | None = None):
-        self.default, self.key, self.factory = default, key, factory
+        self.default, self.factory = default, factory
+        self.key: str = key or ""  # set by __set_name__ when not given
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.key = self.key or name

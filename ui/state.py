@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -33,7 +34,7 @@ def dataset():
 def model_card(name: str, width: int | None = None) -> tuple[int, pd.DataFrame]:
     """(parameters, layer table in the report's format) of a model, built once per
     (model, width): building VGG11 and tracing its layers on every rerun is not free."""
-    model = create_model(name, **({"width": width} if width else {}))
+    model = create_model(name, width=width) if width else create_model(name)
     table = pd.DataFrame(layer_table(model), columns=["Layer (type)", "Output Shape", "Param #"])
     return count_parameters(model), table.astype({"Output Shape": str})
 
@@ -50,7 +51,7 @@ def cached_model(path: str):
 
 @st.cache_resource(max_entries=16, show_spinner="Scoring the test set…")
 def _analysis(path: str, mtime: float):
-    return cached_analysis(path, dataset())  # kept beside the weights: the shipped models' come with them
+    return cached_analysis(Path(path), dataset())  # kept beside the weights: the shipped models' come with them
 
 
 def run_analysis(path: str):

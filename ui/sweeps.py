@@ -3,6 +3,7 @@ launcher (fmnist_core.sweep_launch), and turn the run store's trials into a tabl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -44,6 +45,7 @@ def default_values(name: str, how: str) -> str:
     """What the values field starts with: something valid to edit."""
     declared = SETTINGS[name]
     if how in ("loguniform", "uniform", "randint"):
+        assert declared.low is not None and declared.high is not None  # a number setting: its range is declared
         low = declared.low if not declared.low_open else (DEFAULTS[name] or 1) / 10
         if how == "loguniform" and name == "lr":
             return "0.0001:0.3"
@@ -112,7 +114,7 @@ def _rounded(value, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def trial_rows(trials: list[RunRecord], varied: list[str], not_created: list[dict] = (), sweep_active: bool = True,
+def trial_rows(trials: list[RunRecord], varied: list[str], not_created: Sequence[dict] = (), sweep_active: bool = True,
                epochs: int | None = None) -> pd.DataFrame:
     """One row per trial: its varied values, status, epochs, best test accuracy (%, two
     decimals), seconds (whole); the figures are numbers (NaN before a trial's first epoch),

@@ -23,7 +23,7 @@ def preset_values(preset: str) -> dict:
 
 def apply_preset(state: TrainState) -> None:
     """Fill the form from the chosen recipe (fields it does not set get the defaults)."""
-    if state.preset == CUSTOM:
+    if state.preset is None or state.preset == CUSTOM:
         return
     state.fill_form(preset_values(state.preset))
     state.preset_base = state.preset

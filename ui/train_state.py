@@ -51,8 +51,11 @@ class TrainState(PageState):
 
     def restore_widgets(self) -> None:
         """Widget state is dropped while another page shows: put the saved form back."""
+        saved = self.form_saved
+        if saved is None:
+            return
         for f in FIELDS:
-            self.session.setdefault(widget_key(f), to_widget(f, self.form_saved[f]))
+            self.session.setdefault(widget_key(f), to_widget(f, saved[f]))
 
     # ---- the shown run --------------------------------------------------------------------
     def keep_selection(self, ids: Iterable[str], active_ids: list[str]) -> str | None:
@@ -60,7 +63,7 @@ class TrainState(PageState):
         or the run was deleted) the newest active run, else the newest run."""
         ids = list(ids)
         if self.selected_run not in ids:
-            self.selected_run = (active_ids or ids or [None])[0]
+            self.selected_run = next(iter(active_ids or ids), None)
         return self.selected_run
 
     def show_in_picker(self, run_id: str, label: str) -> None:
