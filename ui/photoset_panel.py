@@ -32,6 +32,8 @@ from ui.text import literal, plain
 from ui.visitor import current_visitor, studio_policy
 
 CHOICE_KEY = "photoset_choice"
+LABELS_KEY = "photoset_class_of"  # {uploaded file id: class} chosen in the table
+UNLABELLED_NAMED = 5  # photos without a class named under the table
 WRONG_SHOWN = 24  # wrong photos shown, most confident first
 SEEN_SCALE = 4  # the 28x28 the model saw, shown at 112 px
 
@@ -88,16 +90,32 @@ def _add_form() -> None:
             photos = st.file_uploader("Photos", type=list(IMAGE_EXTENSIONS),
                                       accept_multiple_files=True, key="photoset_photos")
             if photos:
-                table = pd.DataFrame({"photo": [f.name for f in photos], "class": [None] * len(photos)})
-                labelled = st.data_editor(table, key="photoset_labels", hide_index=True, width="stretch", column_config={
-                    "photo": st.column_config.TextColumn("Photo", disabled=True),
-                    "class": st.column_config.SelectboxColumn("Class", options=list(CLASSES), required=True)})
-                missing = int(labelled["class"].isna().sum())
+                labelled = _label_table(photos)
+                missing = [f.name for f, c in zip(photos, labelled["class"]) if pd.isna(c)]
                 if missing:
-                    st.caption(f"{missing} photo(s) without a class yet.")
+                    named = ", ".join(literal(n) for n in missing[:UNLABELLED_NAMED]) + (" …" if len(missing) > UNLABELLED_NAMED else "")
+                    st.caption(f"{len(missing)} photo(s) without a class yet: {named}. Choose a class for each to add them.")
                 if st.button("Add these photos", key="photoset_add_photos", disabled=bool(missing)):
                     rows = list(zip(photos, labelled["class"]))
                     _add(lambda: _store().add_photos(name, [(f.name, f.getvalue(), c) for f, c in rows], me, policy, public))
+
+
+def _label_table(photos: list) -> pd.DataFrame:
+    """The table where each uploaded photo gets its class; returns it as edited.
+
+    The editor keeps edits by row number, so a photo removed or added would shift the
+    classes onto other photos or drop them all. Each class is kept per upload (its file id)
+    instead, and the rows are indexed by those ids: when the photos change the editor
+    starts afresh from the kept classes."""
+    kept = st.session_state.get(LABELS_KEY, {})
+    ids = [f.file_id for f in photos]
+    table = pd.DataFrame({"photo": [f.name for f in photos],
+                          "class": pd.array([kept.get(i) for i in ids], dtype="string")}, index=ids)
+    labelled = st.data_editor(table, key="photoset_labels", hide_index=True, width="stretch", column_config={
+        "photo": st.column_config.TextColumn("Photo", disabled=True),
+        "class": st.column_config.SelectboxColumn("Class", options=list(CLASSES), required=True)})
+    st.session_state[LABELS_KEY] = {i: c for i, c in zip(ids, labelled["class"]) if not pd.isna(c)}
+    return labelled
 
 
 def _add(action) -> None:
