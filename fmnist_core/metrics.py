@@ -118,8 +118,8 @@ def cached_analysis(weights: Path, data: FashionMNIST) -> Analysis:
 
 def store_analysis(weights: Path, probabilities: torch.Tensor) -> None:
     """Keep the test-set probabilities (N, 10) of the checkpoint at `weights` beside it, for
-    cached_analysis. The training worker calls it with each epoch's scores, which it has
-    just computed, so Compare opens a new run at once (it scored the test set again)."""
+    cached_analysis. A training run calls it at its end with its last saved epoch's scores,
+    which it computed anyway, so Compare opens a new run at once (it scored the test set again)."""
     probabilities = probabilities.detach().float().cpu()
     tensors = {"probabilities": probabilities.half(), "predictions": probabilities.argmax(1).to(torch.uint8)}
     try:

@@ -87,6 +87,7 @@ class RunWriter:
         self.resumed_epoch = resumed_epoch  # the epoch a resumed run goes on after (0: a new run)
         self.params = None
         self.batch_losses: BatchLossSampler | None = None
+        self.test_scores = None  # the last saved epoch's test-set probabilities
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
@@ -125,7 +126,7 @@ class RunWriter:
         save_checkpoint(model, self.path / WEIGHTS_NAME, config=self.config.to_dict(), metrics=record)
 
     def on_test_scores(self, probabilities) -> None:
-        store_analysis(self.path / WEIGHTS_NAME, probabilities)
+        self.test_scores = probabilities  # of the weights just saved; kept by train_run at the end
 
     def on_resume_point(self, state: ResumeState) -> None:
         save_resume(self.path / RESUME_NAME, state)
@@ -147,6 +148,8 @@ def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), s
                   photo_data=photo_data)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
     result.update(outcome.start, **outcome.ran_on)
+    if writer.test_scores is not None:  # Compare's analysis of the saved weights, without scoring them again
+        store_analysis(store.root / run_id / WEIGHTS_NAME, writer.test_scores)
     store.write_result(run_id, result)
     if result["status"] not in RESUMABLE:  # finished or diverged: nothing to continue, free the space
         (store.root / run_id / RESUME_NAME).unlink(missing_ok=True)
