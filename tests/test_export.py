@@ -225,3 +225,18 @@ def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_wh
         again = onnx_facts(weights, real_data, 200)
         assert again.sha256 == facts.sha256 and again.max_difference <= TOLERANCE, plant
     assert (folder / FACTS_NAME).is_file() and json.loads((folder / FACTS_NAME).read_text())["facts"] == stored["facts"]
+
+
+def test_the_shipped_export_facts_are_current_and_what_the_exporter_makes_now(real_data):
+    """As the shipped mistake maps: the facts are keyed by EXPORT_VERSION, and a fresh export
+    of a shipped model must give what its stored facts say (the bytes' hash varies between
+    exports, their size and the largest difference from PyTorch do not)."""
+    from fmnist_core.export_facts import FACTS_NAME, _key, _stored, checked_onnx
+
+    weights = ROOT / "checkpoints" / "pretrained" / "cnn_c_report" / "model.safetensors"
+    record = json.loads(weights.with_name(FACTS_NAME).read_text())
+    stored = _stored(weights.with_name(FACTS_NAME), _key(weights, record["key"]["checked_images"]))
+    assert stored is not None, "the shipped ONNX facts are stale: rebuild them or bump EXPORT_VERSION"
+    data, check = checked_onnx(load_checkpoint(weights).model, real_data, stored.checked_images)
+    assert len(data) == stored.size_bytes
+    assert check.max_difference == pytest.approx(stored.max_difference, rel=1e-3, abs=1e-7)

@@ -87,3 +87,21 @@ def test_a_stale_or_damaged_file_is_recomputed_and_rewritten(real_data, checkpoi
 
 def _metadata(data: bytes) -> dict:
     return json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+
+
+@pytest.mark.parametrize("model", ["cnn_c_report", "resnet_fm_best"])
+def test_the_shipped_maps_are_current_and_what_the_code_makes_now(model, real_data):
+    """The shipped files are keyed by MAPS_VERSION, not by the source's hash (every comment
+    made them stale, and Compare then rewrote a tracked file). The cost of a number: a change
+    to the maps must bump it. This recomputes stored maps and compares, so it cannot slip by."""
+    from fmnist_core.mistake_maps import _key, _read
+
+    weights = ROOT / "checkpoints" / "pretrained" / model / "model.safetensors"
+    stored = _read(weights.with_name(MAPS_NAME), _key(weights, "ig", len(real_data.test_images)), len(real_data.test_images))
+    assert stored, "the shipped maps are stale: rebuild them (README, Explain and export) or bump MAPS_VERSION"
+    pairs = list(stored)
+    picked = [pairs[0], pairs[len(pairs) // 2], pairs[-1]]
+    fresh = explain_many(load_checkpoint(weights).model, real_data.test_images[[i for i, _ in picked]].numpy(),
+                         [t for _, t in picked], "ig")
+    for pair, result in zip(picked, fresh):
+        assert np.abs(result.heatmap - stored[pair].astype(np.float32)).max() < 0.02, pair
