@@ -1,4 +1,5 @@
-"""The structure rules: one declaration per setting, no import cycles in the core, no test module imported by another."""
+"""The structure rules: one declaration per setting, no import cycles in the core, no test module
+imported by another, core tests free of Streamlit."""
 
 from __future__ import annotations
 
@@ -212,3 +213,17 @@ def test_no_test_module_imports_another():
     """Issue 24: fixtures and helpers were imported from other test modules (13 times), so a
     test's set-up lived in whichever test module first needed it."""
     assert imports_of_test_modules(ROOT / "tests") == {}
+
+
+def test_core_tests_run_without_streamlit():
+    """tests/core is the layer a change to fmnist_core is checked by: like the core, it never
+    imports Streamlit, ui/ or a page (tests of a page live in tests/app)."""
+    found = {}
+    for path in sorted((ROOT / "tests" / "core").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [m for m in modules if m.split(".")[0] in ("streamlit", "ui", "app_pages", "streamlit_app")]
+            if bad:
+                found.setdefault(path.name, []).extend(bad)
+    assert found == {}

@@ -70,7 +70,7 @@ def test_a_visitor_cannot_stop_rename_or_delete_anothers_run(shared_server, visi
     assert bob.get_by_label("New name").is_disabled()
 
     # Forged clicks reach the server and change nothing (Streamlit drops a disabled
-    # widget's value; the run manager would refuse them too: tests/test_access.py).
+    # widget's value; the run manager would refuse them too: tests/app/test_access.py).
     forge_click(stop)
     forge_click(rename)
     forge_click(delete)

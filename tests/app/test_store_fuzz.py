@@ -154,7 +154,7 @@ def fuzzed_store(tmp_path_factory, template_run) -> tuple[Path, dict]:
     cases = [(name, kind) for name in RUN_FILES for kind in KINDS if (name, kind) not in HARMLESS]
     runs = damaged_store(root, template_run, cases)
     shutil.copytree(template_run, root / "good-run")
-    # Crafted checkpoints (tests/test_checkpoint.py) in finished runs: Predict must skip them.
+    # Crafted checkpoints (tests/core/test_checkpoint.py) in finished runs: Predict must skip them.
     nan_state = small_state("cnn_a")
     nan_state["classifier.weight"].fill_(float("nan"))
     for label, model, args, state in [("width", "vgg11", {"width": 256}, small_state()),
