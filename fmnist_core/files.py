@@ -31,7 +31,7 @@ FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hi
 
 
 def crash_point(name: str, epoch: int | None = None) -> None:
-    """Fault injection for the kill -9 tests (tests/test_resume.py): FMNIST_CRASH_AT=NAME or
+    """Fault injection for the kill -9 tests (tests/app/test_resume.py): FMNIST_CRASH_AT=NAME or
     NAME@EPOCH sends SIGKILL to this process just before the rename that completes the save
     of file NAME, as a power cut would: no cleanup, no exception handler runs."""
     wanted = os.environ.get("FMNIST_CRASH_AT")

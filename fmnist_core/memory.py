@@ -11,7 +11,7 @@ set is scored in batches of EVAL_BATCH without gradients, so evaluation's peak i
 layer's input and output.
 
 Checked against the peak RSS growth of two real steps and one evaluation batch in a
-fresh process (tests/test_access.py): 0.74x (resnet_fm, batch 256) to 1.04x (cnn_c,
+fresh process (tests/app/test_access.py): 0.74x (resnet_fm, batch 256) to 1.04x (cnn_c,
 batch 2048) of the measured peak.
 """
 

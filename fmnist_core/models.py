@@ -204,7 +204,7 @@ class ResidualBlock(nn.Module):
         return self.act(x + self.body(x))
 
 
-# The counts are checked against the built model by tests/test_models.py.
+# The counts are checked against the built model by tests/core/test_models.py.
 @register_model("Ours, for speed (the fast_v1 recipe): 2 conv-BN blocks (w, 2w channels), Linear 98w-10; 20,538 params at "
                 "fast_v1's width 16, 50,282 params at its default width 32")
 def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:
@@ -219,7 +219,7 @@ def fast_cnn(dropout: float = 0.1, width: int = 32, image_size: int = IMAGE_SIZE
     return _dropout_linear_head(features, dropout, image_size)
 
 
-# The counts are checked against the built models by tests/test_models.py.
+# The counts are checked against the built models by tests/core/test_models.py.
 @register_model("Ours, for speed (the fast recipe): fast_cnn with each max-pool before its BatchNorm and ReLU, "
                 "dropout off by default; 20,538 params at fast's width 16")
 def fast_cnn_v2(dropout: float = 0.0, width: int = 32, image_size: int = IMAGE_SIZE) -> nn.Module:

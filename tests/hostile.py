@@ -1,6 +1,6 @@
 """Hostile run names and messages, and how a test tells that Markdown kept them inert.
 
-Shared by the AppTest matrix (tests/test_inert_names.py) and the browser check
+Shared by the AppTest matrix (tests/app/test_inert_names.py) and the browser check
 (tests/e2e/test_inert_names_browser.py)."""
 
 from __future__ import annotations

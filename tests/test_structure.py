@@ -1,17 +1,18 @@
-"""The structure rules: one declaration per setting, and no import cycles in the core."""
+"""The structure rules: one declaration per setting, no import cycles in the core, no test module
+imported by another, core tests free of Streamlit."""
 
 from __future__ import annotations
 
 import ast
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from fmnist_core.cli import build_parser
 from fmnist_core.config import DEFAULTS, SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
 from tests.conftest import ROOT
-from tests.test_app import app  # noqa: F401 - the AppTest fixture
 
 CORE = ROOT / "fmnist_core"
 
@@ -56,7 +57,7 @@ def test_cli_and_config_refuse_the_same_values(name, tmp_path):
     assert expected.value.field == name
 
 
-def test_every_setting_has_a_form_widget_whose_limits_are_the_configs(app):  # noqa: F811
+def test_every_setting_has_a_form_widget_whose_limits_are_the_configs(app):
     at = app("train")
     widgets = {w.key: w for kind in (at.selectbox, at.number_input, at.checkbox, at.text_input) for w in kind}
     for name, declared in SETTINGS.items():
@@ -187,3 +188,42 @@ def test_each_models_default_dropout_is_declared_once():
     for name in list_models():
         parameter = inspect.signature(model_info(name).builder).parameters.get("dropout")
         assert model_info(name).default_dropout == (parameter.default if parameter else None), name
+
+
+def imports_of_test_modules(tests: Path) -> dict[str, list[str]]:
+    """{test file: the test modules it imports}. A test module is any `test_*` module; shared
+    fixtures belong in a conftest.py, shared helpers in tests/helpers or tests/hostile.py."""
+    found = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        names = []
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                names += [module, *(f"{module}.{alias.name}" for alias in node.names if alias.name.startswith("test_"))]
+        test_modules = sorted({name for name in names if (name.startswith(("tests.", ".")) or name == "tests")
+                               and any(part.startswith("test_") for part in name.split("."))})
+        if test_modules:
+            found[str(path.relative_to(tests.parent))] = test_modules
+    return found
+
+
+def test_no_test_module_imports_another():
+    """Issue 24: fixtures and helpers were imported from other test modules (13 times), so a
+    test's set-up lived in whichever test module first needed it."""
+    assert imports_of_test_modules(ROOT / "tests") == {}
+
+
+def test_core_tests_run_without_streamlit():
+    """tests/core is the layer a change to fmnist_core is checked by: like the core, it never
+    imports Streamlit, ui/ or a page (tests of a page live in tests/app)."""
+    found = {}
+    for path in sorted((ROOT / "tests" / "core").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [m for m in modules if m.split(".")[0] in ("streamlit", "ui", "app_pages", "streamlit_app")]
+            if bad:
+                found.setdefault(path.name, []).extend(bad)
+    assert found == {}

@@ -107,3 +107,31 @@ def open_page(page, server, path: str = "") -> None:
     page.wait_for_selector("[data-testid=stApp]")
     page.wait_for_selector("h1")
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+# ---- shared mode: a server started in it, and visitors with browser contexts of their own ------
+
+
+@pytest.fixture
+def shared_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_STUDIO_MODE", "shared")
+    server = StreamlitServer(tmp_path / "runs", tmp_path / "streamlit.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def visitor(browser):
+    """A new visitor: a browser context of its own (own cookies, own Streamlit session)."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()

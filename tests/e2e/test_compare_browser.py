@@ -5,6 +5,7 @@ from fmnist_core.config import TrainConfig
 from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
+from tests.helpers.browser import grid_overflow
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,6 @@ def test_overlay_chart_and_table(page, server_with_two_runs):
     page.get_by_label("Name contains").press("Enter")
     page.get_by_text("only learning rate differs").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
-
-
-def grid_overflow(table) -> dict:
-    """The horizontal overflow of a dataframe: glide-data-grid draws on a canvas inside a
-    scroller (.dvn-scroller); a table wider than its place makes that scroller wider inside."""
-    return table.evaluate(
-        "f => { const s = f.querySelector('.dvn-scroller'); return {scroll: s.scrollWidth, client: s.clientWidth}; }")
 
 
 def test_table1_and_the_runs_table_fit_1400_px(page, server):

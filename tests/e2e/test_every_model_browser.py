@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from fmnist_core.checkpoint import save_checkpoint
 from fmnist_core.config import TrainConfig
 from fmnist_core.models import create_model
 from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
+from tests.helpers.browser import upload_a_shoe
 
 # Ten runs beside the two shipped models: short, long, spaced, hyphenated, repeated names.
 RUN_NAMES = ["cnn_a lr 0.1", "augmented resnet, 12 epochs with one-cycle and label smoothing", "x",
@@ -78,14 +78,6 @@ def draw_a_trouser(page) -> None:
         page.mouse.move(x0 + 100, y0 + y, steps=2)
         page.mouse.move(x0 + 180, y0 + y, steps=3)
     page.mouse.up()
-
-
-def upload_a_shoe(page, tmp_path) -> None:
-    photo = Image.new("RGB", (400, 300), "white")
-    ImageDraw.Draw(photo).polygon([(40, 200), (300, 200), (360, 260), (40, 260)], fill=(20, 20, 20))
-    photo.save(tmp_path / "shoe.png")
-    page.get_by_role("tab", name="Upload").click()
-    page.locator(".st-key-images input[type=file]").set_input_files(str(tmp_path / "shoe.png"))
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1400px", "phone"])

@@ -12,7 +12,7 @@ import time
 from fmnist_core.run_store import RunStore
 from tests.conftest import make_idx_dir
 from tests.e2e.conftest import StreamlitServer, open_page
-from tests.e2e.test_shared_browser import pick_run, run_named
+from tests.helpers.browser import pick_run, run_named
 
 COOKIE = "fmnist_visitor"
 

@@ -10,9 +10,8 @@ import threading
 import pytest
 
 from tests.e2e.conftest import StreamlitServer, free_port, open_page
-from tests.e2e.test_every_model_browser import upload_a_shoe
+from tests.helpers.browser import upload_a_shoe
 from tests.hostile import hostile_names, hostile_store
-from tests.test_store_fuzz import template_run  # noqa: F401 - one real finished run, to copy
 
 
 class Tracker(http.server.BaseHTTPRequestHandler):
@@ -38,7 +37,7 @@ def tracker():
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory, template_run, tracker):  # noqa: F811
+def hostile_server(tmp_path_factory, template_run, tracker):
     folder = tmp_path_factory.mktemp("hostile")
     (folder / "runs").mkdir()
     ids = hostile_store(template_run, folder / "runs", hostile_names(tracker))

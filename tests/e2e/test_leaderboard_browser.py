@@ -9,9 +9,8 @@ from fmnist_core.identity import ANONYMOUS_PREFIX, COOKIE_NAME
 from fmnist_core.leaderboard import owner_label
 from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import open_page
-from tests.e2e.test_compare_browser import grid_overflow
-from tests.e2e.test_shared_browser import shared_server, visitor  # noqa: F401 - fixtures
-from tests.test_leaderboard import add_run
+from tests.helpers.browser import grid_overflow
+from tests.helpers.runs import add_run
 
 LEADERBOARD = 1  # the Compare page's dataframes: the runs, the leaderboard, Table 1
 
@@ -31,7 +30,7 @@ def leaderboard_rows(page) -> list[list[str]]:
     return table.evaluate("f => [...f.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))")
 
 
-def test_two_visitors_see_one_ranking_and_only_their_own_entry_as_theirs(shared_server, visitor):  # noqa: F811
+def test_two_visitors_see_one_ranking_and_only_their_own_entry_as_theirs(shared_server, visitor):
     ann, bob = visitor(), visitor()
     open_page(ann, shared_server, "compare")
     open_page(bob, shared_server, "compare")

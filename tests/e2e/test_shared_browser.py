@@ -6,34 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-from tests.e2e.conftest import StreamlitServer, open_page
-
-
-@pytest.fixture
-def shared_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_STUDIO_MODE", "shared")
-    server = StreamlitServer(tmp_path / "runs", tmp_path / "streamlit.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def visitor(browser):
-    """A new visitor: a browser context of its own (own cookies, own Streamlit session)."""
-    contexts = []
-
-    def make():
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
+from tests.e2e.conftest import open_page
+from tests.helpers.browser import pick_run, run_named
 
 
 def start_run(page, epochs: int, name: str) -> None:
@@ -42,19 +16,6 @@ def start_run(page, epochs: int, name: str) -> None:
         page.get_by_label(label, exact=True).press("Enter")
         time.sleep(0.6)  # let the rerun land before the next widget
     page.get_by_role("button", name="Start training").click()
-
-
-def pick_run(page, name: str) -> None:
-    """Select a run; retried, since a live run's rerun can close the list as it opens."""
-    for attempt in range(3):
-        page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text("Run", exact=True)).click()
-        try:
-            page.get_by_role("option").filter(has_text=name).first.click(timeout=5_000)
-            break
-        except Exception:  # noqa: BLE001 - the list closed before the click: open it again
-            if attempt == 2:
-                raise
-    time.sleep(0.5)
 
 
 # What a visitor can do from the browser's developer tools: the button's own click handler
@@ -76,13 +37,6 @@ FORGE_CLICK = """b => {
 def forge_click(button) -> None:
     assert button.evaluate(FORGE_CLICK), "no Streamlit widget behind this button"
     time.sleep(1.5)  # the rerun it causes
-
-
-def run_named(runs_dir, name: str) -> dict:
-    for info in (json.loads(p.read_text()) for p in runs_dir.glob("*/run.json")):
-        if info["name"] == name:
-            return info
-    raise AssertionError(f"no run named {name!r} in {runs_dir}")
 
 
 def test_a_visitor_cannot_stop_rename_or_delete_anothers_run(shared_server, visitor):
@@ -116,7 +70,7 @@ def test_a_visitor_cannot_stop_rename_or_delete_anothers_run(shared_server, visi
     assert bob.get_by_label("New name").is_disabled()
 
     # Forged clicks reach the server and change nothing (Streamlit drops a disabled
-    # widget's value; the run manager would refuse them too: tests/test_access.py).
+    # widget's value; the run manager would refuse them too: tests/app/test_access.py).
     forge_click(stop)
     forge_click(rename)
     forge_click(delete)

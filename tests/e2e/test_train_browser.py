@@ -12,7 +12,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fmnist_core.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
-from tests.test_runs import stored_run
+from tests.helpers.runs import stored_run
 
 
 def set_number(page, label: str, value) -> None:

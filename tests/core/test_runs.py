@@ -9,10 +9,7 @@ from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
 from fmnist_core.run_store import RunStore
-
-
-def cfg(**kw):
-    return TrainConfig(**{**dict(model="cnn_a", optimizer="adam", lr=0.01, batch_size=32, epochs=2, threads=1), **kw})
+from tests.helpers.runs import cfg, stored_run
 
 
 def wait_for_first_epoch(manager: RunManager, run_id: str, timeout: float = 60) -> None:
@@ -160,16 +157,6 @@ def test_view_is_live_here_and_read_from_disk_elsewhere(manager, tmp_path, tiny_
     assert stored.batch_losses == live.batch_losses and stored.total_steps == live.total_steps == 2 * 19
     assert [h["test_accuracy"] for h in stored.history] == [h["test_accuracy"] for h in live.history]
     assert stored.config == live.config and type(stored) is type(live)
-
-
-def stored_run(store: RunStore, name: str = "stored", epochs_done: int = 1, epochs: int = 2, status: str = "finished") -> str:
-    """A run folder as training leaves it, written directly (no training needed)."""
-    run_id = store.create(cfg(epochs=epochs), name).name
-    history = [{"epoch": e, "train_accuracy": 80.0 + e, "test_accuracy": 79.0 + e, "train_loss_sum": 10.0 / e,
-                "test_loss": 0.5 / e, "elapsed_s": 3.0 * e, "images_per_s": 1000.0} for e in range(1, epochs_done + 1)]
-    (store.root / run_id / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    store.write_result(run_id, {"status": status, "message": "", "params": 2174.0 if epochs_done else None})
-    return run_id
 
 
 def test_summary_rows_hold_numbers_not_text(tmp_path):

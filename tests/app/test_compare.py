@@ -7,15 +7,14 @@ import re
 import numpy as np
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
 from fmnist_core.metrics import Analysis, config_differences, confusion_matrix, describe_differences, per_class_accuracy
 from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
-from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import read_table1_csv
-from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
+from tests.conftest import ROOT, as_displayed, frame_with
+from tests.helpers.pages import open_compare
 
 
 def test_confusion_matrix_by_hand():
@@ -87,25 +86,6 @@ def test_planned_runs_use_the_report_recipe():
     assert len(planned_runs("init", 1, None)) == 7 and len(planned_runs("optimizers", 1, None)) == 3
     with pytest.raises(ValueError, match="unknown row"):
         planned_runs("table1", 1, ["nope"])
-
-
-@pytest.fixture
-def store_with_two_runs(tmp_path, tiny_data, monkeypatch):
-    root = tmp_path / "runs"
-    manager = RunManager(RunStore(root), data_loader=lambda: tiny_data)
-    base = dict(model="cnn_a", optimizer="sgd", batch_size=32, epochs=2, threads=1)
-    manager.submit(TrainConfig(**base, lr=0.01, name="report_cnn_c"))
-    manager.submit(TrainConfig(**base, lr=0.1, name="faster"))
-    assert manager.wait_idle(120)
-    monkeypatch.setenv("FMNIST_RUNS_DIR", str(root))
-    monkeypatch.chdir(ROOT)
-    st.cache_resource.clear()
-    yield manager
-    st.cache_resource.clear()
-
-
-def open_compare() -> AppTest:
-    return run_app(AppTest.from_file(APP, default_timeout=120), "compare")
 
 
 def test_compare_page_with_a_fixture_store(store_with_two_runs):

@@ -1,23 +1,13 @@
 """`predict` on the command line: files read with a bound, one bad file never sinks a batch."""
 
-import resource
 import subprocess
 import sys
 import time
 
 from PIL import Image, ImageDraw
 
-from fmnist_core.paths import pretrained_dir
 from tests.conftest import ROOT
-from tests.test_cli import last_json
-
-CHECKPOINT = str(pretrained_dir() / "cnn_c_report")
-MEMORY_BOUND = 4 * 2**30  # address space for the whole process: torch and its threads need ~3.5 GB of it
-
-
-def limit_memory() -> None:
-    """Runs in the child before exec: past this, allocation fails instead of the machine swapping."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BOUND, MEMORY_BOUND))
+from tests.helpers.cli import CHECKPOINT, last_json, limit_memory
 
 
 def cli(*args, timeout=300, preexec_fn=None):

@@ -21,31 +21,18 @@ from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
-from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
 from fmnist_core.statuses import ACTIVE, ENDED
 from tests.conftest import APP, ROOT
-from tests.test_checkpoint import craft, small_state
-from tests.test_sweep import picker
+from tests.helpers.checkpoints import craft, small_state
+from tests.helpers.pages import picker
+from tests.helpers.runs import RUN_FILES
 
-FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
 SHAPES = {"list": [], "object": {}, "null": None, "text": "x", "number": 1, "status-list": {"status": ["finished"]}}
 KINDS = [*SHAPES, "directory", "fifo", "symlink"]
 # Valid as they stand: an empty run.json only loses the display name (the id is shown), and
 # a key run.json does not use is dropped.
 HARMLESS = {("run.json", "object"), ("run.json", "status-list")}
-
-
-@pytest.fixture(scope="module")
-def template_run(tmp_path_factory, tiny_data) -> Path:
-    """One real finished run (1 epoch of cnn_a on the tiny data set) to corrupt copies of."""
-    store = RunStore(tmp_path_factory.mktemp("template") / "runs")
-    manager = RunManager(store, data_loader=lambda: tiny_data)
-    run_id = manager.submit(TrainConfig(model="cnn_a", optimizer="adam", lr=0.01, batch_size=256, epochs=1, threads=1))
-    assert manager.wait_idle(120)
-    folder = store.root / run_id
-    assert {p.name for p in folder.iterdir()} >= {*FILES, "model.safetensors"}
-    return folder
 
 
 def damage(folder: Path, name: str, kind: str, outside: Path) -> None:
@@ -86,7 +73,7 @@ def within(seconds: float, function):
     return box["value"]
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", RUN_FILES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_damaged_file_is_a_warning_on_that_run(tmp_path, template_run, name, kind):
     root = tmp_path / "runs"
@@ -164,10 +151,10 @@ def test_a_symlinked_weights_file_is_not_offered(tmp_path, template_run):
 def fuzzed_store(tmp_path_factory, template_run) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("fuzz") / "runs"
     root.mkdir()
-    cases = [(name, kind) for name in FILES for kind in KINDS if (name, kind) not in HARMLESS]
+    cases = [(name, kind) for name in RUN_FILES for kind in KINDS if (name, kind) not in HARMLESS]
     runs = damaged_store(root, template_run, cases)
     shutil.copytree(template_run, root / "good-run")
-    # Crafted checkpoints (tests/test_checkpoint.py) in finished runs: Predict must skip them.
+    # Crafted checkpoints (tests/core/test_checkpoint.py) in finished runs: Predict must skip them.
     nan_state = small_state("cnn_a")
     nan_state["classifier.weight"].fill_(float("nan"))
     for label, model, args, state in [("width", "vgg11", {"width": 256}, small_state()),

@@ -233,8 +233,7 @@ def test_cli_gradcam_on_an_mlp_is_refused(tmp_path, capsys):
 
 # ---- the pages (AppTest) --------------------------------------------------------------------
 
-from tests.test_app import app, png, upload_tab  # noqa: E402,F401 - the AppTest fixture, an image maker, a tab
-from tests.test_compare import open_compare, store_with_two_runs  # noqa: E402,F401
+from tests.helpers.pages import open_compare, png, upload_tab  # noqa: E402
 
 
 def overlay_captions(at) -> list[str]:
@@ -243,7 +242,7 @@ def overlay_captions(at) -> list[str]:
     return [c for image in images for c in image.proto.imgs[0].caption.split("\n") if c.startswith("why ")]
 
 
-def test_predict_shows_a_heatmap_that_follows_the_pickers(app):  # noqa: F811
+def test_predict_shows_a_heatmap_that_follows_the_pickers(app):
     at = app("predict")
     trouser = png(lambda d: (d.rectangle([110, 20, 145, 280], fill="black"), d.rectangle([155, 20, 190, 280], fill="black"),
                              d.rectangle([110, 20, 190, 70], fill="black")))
@@ -257,7 +256,7 @@ def test_predict_shows_a_heatmap_that_follows_the_pickers(app):  # noqa: F811
     assert [b.label for b in at.get("download_button")] == ["ONNX file"]
 
 
-def test_compare_shows_heatmaps_of_mistakes_and_offers_the_model_card(store_with_two_runs):  # noqa: F811
+def test_compare_shows_heatmaps_of_mistakes_and_offers_the_model_card(store_with_two_runs):
     at = open_compare()
     assert not at.exception
     mistakes = [image for image in at.get("image") if image.proto.imgs and image.proto.imgs[0].caption.startswith("#")]

@@ -25,8 +25,8 @@ from fmnist_core.run_store import RunStore, result_from
 from fmnist_core.sweep import _settle_sweep, _StopFlag
 from fmnist_core.sweep_launch import SweepLauncher
 from fmnist_core.sweep_store import SweepStore, this_host
-from tests.test_access import held_manager, shared_app, tiny  # noqa: F401 - fixtures
-from tests.test_sweep import fake_finished_sweep, wait_gone
+from tests.helpers.ray import wait_gone
+from tests.helpers.runs import fake_finished_sweep, tiny
 
 ANN, BOB = "anon:ann", "anon:bob"
 
@@ -91,7 +91,7 @@ def test_sweep_limits_live_in_the_limits_file():
      "A trial: this run needs ~912 MB of memory and the limit is 0.5 GB per run: lower the batch size or the width, "
      "or pick a smaller model. Nothing was started."),
 ])
-def test_a_sweep_over_a_limit_is_refused_before_anything_starts(shared_app, tmp_path, limits, form, message):  # noqa: F811
+def test_a_sweep_over_a_limit_is_refused_before_anything_starts(shared_app, tmp_path, limits, form, message):
     at = shared_app(studio={"limits": limits}, visitor=ANN, page="sweep")
     assert any(c.value.startswith("Shared server: 0 of your 1 sweep and 0 of your 2 runs in use · up to ") for c in at.caption), [c.value for c in at.caption]
     for key, value in form.items():
@@ -113,7 +113,7 @@ def test_a_sweep_over_a_limit_is_refused_before_anything_starts(shared_app, tmp_
      "This sweep trains 2 trials at once and 4 runs are queued or training: 1 over this server's queue of 5 runs; "
      "lower Trials at once, or try again later. Nothing was started."),
 ])
-def test_running_sweeps_count_against_the_visitor_and_the_queue(shared_app, tmp_path, limits, others, message):  # noqa: F811
+def test_running_sweeps_count_against_the_visitor_and_the_queue(shared_app, tmp_path, limits, others, message):
     for k, owner in enumerate(others):
         running_sweep(tmp_path / "runs", f"sweep-20260101-00000{k}-aaaa", owner)
     at = shared_app(studio={"limits": limits}, visitor=ANN, page="sweep")
@@ -122,7 +122,7 @@ def test_running_sweeps_count_against_the_visitor_and_the_queue(shared_app, tmp_
     assert nothing_launched(tmp_path / "runs")
 
 
-def test_a_running_sweep_takes_its_owners_places_on_train(shared_app, tmp_path):  # noqa: F811
+def test_a_running_sweep_takes_its_owners_places_on_train(shared_app, tmp_path):
     """Its trials at once are runs of its owner: Train counts them and refuses a third run."""
     running_sweep(tmp_path / "runs", "sweep-20260101-000000-aaaa", ANN, at_once=2)
     at = shared_app(studio={}, visitor=ANN)
@@ -135,7 +135,7 @@ def test_a_running_sweep_takes_its_owners_places_on_train(shared_app, tmp_path):
 
 # ---- owners: stop and delete ---------------------------------------------------------------------
 
-def test_only_the_owner_or_an_admin_stops_a_sweep_even_with_a_forged_click(shared_app, tmp_path):  # noqa: F811
+def test_only_the_owner_or_an_admin_stops_a_sweep_even_with_a_forged_click(shared_app, tmp_path):
     runs = tmp_path / "runs"
     sweep_id = running_sweep(runs, "sweep-20260101-000000-aaaa", ANN)
     stop_file = runs / ".sweeps" / f"{sweep_id}.stop"
@@ -153,7 +153,7 @@ def test_only_the_owner_or_an_admin_stops_a_sweep_even_with_a_forged_click(share
     assert not ann.exception and not errors(ann) and stop_file.exists()
 
 
-def test_a_command_line_sweep_is_stopped_only_by_an_admin_in_shared_mode(shared_app, tmp_path):  # noqa: F811
+def test_a_command_line_sweep_is_stopped_only_by_an_admin_in_shared_mode(shared_app, tmp_path):
     runs = tmp_path / "runs"
     sweep_id = running_sweep(runs, "sweep-20260101-000000-aaaa", "local")
     anonymous = shared_app(studio={"admins": ["admin@example.org"]}, visitor=ANN, page="sweep")
@@ -163,7 +163,7 @@ def test_a_command_line_sweep_is_stopped_only_by_an_admin_in_shared_mode(shared_
     assert not errors(admin) and (runs / ".sweeps" / f"{sweep_id}.stop").exists()
 
 
-def test_only_the_owner_deletes_a_sweep_and_its_trials(shared_app, tmp_path):  # noqa: F811
+def test_only_the_owner_deletes_a_sweep_and_its_trials(shared_app, tmp_path):
     runs = tmp_path / "runs"
     sweep_id, ids = fake_finished_sweep(runs)
     record = json.loads((runs / ".sweeps" / f"{sweep_id}.json").read_text())
@@ -189,7 +189,7 @@ def test_only_the_owner_deletes_a_sweep_and_its_trials(shared_app, tmp_path):  #
 
 # ---- resume keeps the queue limits, and a refusal changes nothing (finding 6) --------------------
 
-def test_a_resume_over_the_queue_limit_is_refused_and_changes_nothing(held_manager, tmp_path, tiny_data):  # noqa: F811
+def test_a_resume_over_the_queue_limit_is_refused_and_changes_nothing(held_manager, tmp_path, tiny_data):
     policy = SHARED
     ann = policy.visitor(ANN, "ann")
     store = RunStore(tmp_path / "runs")
@@ -310,7 +310,7 @@ def test_a_sweep_stopped_because_its_app_died_does_not_say_by_request(monkeypatc
 
 # ---- one real sweep: launched from the page, owned by its visitor, a trial stopped on Train -------
 
-def test_a_launched_sweep_is_its_visitors_and_a_second_click_starts_no_second_ray(shared_app, tmp_path, tiny_dir, monkeypatch):  # noqa: F811
+def test_a_launched_sweep_is_its_visitors_and_a_second_click_starts_no_second_ray(shared_app, tmp_path, tiny_dir, monkeypatch):
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
     runs = tmp_path / "runs"
     at = shared_app(studio={}, visitor=ANN, page="sweep")

@@ -15,7 +15,7 @@ import pytest
 from fmnist_core.cli import main
 from fmnist_core.files import atomic_write_bytes
 from tests.conftest import ROOT
-from tests.test_cli_predict import CHECKPOINT, limit_memory
+from tests.helpers.cli import CHECKPOINT, limit_memory
 
 
 def cli(*args, timeout=120):

@@ -21,7 +21,9 @@ from fmnist_core.run_store import RunStore
 from fmnist_core.sweep_store import SweepStore
 from tests.conftest import APP, ROOT
 from tests.e2e.conftest import free_port
-from tests.test_app import app  # noqa: F401 - the AppTest fixture
+from tests.helpers.pages import picker
+from tests.helpers.ray import wait_gone
+from tests.helpers.runs import fake_finished_sweep
 
 TINY = ["--batch-size", "256", "--epochs", "1", "--cpus-per-trial", "1"]
 
@@ -34,37 +36,6 @@ def run_sweep_cli(args: list[str], env: dict, timeout: float = 240) -> subproces
     """`python -m fmnist_core sweep ...` as a user runs it, from the checkout."""
     return subprocess.run([sys.executable, "-m", "fmnist_core", "sweep", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def picker(at):
-    """The Sweep page's picker (a new widget, with a new key, whenever a sweep's label changes)."""
-    boxes = [box for box in at.selectbox if box.label == "Sweep"]
-    assert boxes, "the page lists no sweep"
-    return boxes[0]
-
-
-def ray_processes(session_dir: str | None) -> list[str]:
-    """Command lines of live processes that belong to a Ray session (gcs, raylet, workers)."""
-    if not session_dir:
-        return []
-    name = Path(session_dir).name
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if name in cmdline:
-                found.append(cmdline[:200])
-    return found
-
-
-def wait_gone(session_dir: str | None, seconds: float = 20.0) -> list[str]:
-    deadline = time.time() + seconds
-    while (left := ray_processes(session_dir)) and time.time() < deadline:
-        time.sleep(0.5)
-    return left
 
 
 # ---- refusals: one line, exit 2, nothing created, Ray never started ------------------------------
@@ -304,31 +275,7 @@ def test_optuna_search_samples_the_space(tiny_dir, tmp_path):
 
 # ---- the Sweep page (AppTest) ---------------------------------------------------------------------
 
-def fake_finished_sweep(runs: Path) -> tuple[str, list[str]]:
-    """A finished sweep as the driver leaves it on disk: a record and three tagged runs."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.files import atomic_write_json
-    from fmnist_core.run_store import result_from
-
-    store, sweep_id = RunStore(runs), "sweep-20260101-000000-abcd"
-    ids = []
-    for k, (lr, accuracy) in enumerate([(0.01, 71.0), (0.05, 84.5), (0.1, 80.25)], start=1):
-        run_id = f"{sweep_id}-t{k:02d}"
-        store.create(TrainConfig(model="cnn_a", lr=lr, epochs=1, optimizer="adam", name=f"s: lr={lr}"), run_id=run_id, sweep=sweep_id)
-        history = [{"epoch": 1, "train_loss": 1.0, "train_loss_sum": 3.0, "train_accuracy": accuracy - 5, "test_loss": 0.9,
-                    "test_accuracy": accuracy, "seconds": 2.0, "images_per_s": 300.0, "lr": lr, "elapsed_s": 2.0}]
-        (runs / run_id / "history.jsonl").write_text(json.dumps(history[0]) + "\n")
-        store.write_result(run_id, result_from("finished", "", history, 2.0, 2174))
-        ids.append(run_id)
-    atomic_write_json(runs / ".sweeps" / f"{sweep_id}.json", {
-        "id": sweep_id, "name": "page sweep", "status": "finished", "created": "2026-01-01T00:00:00", "pid": 1, "host": "elsewhere",
-        "space": [{"name": "lr", "kind": "grid", "values": [0.01, 0.05, 0.1], "low": None, "high": None}],
-        "base": TrainConfig(model="cnn_a", optimizer="adam", epochs=1).to_dict(),
-        "options": {"trials": 3, "search": "random", "early_stop": "none", "address": "local"}, "trial_runs": ids, "seconds": 9.0})
-    return sweep_id, ids
-
-
-def test_sweep_page_refuses_what_the_cli_refuses(app, tmp_path):  # noqa: F811
+def test_sweep_page_refuses_what_the_cli_refuses(app, tmp_path):
     at = app("sweep")
     offered = at.multiselect(key="sw_vary").options  # labels; only settings a sweep may vary
     assert "Threads" not in offered and "Device" not in offered and "Learning rate" in offered
@@ -348,7 +295,7 @@ def test_sweep_page_refuses_what_the_cli_refuses(app, tmp_path):  # noqa: F811
     assert not (tmp_path / "runs").exists()  # nothing launched, nothing written
 
 
-def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):  # noqa: F811
+def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):
     sweep_id, ids = fake_finished_sweep(tmp_path / "runs")
     at = app("sweep")
     assert picker(at).value == sweep_id
@@ -388,7 +335,7 @@ def browser_label(box, before: tuple[str, str] | None) -> tuple[str, str]:
     return (proto.id, proto.raw_value) if proto.set_value else before
 
 
-def test_the_sweep_picker_says_each_sweeps_status_as_it_changes(app, tmp_path):  # noqa: F811
+def test_the_sweep_picker_says_each_sweeps_status_as_it_changes(app, tmp_path):
     """Issue 23: the picker said "starting" for a whole sweep. Its label must follow the
     record (starting, running, finished) without losing the sweep the visitor chose."""
     runs = tmp_path / "runs"
@@ -412,7 +359,7 @@ def test_the_sweep_picker_says_each_sweeps_status_as_it_changes(app, tmp_path): 
     assert not at.exception
 
 
-def test_a_long_sweep_name_and_its_trials_run_ids_are_shown_whole(app, tmp_path):  # noqa: F811
+def test_a_long_sweep_name_and_its_trials_run_ids_are_shown_whole(app, tmp_path):
     """Issue 23: names were cut to "sweep-2026…". The picker cuts a long label to its width, so the
     sweep's name is written out in full under it; the trials' run ids get a wide column."""
     runs = tmp_path / "runs"
@@ -430,7 +377,7 @@ def test_a_long_sweep_name_and_its_trials_run_ids_are_shown_whole(app, tmp_path)
     assert not at.exception
 
 
-def test_trial_figures_are_rounded_and_missing_ones_show_a_dash(app, tmp_path):  # noqa: F811
+def test_trial_figures_are_rounded_and_missing_ones_show_a_dash(app, tmp_path):
     """Issue 23: best accuracy and seconds read "None" before a trial's first epoch. A missing
     figure shows as "–"; accuracy has two decimals, seconds are whole."""
     from fmnist_core.config import TrainConfig
@@ -456,7 +403,7 @@ def test_trial_figures_are_rounded_and_missing_ones_show_a_dash(app, tmp_path): 
     assert not at.exception
 
 
-def test_the_page_lists_a_sweep_that_failed_to_start_with_its_reason(app, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_the_page_lists_a_sweep_that_failed_to_start_with_its_reason(app, tmp_path, monkeypatch, capsys):
     """Issue 23: a sweep whose driver refused to start vanished from the list. The driver the
     page launched records why; the page lists it as failed and says why."""
     sweep_id = "sweep-20260101-000000-fail"
@@ -469,7 +416,7 @@ def test_the_page_lists_a_sweep_that_failed_to_start_with_its_reason(app, tmp_pa
     assert not at.exception
 
 
-def test_compare_preselects_the_runs_in_its_link(app, tmp_path):  # noqa: F811
+def test_compare_preselects_the_runs_in_its_link(app, tmp_path):
     _, ids = fake_finished_sweep(tmp_path / "runs")
     from streamlit.testing.v1 import AppTest
 
@@ -553,7 +500,7 @@ def test_the_page_spec_reaches_the_driver_unchanged(form):
     assert parse_sweep_args(spec.to_args(), owner="anon:ann") == dataclasses.replace(spec, owner="anon:ann")
 
 
-def test_every_planned_trial_is_listed_before_ray_creates_it(app, tmp_path):  # noqa: F811
+def test_every_planned_trial_is_listed_before_ray_creates_it(app, tmp_path):
     """Issue 23: trials Ray had scheduled but not created were not listed. The table lists
     every planned trial from the start: a grid's values, queued, beside those that exist;
     once the sweep has ended without them, they read cancelled."""
@@ -591,7 +538,7 @@ def test_a_sampled_plan_lists_each_draw_and_a_grid_once_per_draw(tmp_path):
                                                              {"lr": None, "batch_size": 128}]
 
 
-def test_cancel_on_a_trial_that_is_starting_cancels_it(app, tmp_path, tiny_data):  # noqa: F811
+def test_cancel_on_a_trial_that_is_starting_cancels_it(app, tmp_path, tiny_data):
     """Issue 23: a starting trial showed "Cancel" and its click stopped it ("stopped", with a
     resume state). The label is Cancel, and the trial ends as cancelled, with nothing to resume."""
     from fmnist_core.config import TrainConfig

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from fmnist_core.run_store import RunStore
 from fmnist_core.table1 import TABLE1
 from tests.conftest import as_displayed
-from tests.test_runs import stored_run
+from tests.helpers.runs import stored_run
 from ui.tables import KINDS, RUN_COLUMNS, TABLE1_SHOWN, TABLE1_VIEW, csv_text, runs_frame
 
 

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 
 import pytest
 import streamlit as st
@@ -18,9 +17,9 @@ from fmnist_core.access import LimitError, Limits, NotAllowed, Policy, studio_mo
 from fmnist_core.config import TrainConfig
 from fmnist_core.errors import UserError
 from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, machine_memory
-from fmnist_core.run_manager import RunManager
 from fmnist_core.run_store import RunStore
-from tests.conftest import APP, ROOT, run_app
+from tests.conftest import APP, ROOT
+from tests.helpers.runs import tiny
 from tests.hostile import shown_text, unsafe_tags
 
 SHARED = Policy.from_settings("shared", {"admins": ["Admin@Example.org"]})
@@ -187,35 +186,6 @@ def test_local_mode_refuses_only_a_run_bigger_than_the_machine():
 # ---- the run manager enforces it --------------------------------------------------------------
 
 
-@pytest.fixture
-def held_manager(tmp_path, tiny_data):
-    """A shared-mode manager whose worker waits before training, so submitted runs stay
-    queued or running while a test looks at the limits; released (and stopped) at the end."""
-    release = threading.Event()
-
-    def data():
-        release.wait(30)
-        return tiny_data
-
-    def make(policy: Policy) -> RunManager:
-        manager = RunManager(RunStore(tmp_path / "runs"), data_loader=data, policy=policy)
-        managers.append(manager)
-        return manager
-
-    managers: list[RunManager] = []
-    make.release = release  # a test sets it to let the held runs train
-    yield make
-    release.set()
-    for manager in managers:
-        for run_id in manager.active_ids():
-            manager.stop(run_id, visitor=manager.policy.visitor("admin@example.org", "admin"))
-        manager.wait_idle(60)
-
-
-def tiny(**kw) -> TrainConfig:
-    return TrainConfig(**{"model": "cnn_a", "epochs": 1, "batch_size": 256, "threads": 1, **kw})
-
-
 def test_queue_limits_per_visitor_and_in_all(held_manager, tmp_path):
     manager = held_manager(Policy.from_settings("shared", {"limits": {"queue_length": 3}, "admins": ["admin@example.org"]}))
     ann, bob = manager.policy.visitor("anon:ann", "ann"), manager.policy.visitor("anon:bob", "bob")
@@ -274,32 +244,6 @@ def test_only_the_owner_or_an_admin_stops_renames_or_deletes(held_manager):
 
 
 # ---- the Train page ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shared_app(tmp_path, monkeypatch):
-    """The app in shared mode with its own run store; `secrets` is the [studio] section."""
-    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FMNIST_STUDIO_MODE", "shared")
-    monkeypatch.chdir(ROOT)
-    st.cache_resource.clear()
-
-    def open_page(studio: dict | None = None, visitor: str | None = None, user: dict | None = None, page: str | None = "train",
-                  auth: dict | None = None) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=60)
-        if studio is not None:  # new settings: as a restarted server (the policy is read once per process)
-            st.cache_resource.clear()
-            at.secrets["studio"] = studio
-        if auth:
-            at.secrets["auth"] = auth
-        if visitor:
-            at.session_state["visitor_id"] = visitor
-        if user:
-            at.user = user
-        return run_app(at, page)
-
-    yield open_page
-    st.cache_resource.clear()
 
 
 def test_page_marks_a_batch_over_the_limit_and_blocks_start(shared_app):

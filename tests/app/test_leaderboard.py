@@ -3,34 +3,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
-from fmnist_core.files import atomic_write_json
 from fmnist_core.leaderboard import CUSTOM, filter_choices, leaderboard, owner_label, recipe_of
 from fmnist_core.recipes import recipe_config
-from fmnist_core.run_store import RunStore, result_from
+from fmnist_core.run_store import RunStore
 from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
+from tests.helpers.runs import add_run
 
 ANN, BOB, CARL = "anon:" + "a" * 32, "anon:" + "b" * 32, "carl@example.org"
-
-
-def add_run(store: RunStore, name: str, owner: str, accuracy: float, created: str, status: str = "finished",
-            sweep: str | None = None, config: TrainConfig | None = None) -> str:
-    """A run that ended with `status` after one epoch at `accuracy`% (no weights: none is needed)."""
-    config = config or TrainConfig(model="cnn_a", epochs=1)
-    run_id = store.create(config, name=name, owner=owner, sweep=sweep).name
-    epoch = {"epoch": 1, "train_loss": 0.4, "train_loss_sum": 750.0, "train_accuracy": accuracy - 1, "test_loss": 0.3, "test_accuracy": accuracy,
-             "elapsed_s": 12.0, "images_per_s": 5000.0}
-    (store.root / run_id / "history.jsonl").write_text(json.dumps(epoch) + "\n")
-    store.write_result(run_id, result_from(status, "", [epoch], 12.0, 12345))
-    info = json.loads((store.root / run_id / "run.json").read_text())
-    atomic_write_json(store.root / run_id / "run.json", {**info, "created": created})
-    return run_id
 
 
 @pytest.fixture

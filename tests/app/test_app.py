@@ -10,26 +10,14 @@ import time
 import numpy as np
 import pytest
 import streamlit as st
-from PIL import Image, ImageDraw
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.data import CLASSES
 from fmnist_core.recipes import RECIPES
-from tests.conftest import APP, ROOT, frame_with, run_app
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    """The app with an empty run store of its own (and a fresh run manager)."""
-    monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.chdir(ROOT)
-    st.cache_resource.clear()
-
-    def open_page(page: str | None = None) -> AppTest:
-        return run_app(AppTest.from_file(APP, default_timeout=60), page)
-
-    yield open_page
-    st.cache_resource.clear()
+from tests.conftest import APP, frame_with
+from tests.helpers.pages import png, upload_tab
+from tests.helpers.runs import stored_run
 
 
 def test_home_shows_data_and_zoo(app):
@@ -113,19 +101,6 @@ def test_train_a_short_run_through_the_page(app, tmp_path):
     assert table["name"].tolist() == ["page run"]
     assert table["best_test_accuracy"].iloc[0] > 60
     assert any("Test accuracy" in m.label for m in at.metric)
-
-
-def png(draw) -> bytes:
-    image = Image.new("RGB", (300, 300), "white")
-    draw(ImageDraw.Draw(image))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def upload_tab(at: AppTest):
-    """Predict's Upload tab (the test-set examples tab shows an image of its own at once)."""
-    return next(tab for tab in at.tabs if tab.label == "Upload")
 
 
 def test_predict_upload_shows_input_and_probabilities(app):
@@ -262,7 +237,6 @@ def store(tmp_path):
 
 
 def test_a_new_run_from_another_visitor_does_not_move_this_sessions_selection(app, store):
-    from tests.test_runs import stored_run
 
     older = stored_run(store, "older")
     time.sleep(1.1)  # run ids start with the time
@@ -278,7 +252,6 @@ def test_a_new_run_from_another_visitor_does_not_move_this_sessions_selection(ap
 
 
 def test_run_names_are_text_and_long_ones_are_cut(app, store):
-    from tests.test_runs import stored_run
 
     name = "![t](http://127.0.0.1:9/track.png) **bold** " + "x" * 60
     stored_run(store, name)
@@ -292,7 +265,6 @@ def test_run_names_are_text_and_long_ones_are_cut(app, store):
 
 
 def test_delete_asks_then_moves_to_the_trash_with_undo_restore_and_empty(app, store):
-    from tests.test_runs import stored_run
 
     run_id = stored_run(store, "doomed")
     at = app("train")
@@ -320,7 +292,6 @@ def test_delete_asks_then_moves_to_the_trash_with_undo_restore_and_empty(app, st
 
 
 def test_runs_table_hides_cancelled_runs_unless_asked_and_uses_human_columns(app, store):
-    from tests.test_runs import stored_run
 
     stored_run(store, "trained", epochs_done=2, epochs=2)
     stored_run(store, "cancelled in the queue", epochs_done=0, status="cancelled")

@@ -70,27 +70,12 @@ def test_uploaded_bytes(tmp_path):
 
 # ---- crafted checkpoints: metadata is checked before anything is allocated ----------------
 
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from fmnist_core.checkpoint import FORMAT, inspect_checkpoint  # noqa: E402
-from fmnist_core.data import CLASSES  # noqa: E402
+from fmnist_core.checkpoint import inspect_checkpoint  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-
-
-def craft(path, model: str, model_args: dict | str, tensors: dict) -> "Path":  # noqa: F821
-    """A checkpoint whose metadata says what the attacker likes, over whatever tensors."""
-    args = model_args if isinstance(model_args, str) else json.dumps(model_args)
-    metadata = {"format": FORMAT, "model": model, "model_args": args, "params": "0",
-                "classes": json.dumps(list(CLASSES)), "config": "{}", "metrics": "{}"}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
-    return path
-
-
-def small_state(model="fast_cnn", **args):
-    return create_model(model, **args).state_dict()
-
+from tests.helpers.checkpoints import craft, small_state  # noqa: E402
 
 MEMORY_PROBE = """
 import resource, sys

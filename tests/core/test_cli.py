@@ -1,4 +1,3 @@
-import json
 import os
 import subprocess
 import sys
@@ -13,14 +12,11 @@ from fmnist_core.data import CLASSES, normalize
 from fmnist_core.paths import pretrained_dir
 from fmnist_core.scoring import predict_dataset
 from tests.conftest import ROOT
+from tests.helpers.cli import last_json
 
 
 def cli(*args, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(

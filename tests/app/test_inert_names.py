@@ -25,7 +25,6 @@ from fmnist_core.model_card import build_card
 from fmnist_core.run_store import RunStore
 from tests.conftest import APP, ROOT, run_app
 from tests.hostile import FORMULA_STARTS, as_shown, hostile_names, hostile_store, html_text, rendered, shown_text, unsafe_tags
-from tests.test_store_fuzz import template_run  # noqa: F401 - one real finished run, to copy
 
 NAMES = hostile_names()
 MARKDOWN_FIELDS = ("body", "label", "help")  # the fields of an element Streamlit renders as Markdown
@@ -67,7 +66,7 @@ def assert_inert(at: AppTest) -> list[str]:
 
 
 @pytest.fixture
-def hostile_app(tmp_path, template_run, monkeypatch):  # noqa: F811  (the real data: the shipped models cache their scores on it)
+def hostile_app(tmp_path, template_run, monkeypatch):  # the real data: the shipped models cache their scores on it
     root = tmp_path / "runs"
     root.mkdir()
     ids = hostile_store(template_run, root, NAMES)
@@ -159,7 +158,7 @@ def test_runs_csvs_on_train_and_compare_quote_formulas(hostile_app):
     assert sorted(names) == sorted("'" + n if n.startswith(FORMULA_STARTS) else n for n in NAMES)
 
 
-def test_model_card_keeps_hostile_names_inert(tmp_path, template_run, tiny_data):  # noqa: F811
+def test_model_card_keeps_hostile_names_inert(tmp_path, template_run, tiny_data):
     weights = template_run / "model.safetensors"
     metadata = read_metadata(weights)
     analysis = analyze(load_checkpoint(weights).model, tiny_data)
@@ -182,7 +181,7 @@ def test_model_card_keeps_hostile_names_inert(tmp_path, template_run, tiny_data)
         assert words[words.index("--name") + 1] == one_line(name)
 
 
-def test_the_card_written_by_export_has_an_escaped_title(tmp_path, template_run):  # noqa: F811
+def test_the_card_written_by_export_has_an_escaped_title(tmp_path, template_run):
     hostile = tmp_path / "<img src=x onerror=alert(1)>"
     hostile.mkdir()
     for item in Path(template_run).iterdir():

@@ -1,0 +1,1 @@
+"""Tests of the app: its pages through AppTest, and the Streamlit-side helpers in ui/."""
