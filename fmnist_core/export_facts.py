@@ -42,7 +42,7 @@ def checked_onnx(model: nn.Module, data: FashionMNIST, images: int) -> tuple[byt
 
 # The exporter's output, by number: bump it when export.py changes the file it writes (its
 # metadata text, options). Not a hash of its source, which went stale on every comment.
-# tests/test_export.py exports a shipped model afresh and compares it with its stored facts.
+# tests/core/test_export.py exports a shipped model afresh and compares it with its stored facts.
 EXPORT_VERSION = 1
 
 

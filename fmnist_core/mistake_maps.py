@@ -35,7 +35,7 @@ MAX_MAPS_BYTES = MAX_MAPS * (IMAGE_SIZE * IMAGE_SIZE * 2 + 8) + 4096  # the maps
 
 # The maps' algorithm, by number: bump it when explain() or scoring change what a map holds.
 # Not a hash of their source: that went stale on every comment, and the shipped files with it.
-# tests/test_mistake_maps.py recomputes shipped maps and compares, so a change cannot slip by.
+# tests/core/test_mistake_maps.py recomputes shipped maps and compares, so a change cannot slip by.
 MAPS_VERSION = 1
 
 

@@ -94,6 +94,7 @@ def test_a_sweep_the_page_launched_that_fails_to_start_stays_listed_as_failed(ar
 
 # ---- a real sweep on a local Ray started by the driver ---------------------------------------------
 
+@pytest.mark.ray
 def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
     """4 trials, one of which diverges: 4 runs with histories, checkpoints and results, the
     sweep record, the best trial reported, and no Ray process left behind."""
@@ -127,6 +128,7 @@ def test_four_trial_grid_on_local_ray(tiny_dir, tmp_path):
     assert wait_gone(sweeps.raw(summary["sweep"])["ray_session"]) == []
 
 
+@pytest.mark.ray
 def test_a_sweep_read_while_it_runs_never_shows_a_trial_as_interrupted(tiny_dir, tmp_path):
     """Issue 23, on a real local Ray: the store is read every few milliseconds while a sweep
     launched as the page does (--id) starts and runs. Its record goes starting -> running ->
@@ -158,6 +160,7 @@ def test_a_sweep_read_while_it_runs_never_shows_a_trial_as_interrupted(tiny_dir,
     assert any(seen[0] == "starting" for seen in trials_seen.values()), trials_seen  # caught in the act at least once
 
 
+@pytest.mark.ray
 def test_asha_stops_the_clearly_bad_trial_and_keeps_its_epoch(tiny_dir, tmp_path):
     """One trial at a useful learning rate, one that cannot learn in time: ASHA stops the
     second after its grace epoch; the run keeps that epoch and says why it stopped."""
@@ -175,6 +178,7 @@ def test_asha_stops_the_clearly_bad_trial_and_keeps_its_epoch(tiny_dir, tmp_path
     assert bad.history[0]["test_accuracy"] < good.history[0]["test_accuracy"]
 
 
+@pytest.mark.ray
 def test_a_dead_worker_and_ctrl_c_leave_honest_runs_and_no_processes(tiny_dir, tmp_path):
     """Kill one trial's worker process (as the OOM killer would), then press Ctrl-C: the
     killed trial is failed, the other stopped, both with their finished epochs, the sweep
@@ -214,6 +218,7 @@ def test_a_dead_worker_and_ctrl_c_leave_honest_runs_and_no_processes(tiny_dir, t
 
 # ---- a real Ray cluster on this machine -------------------------------------------------------------
 
+@pytest.mark.ray
 def test_sweep_on_a_ray_cluster_started_here(tiny_dir, tmp_path):
     """`ray start --head` with token authentication (Ray >= 2.59 turns it on), then
     `sweep --address` with only the token in the environment: the driver authenticates,
@@ -259,6 +264,7 @@ def test_sweep_on_a_ray_cluster_started_here(tiny_dir, tmp_path):
     assert wait_gone(str(temp_dir)) == []
 
 
+@pytest.mark.ray
 def test_optuna_search_samples_the_space(tiny_dir, tmp_path):
     """The model-based searcher (Optuna's TPE through Ray Tune) draws values inside the range."""
     runs = tmp_path / "runs"
@@ -429,6 +435,7 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):
     assert not at.exception
 
 
+@pytest.mark.ray
 def test_reproduce_a_study_in_parallel_as_a_sweep(tiny_dir, tmp_path):
     """`reproduce --study optimizers --parallel 2`: the study's rows run as one sweep (a grid
     over the rows' configs), and the table is written from their runs as before."""
@@ -447,6 +454,7 @@ def test_reproduce_a_study_in_parallel_as_a_sweep(tiny_dir, tmp_path):
     assert record.status == "finished" and record.options["rows"] == 3 and record.options["max_concurrent"] == 2
 
 
+@pytest.mark.ray
 def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
     """The app (here a bare process using the page's launcher) is killed with SIGKILL while
     its sweep trains: the driver notices, stops its trials, settles their runs and takes
@@ -566,6 +574,7 @@ def child_processes(pid: int) -> list[str]:
     return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("moment", ["first record", "Ray starting", "a trial training"])
 def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch, moment):
     """Issue 23: Stop in a sweep's first seconds recorded "interrupted" (SIGTERM before the driver's
@@ -600,6 +609,7 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
     assert wait_gone(launcher.sweeps.raw(sweep_id).get("ray_session")) == []
 
 
+@pytest.mark.ray
 def test_stop_before_the_driver_has_recorded_its_sweep_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch):
     """The page's Stop as soon as Launch is pressed, before the driver has written anything:
     the stop file stops it before Ray starts (no signal it could not yet handle)."""

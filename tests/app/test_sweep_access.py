@@ -310,6 +310,7 @@ def test_a_sweep_stopped_because_its_app_died_does_not_say_by_request(monkeypatc
 
 # ---- one real sweep: launched from the page, owned by its visitor, a trial stopped on Train -------
 
+@pytest.mark.ray
 def test_a_launched_sweep_is_its_visitors_and_a_second_click_starts_no_second_ray(shared_app, tmp_path, tiny_dir, monkeypatch):
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
     runs = tmp_path / "runs"
