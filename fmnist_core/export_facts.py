@@ -14,13 +14,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
 from .data import FashionMNIST, normalize
 from .export import TOLERANCE, ExportCheck, checked_export
 from .files import atomic_write_json, file_sha256, sha256
+from .hardware import plain_torch_version
+from .paths import is_shipped
 from .run_files import FileProblem, read_regular_text
 
 FACTS_NAME = "onnx_export.json"
@@ -51,7 +52,7 @@ def _exporter() -> dict:
     """The exporter and the versions that write and run the file: fixed for a process."""
     from importlib.metadata import version
 
-    return {"export_version": EXPORT_VERSION, "torch": torch.__version__,
+    return {"export_version": EXPORT_VERSION, "torch": plain_torch_version(),
             **{package: version(package) for package in ("onnx", "onnxscript", "onnxruntime")}}
 
 
@@ -79,7 +80,8 @@ def _stored(path: Path, key: dict) -> OnnxFacts | None:
     return facts if valid else None
 
 
-def onnx_facts(weights: Path, data: FashionMNIST, images: int, onnx: tuple[bytes, ExportCheck] | None = None) -> OnnxFacts:
+def onnx_facts(weights: Path, data: FashionMNIST, images: int, onnx: tuple[bytes, ExportCheck] | None = None,
+               rebuild_shipped: bool = False) -> OnnxFacts:
     """The facts of the checkpoint's checked ONNX export, from the file beside it when it still
     matches, else exported and checked now (or from `onnx`, an export the caller already checked)
     and written there (skipped where the folder is read-only)."""
@@ -91,6 +93,8 @@ def onnx_facts(weights: Path, data: FashionMNIST, images: int, onnx: tuple[bytes
         return facts
     data_bytes, check = onnx or checked_onnx(load_checkpoint(weights).model, data, images)
     facts = OnnxFacts(sha256(data_bytes), len(data_bytes), check.images, check.max_difference)
+    if is_shipped(weights) and not rebuild_shipped:
+        return facts  # a tracked file: the app never rewrites it, only a rebuild (rebuild_shipped) does
     try:
         atomic_write_json(path, {"key": key, "facts": asdict(facts)})
     except OSError:

@@ -35,3 +35,11 @@ def native_bf16(device_type: str) -> bool:
         # including_emulation=False: pre-Ampere GPUs (T4, V100) report bf16 "supported" because torch emulates it
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(NATIVE_BF16_CPU_FLAGS & cpu_flags())
+
+
+def plain_torch_version() -> str:
+    """torch's version without its local build tag (2.14.1, not 2.14.1+cu130): the CPU and CUDA
+    builds compute the same, and a cache keyed by the tag would go stale between them."""
+    import torch
+
+    return torch.__version__.split("+")[0]

@@ -56,18 +56,18 @@ def recipe_of(config: dict) -> str:
 
 
 def owner_label(owner: str, viewer: str) -> str:
-    """Who a run's owner is, for everyone to read: "you" for the viewer's own; a logged-in
-    visitor by their e-mail (the name they are known by); an anonymous visitor by a short tag
-    derived from their id, never the id (it is their identity, carried in their cookie)."""
+    """Who a run's owner is, for everyone to read: "you" for the viewer's own; any other
+    visitor by a short tag derived from their id, never the id: an anonymous one's is their
+    identity (carried in their cookie), a signed-in one's their e-mail, which classmates should
+    not be shown. (The tag is unsalted: someone who guesses an e-mail can check it.)"""
     if owner and owner == viewer:
         return "you"
     if owner == LOCAL_OWNER:
         return "the command line"
     if not owner:
         return "nobody (a run from before owners)"
-    if owner.startswith(ANONYMOUS_PREFIX):
-        return f"anonymous visitor {hashlib.sha256(owner.encode()).hexdigest()[:6]}"
-    return owner
+    tag = hashlib.sha256(owner.encode()).hexdigest()[:6]
+    return f"anonymous visitor {tag}" if owner.startswith(ANONYMOUS_PREFIX) else f"signed-in visitor {tag}"
 
 
 def _order(record: RunRecord) -> tuple:

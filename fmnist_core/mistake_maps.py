@@ -25,6 +25,8 @@ from torch import nn
 from . import explain
 from .data import CLASSES, IMAGE_SIZE
 from .files import atomic_write_bytes, file_sha256
+from .hardware import plain_torch_version
+from .paths import is_shipped
 from .run_files import FileProblem, read_regular_bytes
 
 MISTAKE_METHOD = "ig"  # every model has it, and it is sharp at pixel level
@@ -42,7 +44,7 @@ MAPS_VERSION = 1
 @functools.cache
 def _code() -> dict:
     """The algorithm and the versions that make a map: fixed for a process."""
-    return {"maps_version": MAPS_VERSION, "torch": torch.__version__, "captum": version("captum")}
+    return {"maps_version": MAPS_VERSION, "torch": plain_torch_version(), "captum": version("captum")}
 
 
 def _key(weights: Path, method: str, test_images: int) -> dict:
@@ -50,11 +52,13 @@ def _key(weights: Path, method: str, test_images: int) -> dict:
 
 
 def mistake_heatmaps(weights: Path, model: nn.Module, test_images: torch.Tensor, indices: list[int], target: int,
-                     method: str = MISTAKE_METHOD) -> np.ndarray:
+                     method: str = MISTAKE_METHOD, rebuild_shipped: bool = False) -> np.ndarray:
     """(N, 28, 28) float32 heatmaps in [-1, 1] of test images `indices` (of `test_images`, uint8
     (10000, 28, 28)) for class `target`, as explain() makes them: from the file beside `weights`
     where it has them, the others computed in one batch and added to it (skipped where the folder
-    is read-only). `model` is the checkpoint's model, used only for maps not in the file."""
+    is read-only, or holds a shipped checkpoint: those files are tracked, and only
+    `rebuild_shipped` (fill_mistake_maps) writes them). `model` is the checkpoint's model, used
+    only for maps not in the file."""
     weights = Path(weights)
     key = _key(weights, method, len(test_images))
     path = weights.with_name(MAPS_NAME)
@@ -64,14 +68,15 @@ def mistake_heatmaps(weights: Path, model: nn.Module, test_images: torch.Tensor,
         made = explain.explain_many(model, test_images[missing].numpy(), [target] * len(missing), method)
         # As stored (float16), so a map looks the same when it comes from the file later.
         stored.update({(i, target): result.heatmap.astype(np.float16) for i, result in zip(missing, made)})
-        stored = dict(list(stored.items())[-MAX_MAPS:])  # insertion order: the oldest dropped
+    maps = np.stack([np.asarray(stored[(i, target)], np.float32) for i in indices]) if indices else \
+        np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)  # taken before the file is trimmed below
+    if missing and (rebuild_shipped or not is_shipped(weights)):
+        kept = dict(list(stored.items())[-MAX_MAPS:])  # insertion order: the oldest dropped
         try:
-            atomic_write_bytes(path, _encode(stored, key))
+            atomic_write_bytes(path, _encode(kept, key))
         except OSError:
             pass  # a read-only folder: computed again next time
-    if not indices:
-        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    return np.stack([np.asarray(stored[(i, target)], np.float32) for i in indices])
+    return maps
 
 
 def _encode(maps: dict[tuple[int, int], np.ndarray], key: dict) -> bytes:
@@ -113,4 +118,5 @@ def fill_mistake_maps(weights: Path, model: nn.Module, test_images: torch.Tensor
     metrics.Analysis of the same weights): how the shipped models' files are made, so Compare
     shows any of their pairs at once. Returns how many maps the file holds for them."""
     pairs = [(t, p) for t in range(len(CLASSES)) for p, count in analysis.confusions(t) if count]
-    return sum(len(mistake_heatmaps(weights, model, test_images, analysis.mistakes(t, p), p)) for t, p in pairs)
+    return sum(len(mistake_heatmaps(weights, model, test_images, analysis.mistakes(t, p), p, rebuild_shipped=True))
+               for t, p in pairs)

@@ -41,6 +41,15 @@ def pretrained_dir() -> Path:
     return _env_path("FMNIST_PRETRAINED_DIR") or home() / "checkpoints" / "pretrained"
 
 
+def is_shipped(path: Path) -> bool:
+    """Whether `path` lies among the shipped checkpoints: files there are tracked by git, so the
+    Studio reads caches beside them but never rewrites them (only their build command does)."""
+    try:
+        return Path(path).resolve().is_relative_to(pretrained_dir().resolve())
+    except OSError:
+        return False
+
+
 def local_data_dir() -> Path:
     """Where a download puts the data set: <home>/data."""
     return home() / "data"

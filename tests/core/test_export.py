@@ -194,7 +194,7 @@ def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_wh
     assert facts.checked_images == 200 and 0 <= facts.max_difference <= TOLERANCE
 
     stored = json.loads((folder / FACTS_NAME).read_text())
-    assert stored["key"]["torch"] == torch.__version__ and stored["key"]["checked_images"] == 200
+    assert stored["key"]["torch"] == torch.__version__.split("+")[0] and stored["key"]["checked_images"] == 200
     stored["facts"]["max_difference"] = 5e-5  # a value no export gave: read back, so the file was used
     (folder / FACTS_NAME).write_text(json.dumps(stored))
     assert onnx_facts(weights, real_data, 200).max_difference == 5e-5

@@ -105,3 +105,31 @@ def test_the_shipped_maps_are_current_and_what_the_code_makes_now(model, real_da
                          [t for _, t in picked], "ig")
     for pair, result in zip(picked, fresh):
         assert np.abs(result.heatmap - stored[pair].astype(np.float32)).max() < 0.02, pair
+
+
+def test_a_full_file_still_returns_every_map_asked_for(real_data, checkpoint, monkeypatch):
+    """Trimming the file to MAX_MAPS dropped maps this same call had found in it: a KeyError on
+    Compare once a checkpoint's file was full (the review reproduced it at 86 pairs)."""
+    from fmnist_core import mistake_maps
+
+    monkeypatch.setattr(mistake_maps, "MAX_MAPS", 5)
+    model = load_checkpoint(checkpoint).model
+    first = mistake_heatmaps(checkpoint, model, real_data.test_images, INDICES, TARGET)
+    mistake_heatmaps(checkpoint, model, real_data.test_images, [100, 101, 102], TARGET)  # the file keeps 5 of 7
+    again = mistake_heatmaps(checkpoint, model, real_data.test_images, [*INDICES, 103], TARGET)
+    assert np.allclose(again[:4], first, atol=1e-3) and again.shape == (5, 28, 28)
+
+
+def test_the_app_never_rewrites_a_shipped_models_files(real_data, monkeypatch):
+    """The shipped maps and ONNX facts are tracked by git: when they do not match (another
+    torch, a new MAPS_VERSION) the app computes what it shows but leaves the files alone."""
+    from fmnist_core import export_facts, mistake_maps
+
+    weights = CNN_C / "model.safetensors"
+    before = {name: (CNN_C / name).read_bytes() for name in (MAPS_NAME, export_facts.FACTS_NAME)}
+    monkeypatch.setattr(mistake_maps, "_code", lambda: {"maps_version": -1})  # the stored maps no longer match
+    monkeypatch.setattr(export_facts, "_exporter", lambda: {"export_version": -1})
+    maps = mistake_heatmaps(weights, load_checkpoint(weights).model, real_data.test_images, INDICES[:2], TARGET)
+    facts = export_facts.onnx_facts(weights, real_data, 200)
+    assert maps.shape == (2, 28, 28) and facts.checked_images == 200
+    assert {name: (CNN_C / name).read_bytes() for name in before} == before
