@@ -508,10 +508,10 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
     if stopped_early:
         _restore(previous_handlers)
         if listed_early:
-            sweeps.update(sweep_id, status="stopped", message="stopped before it started", seconds=0.0)
+            sweeps.update(sweep_id, status=SweepStatus.STOPPED, message="stopped before it started", seconds=0.0)
         sweeps.stop_path(sweep_id).unlink(missing_ok=True)
-        return {"sweep": sweep_id, "status": "stopped", "trials": 0, "statuses": {}, "best": None, "seconds": 0.0, "ray_start_s": None}
-    record = {**_sweep_record(spec, sweep_id, "running", address, created), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir()}
+        return {"sweep": sweep_id, "status": SweepStatus.STOPPED, "trials": 0, "statuses": {}, "best": None, "seconds": 0.0, "ray_start_s": None}
+    record = {**_sweep_record(spec, sweep_id, SweepStatus.RUNNING, address, created), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir()}
     name = record["name"]
     status, message = "failed", ""
     try:
