@@ -259,9 +259,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .models import create_model, summary
+    from .model_listing import model_summary
 
-    print(summary(create_model(args.name)))
+    print(model_summary(args.name))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`fmnist models`' listing (name, parameters, description) without importing torch each time.
+"""`fmnist models`' listing (name, parameters, description) and `fmnist summary`'s layer
+tables, without importing torch each time.
 
 Counting a model's parameters means building it, and importing torch alone takes 2-6 s
 here. The listing depends only on the registry's source (models.py, and data.py for the
@@ -14,10 +15,12 @@ import os
 import stat
 from pathlib import Path
 
+from .errors import UserError
 from .paths import runs_dir
 
 SOURCES = ("models.py", "data.py")  # what the parameter counts and descriptions are made from
-MAX_CACHE_BYTES = 1 << 20  # the listing is ~2 KB; anything larger is not ours
+MAX_CACHE_BYTES = 1 << 20  # the listing with its layer tables is ~20 KB; anything larger is not ours
+FIELDS = {"name", "params", "description", "summary"}
 
 
 def _cache_file() -> Path:
@@ -27,14 +30,18 @@ def _cache_file() -> Path:
 
 
 def _built_listing() -> list[dict]:
-    from .models import count_parameters, create_model, list_models, model_info
+    from .models import count_parameters, create_model, list_models, model_info, summary
 
-    return [{"name": name, "params": count_parameters(create_model(name)), "description": model_info(name).description}
-            for name in list_models()]
+    rows = []
+    for name in list_models():
+        model = create_model(name)
+        rows.append({"name": name, "params": count_parameters(model), "description": model_info(name).description,
+                     "summary": summary(model)})
+    return rows
 
 
 def model_listing() -> list[dict]:
-    """[{name, params, description}] for every registered model, in the registry's order."""
+    """[{name, params, description, summary}] for every registered model, in the registry's order."""
     cache = _cache_file()
     try:
         # Bounded, and never a link or a FIFO (run_files has the general reader, but it imports torch).
@@ -42,7 +49,7 @@ def model_listing() -> list[dict]:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:
             raise ValueError("not our cache file")
         rows = json.loads(cache.read_bytes())
-        if isinstance(rows, list) and all(isinstance(r, dict) and set(r) == {"name", "params", "description"} for r in rows):
+        if isinstance(rows, list) and all(isinstance(r, dict) and set(r) == FIELDS for r in rows):
             return rows
     except (OSError, ValueError):
         pass  # not built yet, or damaged: build it
@@ -54,3 +61,12 @@ def model_listing() -> list[dict]:
     except OSError:
         pass  # a read-only run store: the listing is still right, only slower next time
     return rows
+
+
+def model_summary(name: str) -> str:
+    """A registered model's layer table, as `models.summary` prints it, from the same cache."""
+    rows = model_listing()
+    for row in rows:
+        if row["name"] == name:
+            return row["summary"]
+    raise UserError(f"unknown model '{name}'. Choose one of: {', '.join(r['name'] for r in rows)}")

@@ -273,6 +273,22 @@ def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
     assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
 
 
+def test_summary_prints_from_the_same_cache_without_importing_torch(tmp_path):
+    """`fmnist summary MODEL` took 3.5 s, most of it torch's import (issue 23, item 10): the layer
+    table comes from the listing's cache, the same text the model itself gives."""
+    from fmnist_core.models import create_model, summary
+
+    env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
+    assert cli("models", env=env).returncode == 0  # builds the cache
+    shown = subprocess.run([sys.executable, "-X", "importtime", "-m", "fmnist_core", "summary", "cnn_c"], capture_output=True,
+                           text=True, cwd=ROOT, env=env, timeout=300)
+    assert shown.returncode == 0 and shown.stdout == summary(create_model("cnn_c")) + "\n"
+    imported = {line.split("|")[-1].strip() for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "numpy")}
+    unknown = cli("summary", "cnn_z", env=env)
+    assert unknown.returncode == 2 and "unknown model 'cnn_z'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
 def test_models_cache_planted_as_a_fifo_or_a_huge_file_is_rebuilt_not_read(tmp_path, monkeypatch):
     """The listing's cache is a store file like any other: read bounded, never a FIFO (issue 21, 4)."""
     from fmnist_core import model_listing
