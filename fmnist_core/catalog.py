@@ -41,9 +41,9 @@ class CheckpointEntry:
 def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
     try:
         info = os.stat(path)
+        return _entry_of_version(path, source, name, info.st_mtime_ns, info.st_size)
     except OSError:
-        return None
-    return _entry_of_version(path, source, name, info.st_mtime_ns, info.st_size)
+        return None  # unreadable now (not cached: the next listing tries again)
 
 
 @lru_cache(maxsize=256)
@@ -55,8 +55,8 @@ def _entry_of_version(path: Path, source: str, name: str, mtime_ns: int, size: i
         # file is skipped here, never built, so it cannot take the model picker down.
         meta = inspect_checkpoint(path)
         digest = file_sha256(path)
-    except (CheckpointError, OSError):
-        return None  # damaged files are listed by the Compare page, not offered here
+    except CheckpointError:
+        return None  # damaged files are listed by the Compare page, not offered here (an OSError is raised: see _entry)
     accuracy = meta["metrics"].get("test_accuracy")
     if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
         accuracy = None

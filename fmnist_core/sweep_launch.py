@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import paths
 from .access import LOCAL_OWNER, Policy, Visitor
@@ -37,7 +37,6 @@ class Launched:
 
     sweep_id: str
     process: subprocess.Popen
-    args: list[str] = field(default_factory=list)
     owner: str = LOCAL_OWNER
     trials_at_once: int = 1
 
@@ -79,7 +78,7 @@ class SweepLauncher:
                                    cwd=paths.home(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         with self._lock:
-            self._launched[sweep_id] = Launched(sweep_id, process, args, spec.owner, spec.trials_at_once())
+            self._launched[sweep_id] = Launched(sweep_id, process, spec.owner, spec.trials_at_once())
 
     def _active(self) -> list[tuple[str, int]]:
         """(owner, trials at once) of every sweep starting or running: recorded by its

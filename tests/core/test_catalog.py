@@ -44,6 +44,26 @@ def test_a_listed_checkpoint_is_checked_once_per_file_version(tmp_path, monkeypa
     assert list_checkpoints(store, tmp_path / "none") == [] and len(built) == 1
 
 
+def test_a_checkpoint_unreadable_for_a_moment_is_listed_again_next_time(tmp_path, monkeypatch):
+    """The per-version cache kept a one-off OSError's "not offered" until the file changed or
+    the server restarted (the review): a read error is not cached, a damaged file is."""
+    from fmnist_core import catalog
+
+    store = RunStore(tmp_path / "runs")
+    save_checkpoint(create_model("cnn_a"), store.create(TrainConfig(model="cnn_a")) / "model.safetensors")
+    real = catalog.inspect_checkpoint
+    failing = [True]
+
+    def inspect_once_failing(path):
+        if failing.pop() if failing else False:
+            raise OSError(5, "Input/output error")
+        return real(path)
+
+    monkeypatch.setattr(catalog, "inspect_checkpoint", inspect_once_failing)
+    assert list_checkpoints(store, tmp_path / "none") == []
+    assert len(list_checkpoints(store, tmp_path / "none")) == 1
+
+
 def test_comparable_entries_without_a_run_store(tmp_path):
     entries = list_comparable([], pretrained_dir(), tmp_path)  # no results/ either
     assert sorted(e.key for e in entries) == ["shipped:cnn_c_report", "shipped:resnet_fm_best"]
