@@ -10,7 +10,7 @@ import streamlit as st
 from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS
 from fmnist_core.errors import UserError
 from fmnist_core.models import list_models
-from fmnist_core.recipes import DESCRIPTIONS, RECIPES
+from fmnist_core.recipes import CUSTOM, DESCRIPTIONS, RECIPES
 from fmnist_core.statuses import SWEEP_ACTIVE
 from fmnist_core.sweep import EARLY_STOPS
 from fmnist_core.sweep_space import sweepable_settings
@@ -32,12 +32,12 @@ form_col, sweep_col = st.columns([1, 2], gap="large")
 
 # ---- the form: base config, what varies, how many trials --------------------------------------
 with form_col:
-    preset = st.selectbox("Base", ["custom", *RECIPES], key="sw_preset",
-                          format_func=lambda p: "a model with default settings" if p == "custom" else f"{p} – {DESCRIPTIONS.get(p, 'the report recipe')}",
+    preset = st.selectbox("Base", [CUSTOM, *RECIPES], key="sw_preset",
+                          format_func=lambda p: "a model with default settings" if p == CUSTOM else f"{p} – {DESCRIPTIONS.get(p, 'the report recipe')}",
                           help="Every trial starts from this config; the settings you vary below replace its values.")
-    model = st.selectbox("Model", list_models(), key="sw_model", disabled=preset != "custom",
+    model = st.selectbox("Model", list_models(), key="sw_model", disabled=preset != CUSTOM,
                          index=list_models().index(DEFAULTS["model"]))
-    base_epochs = RECIPES[preset].get("epochs", DEFAULTS["epochs"]) if preset != "custom" else DEFAULTS["epochs"]
+    base_epochs = RECIPES[preset].get("epochs", DEFAULTS["epochs"]) if preset != CUSTOM else DEFAULTS["epochs"]
     epochs = st.number_input("Epochs per trial", value=int(base_epochs), step=1, key=f"sw_epochs_{preset}",
                              help=SETTINGS["epochs"].help + f" Allowed: {SETTINGS['epochs'].describe_range()}.")
     varied = st.multiselect("Vary", sweepable_settings(), default=["lr"], key="sw_vary", format_func=lambda n: SETTINGS[n].label,

@@ -21,14 +21,13 @@ from dataclasses import replace
 from .access import LOCAL_OWNER
 from .config import TrainConfig
 from .identity import ANONYMOUS_PREFIX
-from .recipes import RECIPES
+from .recipes import CUSTOM, RECIPES
 from .run_store import RunRecord
 from .statuses import RunStatus
 
 SHOWN_DECIMALS = 2  # accuracies show two decimals: runs equal there are a tie
 # Settings a recipe leaves to the run: a run of `fast` for 4 epochs, seed 3, on 1 thread is still `fast`.
 NOT_THE_RECIPE = ("name", "epochs", "seed", "device", "threads")
-CUSTOM = "custom"  # a run whose settings are no recipe's
 
 
 def final_accuracy(record: RunRecord) -> float | None:

@@ -64,6 +64,7 @@ PREVIOUS_RECIPES: dict[str, dict] = {
 }
 REPLACES = {"fast": "fast_v1", "balanced": "balanced_v1"}  # each recipe of ours -> the one it replaced
 
+CUSTOM = "custom"  # no recipe: a config as the user set it (the Train and Sweep forms' first choice, the leaderboard's label)
 RECIPES: dict[str, dict] = {**OUR_RECIPES, **PREVIOUS_RECIPES, **REPORT_RECIPES}
 
 DESCRIPTIONS = {

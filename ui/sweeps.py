@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
-from fmnist_core.recipes import recipe_config
+from fmnist_core.recipes import CUSTOM, recipe_config
 from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
 from fmnist_core.statuses import RunStatus
 from fmnist_core.sweep import SweepSpec
@@ -75,7 +75,7 @@ def space_dimension(name: str, how: str, text: str) -> Dimension:
 class SweepForm:
     """What the Sweep form holds: `varied` is (setting, how, values typed) per varied setting."""
 
-    preset: str  # a recipe, or "custom": `model` with default settings
+    preset: str  # a recipe, or CUSTOM: `model` with default settings
     model: str
     epochs: int
     varied: list[tuple[str, str, str]]
@@ -95,7 +95,7 @@ class SweepForm:
         `sweep` would. Trials and search count only when a setting is sampled."""
         name = self.name.strip()
         # the sweep's name names its base config, as `sweep --name` does
-        base = (recipe_config(self.preset, epochs=self.epochs, name=name) if self.preset != "custom"
+        base = (recipe_config(self.preset, epochs=self.epochs, name=name) if self.preset != CUSTOM
                 else TrainConfig(model=self.model, epochs=self.epochs, name=name))
         space = [space_dimension(*row) for row in self.varied]
         space.sort(key=lambda d: d.kind != "grid")  # grids first, as `sweep` reads --grid before --sample

@@ -6,12 +6,11 @@ from __future__ import annotations
 from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
 from fmnist_core.errors import UserError
 from fmnist_core.models import ModelInfo
-from fmnist_core.recipes import DESCRIPTIONS, RECIPES
+from fmnist_core.recipes import CUSTOM, DESCRIPTIONS, RECIPES
 from ui.form import form_from_query, query_from_form
 from ui.text import plain
 from ui.train_state import TrainState
 
-CUSTOM = "custom"  # the Preset box's first entry: the form as the user edited it
 PRESETS = [CUSTOM, *RECIPES]
 OFF_FOR_SOME_MODELS = ("dropout", "width", "softmax_output")
 

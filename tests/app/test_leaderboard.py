@@ -8,8 +8,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core.config import TrainConfig
-from fmnist_core.leaderboard import CUSTOM, filter_choices, leaderboard, owner_label, recipe_of
-from fmnist_core.recipes import recipe_config
+from fmnist_core.leaderboard import filter_choices, leaderboard, owner_label, recipe_of
+from fmnist_core.recipes import CUSTOM, recipe_config
 from fmnist_core.run_store import RunStore
 from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
 from tests.helpers.runs import add_run
