@@ -230,7 +230,7 @@ def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_wh
 def test_the_shipped_export_facts_are_current_and_what_the_exporter_makes_now(real_data):
     """As the shipped mistake maps: the facts are keyed by EXPORT_VERSION, and a fresh export
     of a shipped model must give what its stored facts say (the bytes' hash varies between
-    exports, their size and the largest difference from PyTorch do not)."""
+    exports, the largest difference from PyTorch does not, their size within 1%)."""
     from fmnist_core.export_facts import FACTS_NAME, _key, _stored, checked_onnx
 
     weights = ROOT / "checkpoints" / "pretrained" / "cnn_c_report" / "model.safetensors"
@@ -238,5 +238,7 @@ def test_the_shipped_export_facts_are_current_and_what_the_exporter_makes_now(re
     stored = _stored(weights.with_name(FACTS_NAME), _key(weights, record["key"]["checked_images"]))
     assert stored is not None, "the shipped ONNX facts are stale: rebuild them or bump EXPORT_VERSION"
     data, check = checked_onnx(load_checkpoint(weights).model, real_data, stored.checked_images)
-    assert len(data) == stored.size_bytes
+    # The file names the source paths of the exported code (the checkout's folder), so its size
+    # moves a little with where the Studio lives: 162,049 bytes here, 162,190 in a CI clone.
+    assert len(data) == pytest.approx(stored.size_bytes, rel=0.01)
     assert check.max_difference == pytest.approx(stored.max_difference, rel=1e-3, abs=1e-7)
