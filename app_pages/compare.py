@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import paths
-from fmnist_core.catalog import Comparable, EntryKey, best_first, list_comparable
-from fmnist_core.checkpoint import CheckpointError
-from fmnist_core.data import CLASSES
-from fmnist_core.metrics import config_differences, describe_differences
-from fmnist_core.table1 import TABLE1, table1_results, table1_rows
-from fmnist_core.words import counted
+from fmnist_core.analysis.metrics import config_differences, describe_differences
+from fmnist_core.base import paths
+from fmnist_core.base.table1 import TABLE1, table1_results, table1_rows
+from fmnist_core.base.words import counted
+from fmnist_core.formats.checkpoint import CheckpointError
+from fmnist_core.images.data import CLASSES
+from fmnist_core.store.catalog import Comparable, EntryKey, best_first, list_comparable
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_pictures, model_card_download

@@ -6,9 +6,9 @@ the page at once; the ways in come first, before anything that reads the data.""
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.data import CLASSES, class_counts, example_grid
-from fmnist_core.models import list_models, model_info
-from fmnist_core.recipes import DESCRIPTIONS
+from fmnist_core.images.data import CLASSES, class_counts, example_grid
+from fmnist_core.modeling.models import list_models, model_info
+from fmnist_core.modeling.recipes import DESCRIPTIONS
 from ui.page_state import PageState, SessionKey
 from ui.state import dataset, model_card
 from ui.text import literal

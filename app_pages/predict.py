@@ -13,11 +13,11 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 from torch import nn
 
-from fmnist_core.catalog import list_checkpoints
-from fmnist_core.checkpoint import CheckpointError, load_checkpoint_bytes
-from fmnist_core.data import CLASSES
-from fmnist_core.inference import BLANK_MESSAGE, IMAGE_EXTENSIONS, ImageError, Prediction, open_image, predict_images, to_model_input
-from fmnist_core.photo import Unsure, find_item, mask_overlay
+from fmnist_core.formats.checkpoint import CheckpointError, load_checkpoint_bytes
+from fmnist_core.images.data import CLASSES
+from fmnist_core.images.photo import Unsure, find_item, mask_overlay
+from fmnist_core.store.catalog import list_checkpoints
+from fmnist_core.use.inference import BLANK_MESSAGE, IMAGE_EXTENSIONS, ImageError, Prediction, open_image, predict_images, to_model_input
 from ui.charts import probability_chart
 from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, unique_names
 from ui.explain_panel import explain_controls, explain_panel

@@ -7,14 +7,14 @@ import os
 
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS
-from fmnist_core.errors import UserError
-from fmnist_core.models import list_models
-from fmnist_core.recipes import CUSTOM, DESCRIPTIONS, RECIPES
-from fmnist_core.statuses import SWEEP_ACTIVE
-from fmnist_core.sweep import EARLY_STOPS
-from fmnist_core.sweep_space import sweepable_settings
-from fmnist_core.sweep_store import new_sweep_id
+from fmnist_core.base.errors import UserError
+from fmnist_core.base.statuses import SWEEP_ACTIVE
+from fmnist_core.modeling.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS
+from fmnist_core.modeling.models import list_models
+from fmnist_core.modeling.recipes import CUSTOM, DESCRIPTIONS, RECIPES
+from fmnist_core.sweeps.sweep import EARLY_STOPS
+from fmnist_core.sweeps.sweep_space import sweepable_settings
+from fmnist_core.sweeps.sweep_store import new_sweep_id
 from ui.badges import badge
 from ui.state import run_manager
 from ui.sweeps import HOW, SweepForm, compare_link, default_values, hyperparameter_chart, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core.config import SETTINGS, TrainConfig, config_problems
-from fmnist_core.errors import UserError
-from fmnist_core.models import model_info
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import SETTINGS, TrainConfig, config_problems
+from fmnist_core.modeling.models import model_info
 from ui.form import config_summary, setting_widgets
 from ui.live_panel import REFRESH_SECONDS, draw_run
 from ui.run_actions import rename_or_delete, trash_box, undo_bar

@@ -4,7 +4,7 @@ Free of Streamlit on purpose (a test checks it): everything here also runs headl
 from `python -m fmnist_core`.
 """
 
-from .threads import set_openmp_wait_policy
+from fmnist_core.base.threads import set_openmp_wait_policy
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main_exit
+from fmnist_core.commands.cli import main_exit
 
 main_exit()

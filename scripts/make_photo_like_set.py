@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from fmnist_core.data import CLASSES, load_fashion_mnist, split_train_validation
+from fmnist_core.images.data import CLASSES, load_fashion_mnist, split_train_validation
 
 SCALE = 4  # 28 px -> 112 px item
 MARGIN = 24  # px of surface around the item

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from fmnist_core.data import load_fashion_mnist, split_train_validation
-from fmnist_core.engine import fit
-from fmnist_core.finetune import finetune_config, prepare_sources
+from fmnist_core.images.data import load_fashion_mnist, split_train_validation
+from fmnist_core.training.engine import fit
+from fmnist_core.training.finetune import finetune_config, prepare_sources
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import time
 import torch
 from torch import nn
 
-from fmnist_core.data import load_fashion_mnist, normalize
-from fmnist_core.engine import build_model, build_optimizer, build_scheduler, train_one_epoch
-from fmnist_core.recipes import recipe_config
+from fmnist_core.images.data import load_fashion_mnist, normalize
+from fmnist_core.modeling.recipes import recipe_config
+from fmnist_core.training.engine import build_model, build_optimizer, build_scheduler, train_one_epoch
 
 
 def images_per_second(config, images, labels) -> tuple[float, float]:

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fmnist_core.run_store import RunStore  # noqa: E402
-from fmnist_core.sweep_store import SweepStore  # noqa: E402
+from fmnist_core.store.run_store import RunStore  # noqa: E402
+from fmnist_core.sweeps.sweep_store import SweepStore  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 from tests.e2e.test_sweep_browser import fill  # noqa: E402
 

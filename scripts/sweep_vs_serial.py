@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fmnist_core.config import TrainConfig  # noqa: E402
-from fmnist_core.data import FashionMNIST, load_fashion_mnist  # noqa: E402
-from fmnist_core.run_manager import train_run  # noqa: E402
-from fmnist_core.run_store import RunStore  # noqa: E402
-from fmnist_core.sweep import SweepSpec, run_sweep  # noqa: E402
-from fmnist_core.sweep_space import Dimension  # noqa: E402
+from fmnist_core.images.data import FashionMNIST, load_fashion_mnist  # noqa: E402
+from fmnist_core.modeling.config import TrainConfig  # noqa: E402
+from fmnist_core.store.run_store import RunStore  # noqa: E402
+from fmnist_core.sweeps.sweep import SweepSpec, run_sweep  # noqa: E402
+from fmnist_core.sweeps.sweep_space import Dimension  # noqa: E402
+from fmnist_core.training.run_manager import train_run  # noqa: E402
 
 LEARNING_RATES = (0.01, 0.02, 0.05, 0.1)
 

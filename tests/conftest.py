@@ -18,11 +18,11 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.access import Policy
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import FILES, load_fashion_mnist
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import RunStore
+from fmnist_core.images.data import FILES, load_fashion_mnist
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.access import Policy
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.run_manager import RunManager
 from tests.helpers.runs import RUN_FILES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from fmnist_core.checkpoint import WEIGHTS_NAME, load_checkpoint, read_metadata, save_checkpoint
-from fmnist_core.files import atomic_write_json
-from fmnist_core.markdown_text import one_line
-from fmnist_core.run_store import result_from
+from fmnist_core.base.files import atomic_write_json
+from fmnist_core.base.markdown_text import one_line
+from fmnist_core.formats.checkpoint import WEIGHTS_NAME, load_checkpoint, read_metadata, save_checkpoint
+from fmnist_core.store.run_store import result_from
 
 TRACKER = "http://127.0.0.1:{port}/{what}.png"  # an image URL whose fetch a browser test can see
 

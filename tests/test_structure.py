@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_core.cli import build_parser
-from fmnist_core.config import DEFAULTS, SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
+from fmnist_core.commands.cli import build_parser
+from fmnist_core.modeling.config import DEFAULTS, SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
 from tests.conftest import ROOT
 
 CORE = ROOT / "fmnist_core"
@@ -46,7 +46,7 @@ def test_every_setting_has_a_cli_flag_with_help():
 @pytest.mark.parametrize("name", [n for n, s in SETTINGS.items() if s.kind in ("int", "float")])
 def test_cli_and_config_refuse_the_same_values(name, tmp_path):
     """Just outside the declared range: the CLI's message is validate()'s, flag and all."""
-    from fmnist_core.cli import main
+    from fmnist_core.commands.cli import main
 
     declared = SETTINGS[name]
     outside = declared.high + (1 if declared.kind == "int" else 0.5)
@@ -81,20 +81,41 @@ def test_every_setting_has_a_form_widget_whose_limits_are_the_configs(app):
         assert not at.button(key="start").disabled, (name, [e.value for e in at.error])
 
 
+# Module names are unique across the core's sub-packages (a test checks), so a stem names a module.
+MODULES = {p.stem: p for p in CORE.glob("*/*.py") if p.stem != "__init__"}
+PACKAGE_OF = {stem: path.parent.name for stem, path in MODULES.items()}
+
+
 def imports_of(path) -> set[str]:
-    """The fmnist_core modules a module imports (relative imports, any depth)."""
+    """The fmnist_core modules a module imports (absolute imports, at any depth of the file)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fmnist_core."):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]  # from fmnist_core.pkg[.module] import x
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.startswith("fmnist_core.")]
+        found.update(name.split(".")[2] for name in names if len(name.split(".")) > 2 and name.split(".")[2] in MODULES)
     return found
 
 
+def test_the_core_is_sub_packages_of_uniquely_named_modules_with_one_import_style():
+    """Issue 24: 52 flat modules became sub-packages by layer; each says its job in one line,
+    and the core imports itself only absolutely (`from fmnist_core.store.run_store import ...`),
+    so the layer rules below read every import."""
+    stems = [p.stem for p in CORE.glob("*/*.py") if p.stem != "__init__"]
+    assert len(stems) == len(set(stems)) > 40, sorted(s for s in stems if stems.count(s) > 1)
+    assert {p.name for p in CORE.glob("*.py")} == {"__init__.py", "__main__.py"}  # nothing left flat
+    for package in {path.parent for path in MODULES.values()}:
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert doc and "\n" not in doc, package.name
+    relative = [str(p.relative_to(ROOT)) for p in CORE.rglob("*.py")
+                if any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(ast.parse(p.read_text())))]
+    assert not relative, relative
+
+
 def test_the_core_has_no_import_cycles_and_scoring_sits_below_training():
-    graph = {p.stem: imports_of(p) for p in CORE.glob("*.py")}
+    graph = {stem: imports_of(path) for stem, path in MODULES.items()}
 
     def reaches(start: str, goal: str, seen=()) -> bool:
         return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
@@ -107,9 +128,9 @@ def test_the_core_has_no_import_cycles_and_scoring_sits_below_training():
 
 def test_every_status_is_declared_once_and_has_a_badge():
     """Issue 24: statuses were bare strings in 11 files, their groups in four modules and two
-    pages' badge tables; now fmnist_core.statuses declares them and ui.badges shows them."""
-    from fmnist_core.run_files import RESULT_STATUSES
-    from fmnist_core.statuses import ACTIVE, ENDED, RESUMABLE, SWEEP_ACTIVE, SWEEP_ENDED, RunStatus, SweepStatus
+    pages' badge tables; now fmnist_core.base.statuses declares them and ui.badges shows them."""
+    from fmnist_core.base.statuses import ACTIVE, ENDED, RESUMABLE, SWEEP_ACTIVE, SWEEP_ENDED, RunStatus, SweepStatus
+    from fmnist_core.formats.run_files import RESULT_STATUSES
     from ui.badges import badge
 
     assert set(ACTIVE) | set(ENDED) == set(RunStatus) and not set(ACTIVE) & set(ENDED)
@@ -124,14 +145,14 @@ def test_every_status_is_declared_once_and_has_a_badge():
     assert all(s.icon and s.tone in ("", "good", "bad", "warning") and s.label for s in [*RunStatus, *SweepStatus])
     assert (RunStatus.STARTING.label, SweepStatus.STARTING.label) == ("starting", "starting Ray")
     for name in ("ACTIVE", "ENDED", "RESUMABLE", "SWEEP_ACTIVE", "SWEEP_ENDED", "BADGES"):  # nowhere else
-        declared = [str(path.relative_to(ROOT)) for path in [*ROOT.glob("fmnist_core/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
+        declared = [str(path.relative_to(ROOT)) for path in [*ROOT.glob("fmnist_core/*/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
                     if re.search(rf"^{name} = ", path.read_text(), re.M)]
-        assert declared in ([], ["fmnist_core/statuses.py"]), (name, declared)
+        assert declared in ([], ["fmnist_core/base/statuses.py"]), (name, declared)
 
 
 def test_file_mechanics_live_in_one_module():
     """Issue 24: the atomic write was written three times (checkpoint, resume, export) and
-    process identity twice (run_store, sweep_store); fmnist_core.files is now their one
+    process identity twice (run_store, sweep_store); fmnist_core.base.files is now their one
     home, which the checkpoint format, the stores and the exports use."""
     mechanics = {  # job: (pattern, the modules allowed to do it)
         "a temp file renamed into place": (r"os\.replace\(|tempfile\.mkstemp\(", {"files", "export"}),  # export: a writability probe
@@ -139,34 +160,35 @@ def test_file_mechanics_live_in_one_module():
         "a file's SHA-256": (r"for block in iter\(|def \w*sha256\(", {"files"}),
     }
     for job, (pattern, allowed) in mechanics.items():
-        found = {p.stem for p in CORE.glob("*.py") if re.search(pattern, p.read_text(), re.M)}
+        found = {stem for stem, path in MODULES.items() if re.search(pattern, path.read_text(), re.M)}
         assert "files" in found and found <= allowed, (job, found)
     for store in ("resume", "sweep_store", "reproduce", "photosets", "export"):  # they write files, not checkpoints
-        assert "checkpoint" not in imports_of(CORE / f"{store}.py"), store
+        assert "checkpoint" not in imports_of(MODULES[store]), store
 
 
 def test_the_architecture_page_draws_the_real_import_graph():
-    """ARCHITECTURE.md's layer drawing lists every core module once, and each imports only
-    from its own line or the lines below it, so the drawing cannot drift from the code."""
+    """ARCHITECTURE.md's layer drawing has one line per sub-package with exactly its modules,
+    and each module imports only from its own package or the packages drawn below it, so the
+    drawing cannot drift from the code."""
     text = (ROOT / "ARCHITECTURE.md").read_text()
     drawing = text[text.index("fmnist_core/ "):text.index("```", text.index("fmnist_core/ "))].splitlines()[1:]
-    layers = [re.findall(r"[a-z_0-9]+", re.split(r"\s{3,}", line.strip())[0]) for line in drawing]  # names, then their job
+    lines = [re.split(r"\s{3,}", line.strip()) for line in drawing]  # package/, its modules, its job
     level = {}
-    for depth, names in enumerate(reversed(layers)):  # the bottom line is level 0
-        for name in names:
-            assert name not in level, f"{name} is drawn twice"
-            level[name] = depth
-    modules = {p.stem for p in CORE.glob("*.py")} - {"__init__", "__main__"}
-    assert set(level) == modules, (modules - set(level), set(level) - modules)
-    for module in modules:
-        above = [m for m in imports_of(CORE / f"{module}.py") if level[m] > level[module]]
-        assert not above, f"{module} imports {above}, drawn above it"
+    for depth, (package, modules, *_job) in enumerate(reversed(lines)):  # the bottom line is level 0
+        package = package.rstrip("/")
+        assert package not in level, f"{package} is drawn twice"
+        level[package] = depth
+        assert set(re.findall(r"[a-z_0-9]+", modules)) == {m for m, p in PACKAGE_OF.items() if p == package}, package
+    assert set(level) == set(PACKAGE_OF.values())
+    for module, path in MODULES.items():
+        above = [m for m in imports_of(path) if level[PACKAGE_OF[m]] > level[PACKAGE_OF[module]]]
+        assert not above, f"{module} ({PACKAGE_OF[module]}) imports {above}, drawn above it"
 
 
 def test_compare_entries_have_one_typed_key():
     """Issue 24: Compare split its "run:<id>" / "table1:<recipe>" keys by hand in three places;
     catalog.EntryKey builds and reads them, and is the str that widgets and links carry."""
-    from fmnist_core.catalog import EntryKey
+    from fmnist_core.store.catalog import EntryKey
 
     key = EntryKey.of("table1", "cnn_c")
     assert key == "table1:cnn_c" and (key.source, key.ident) == ("table1", "cnn_c")
@@ -182,9 +204,9 @@ def test_each_models_default_dropout_is_declared_once():
     signature; the registry now reads the signature."""
     import inspect
 
-    from fmnist_core.models import list_models, model_info
+    from fmnist_core.modeling.models import list_models, model_info
 
-    assert not re.search(r"default_dropout\s*=\s*[0-9]", (CORE / "models.py").read_text())
+    assert not re.search(r"default_dropout\s*=\s*[0-9]", MODULES["models"].read_text())
     for name in list_models():
         parameter = inspect.signature(model_info(name).builder).parameters.get("dropout")
         assert model_info(name).default_dropout == (parameter.default if parameter else None), name

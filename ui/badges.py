@@ -1,9 +1,9 @@
 """How a run's or a sweep's status is shown in Markdown: its icon in its tone's colour, then
-its label (fmnist_core.statuses declares all three)."""
+its label (fmnist_core.base.statuses declares all three)."""
 
 from __future__ import annotations
 
-from fmnist_core.statuses import RunStatus, SweepStatus
+from fmnist_core.base.statuses import RunStatus, SweepStatus
 
 _COLOURS = {"good": "green", "bad": "red", "warning": "orange"}
 

@@ -1,7 +1,7 @@
 """Explain and export, Streamlit side: the heatmap beside a shown input, the pickers that
 steer it, the ONNX download (Predict), and mistakes' heatmaps and the model card (Compare).
 
-The ML is in fmnist_core.explain / export / model_card; this module only lays it out.
+The ML is in fmnist_core.use.explain / export / model_card; this module only lays it out.
 The pickers are drawn once per page (explain_controls) and read by every panel, so a
 page that shows several inputs needs no widget per input.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import CLASSES
-from fmnist_core.explain import METHODS, ExplainError, explain, methods_for, overlay
-from fmnist_core.export_facts import checked_onnx, onnx_facts
-from fmnist_core.mistake_maps import mistake_heatmaps
-from fmnist_core.model_card import ExportFacts, build_card
+from fmnist_core.analysis.export_facts import checked_onnx, onnx_facts
+from fmnist_core.analysis.mistake_maps import mistake_heatmaps
+from fmnist_core.analysis.model_card import ExportFacts, build_card
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES
+from fmnist_core.use.explain import METHODS, ExplainError, explain, methods_for, overlay
 from ui.state import cached_model, dataset, run_analysis
 
 TOP_CLASS = "the predicted class"

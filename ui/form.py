@@ -1,4 +1,4 @@
-"""Train-form widgets made from TrainConfig's setting declarations (fmnist_core.config.SETTINGS).
+"""Train-form widgets made from TrainConfig's setting declarations (fmnist_core.modeling.config.SETTINGS).
 
 The widgets carry no limits of their own: a value the user types reaches
 `config_problems`, which applies the config's own ranges, so the page shows the same
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
-from fmnist_core.errors import UserError
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import DEFAULTS, SETTINGS, unused_settings
 from ui.text import plain
 
 FORMATS = {"patch": lambda p: "off" if p == 0 else f"{p}x{p} tiles"}

@@ -1,4 +1,4 @@
-"""The Compare page's leaderboard: fmnist_core.leaderboard's rows as a read-only table, with
+"""The Compare page's leaderboard: fmnist_core.store.leaderboard's rows as a read-only table, with
 its filters, a link to each run's curves and the shipped models beside it."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import paths
-from fmnist_core.leaderboard import filter_choices, leaderboard, shipped_rows
-from fmnist_core.run_store import RunRecord, RunStore
+from fmnist_core.base import paths
+from fmnist_core.store.leaderboard import filter_choices, leaderboard, shipped_rows
+from fmnist_core.store.run_store import RunRecord, RunStore
 from ui.sweeps import compare_link
 from ui.tables import LEADERBOARD_COLUMNS, show_table
 from ui.text import plain

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import best_test_accuracy
-from fmnist_core.statuses import ACTIVE, RESUMABLE, RunStatus
-from fmnist_core.words import counted
+from fmnist_core.base.statuses import ACTIVE, RESUMABLE, RunStatus
+from fmnist_core.base.words import counted
+from fmnist_core.store.run_store import best_test_accuracy
+from fmnist_core.training.run_manager import RunManager
 from ui.badges import badge
 from ui.charts import epoch_chart, shared_batch_loss_spec
 from ui.run_list import HEADING_CHARS, RunList

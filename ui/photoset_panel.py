@@ -2,7 +2,7 @@
 table), pick one, see every model's accuracy on it beside its test accuracy, and what
 the chosen model gets wrong (Predict); a column per set on Compare.
 
-The ML and the store are fmnist_core.photosets; this module only lays them out. Sets
+The ML and the store are fmnist_core.store.photosets; this module only lays them out. Sets
 have owners as runs do (ui.visitor): a visitor sees their own sets and public ones, and
 only the owner or an admin may delete a set or change who sees it.
 """
@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.checkpoint import CheckpointError
-from fmnist_core.config import MAX_NAME_LENGTH
-from fmnist_core.data import CLASSES
-from fmnist_core.engine import PHOTO_BATCH_SHARE
-from fmnist_core.errors import UserError
-from fmnist_core.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config, prepare_sources
-from fmnist_core.inference import IMAGE_EXTENSIONS, ImageError, open_image
-from fmnist_core.photosets import FOLDER_HINT, HELDOUT_FRACTION, PhotoSet, PhotoSetScore, PhotoSetStore, evaluate_on_photoset, original_photo
+from fmnist_core.base.errors import UserError
+from fmnist_core.formats.checkpoint import CheckpointError
+from fmnist_core.images.data import CLASSES
+from fmnist_core.modeling.config import MAX_NAME_LENGTH
+from fmnist_core.store.photosets import FOLDER_HINT, HELDOUT_FRACTION, PhotoSet, PhotoSetScore, PhotoSetStore, evaluate_on_photoset, original_photo
+from fmnist_core.training.engine import PHOTO_BATCH_SHARE
+from fmnist_core.training.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config, prepare_sources
+from fmnist_core.use.inference import IMAGE_EXTENSIONS, ImageError, open_image
 from ui.charts import confusion_chart, per_class_chart
 from ui.every_model import unbreakable
 from ui.state import cached_model, run_manager

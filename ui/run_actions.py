@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core.run_manager import RunManager
-from fmnist_core.words import counted
+from fmnist_core.base.words import counted
+from fmnist_core.training.run_manager import RunManager
 from ui.run_list import HEADING_CHARS, RunList
 from ui.text import literal, truncate
 from ui.train_state import TrainState

@@ -7,9 +7,9 @@ from functools import cached_property
 
 import streamlit as st
 
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import RunRecord
-from fmnist_core.statuses import ACTIVE
+from fmnist_core.base.statuses import ACTIVE
+from fmnist_core.store.run_store import RunRecord
+from fmnist_core.training.run_manager import RunManager
 from ui.text import truncate
 from ui.train_state import TrainState
 

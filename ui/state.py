@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import load_fashion_mnist
-from fmnist_core.metrics import cached_analysis
-from fmnist_core.models import count_parameters, create_model, layer_table
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import RunStore
+from fmnist_core.analysis.metrics import cached_analysis
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import load_fashion_mnist
+from fmnist_core.modeling.models import count_parameters, create_model, layer_table
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.run_manager import RunManager
 from ui.sweeps import sweep_launcher
 from ui.visitor import studio_policy
 

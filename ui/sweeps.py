@@ -1,5 +1,5 @@
 """The Sweep page's helpers: turn the form into a checked SweepSpec, hold the server's sweep
-launcher (fmnist_core.sweep_launch), and turn the run store's trials into a table and a chart."""
+launcher (fmnist_core.sweeps.sweep_launch), and turn the run store's trials into a table and a chart."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.config import DEFAULTS, SETTINGS, TrainConfig
-from fmnist_core.recipes import CUSTOM, recipe_config
-from fmnist_core.run_store import RunRecord, RunStore, best_test_accuracy
-from fmnist_core.statuses import RunStatus
-from fmnist_core.sweep import SweepSpec
-from fmnist_core.sweep_launch import SweepLauncher
-from fmnist_core.sweep_space import Dimension, parse_grid, parse_sample
+from fmnist_core.base.statuses import RunStatus
+from fmnist_core.modeling.config import DEFAULTS, SETTINGS, TrainConfig
+from fmnist_core.modeling.recipes import CUSTOM, recipe_config
+from fmnist_core.store.run_store import RunRecord, RunStore, best_test_accuracy
+from fmnist_core.sweeps.sweep import SweepSpec
+from fmnist_core.sweeps.sweep_launch import SweepLauncher
+from fmnist_core.sweeps.sweep_space import Dimension, parse_grid, parse_sample
 from ui.form import query_from_form
 from ui.tables import Column
 from ui.visitor import studio_policy

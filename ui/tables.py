@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.csv_cells import inert_cell
-from fmnist_core.run_store import RunRecord
-from fmnist_core.statuses import RunStatus
+from fmnist_core.base.csv_cells import inert_cell
+from fmnist_core.base.statuses import RunStatus
+from fmnist_core.store.run_store import RunRecord
 
 # How each kind of column shows, in one place (issue 23): its pandas type (nullable, so a
 # missing value stays missing and shows as PLACEHOLDER, never "None") and its NumberColumn
@@ -74,7 +74,7 @@ RUN_COLUMNS: dict[str, Column] = {
     "created": Column("Created (UTC)", width=180),
     "id": Column("Run id", width=220),
 }
-# The report's Table 1 beside ours (fmnist_core.table1.table1_rows' keys; "patched" is its
+# The report's Table 1 beside ours (fmnist_core.base.table1.table1_rows' keys; "patched" is its
 # configuration). Short headers, the full meaning on hover; Model wide enough for the
 # longest row name, so no name is cut.
 TABLE1_VIEW: dict[str, Column] = {
@@ -93,7 +93,7 @@ TABLE1_VIEW: dict[str, Column] = {
 TABLE1_SHOWN = ["model", "patched", "report_train_accuracy", "train_accuracy", "report_test_accuracy", "test_accuracy",
                 "report_loss", "loss", "status"]  # 920 px; epochs and time: the column menu and the CSV
 
-# The leaderboard (fmnist_core.leaderboard's rows, and the link a page adds). "owner" and
+# The leaderboard (fmnist_core.store.leaderboard's rows, and the link a page adds). "owner" and
 # "yours" show in shared mode only; the run id (undeclared) makes the link.
 LEADERBOARD_COLUMNS: dict[str, Column] = {
     "rank": Column("Rank", "int", 50),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from fmnist_core.markdown_text import code_fence, escape_markdown, one_line
+from fmnist_core.base.markdown_text import code_fence, escape_markdown, one_line
 
 
 def plain(text: str) -> str:

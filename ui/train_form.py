@@ -3,10 +3,10 @@ chosen, from the session's widgets otherwise; the address bar is kept equal to i
 
 from __future__ import annotations
 
-from fmnist_core.config import DEFAULTS, SETTINGS, unused_settings
-from fmnist_core.errors import UserError
-from fmnist_core.models import ModelInfo
-from fmnist_core.recipes import CUSTOM, DESCRIPTIONS, RECIPES
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import DEFAULTS, SETTINGS, unused_settings
+from fmnist_core.modeling.models import ModelInfo
+from fmnist_core.modeling.recipes import CUSTOM, DESCRIPTIONS, RECIPES
 from ui.form import form_from_query, query_from_form
 from ui.text import plain
 from ui.train_state import TrainState

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fmnist_core.config import SETTINGS
-from fmnist_core.errors import UserError
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import SETTINGS
 from ui.form import from_widget, to_widget, widget_key
 from ui.page_state import PageState, SessionKey
 

@@ -1,8 +1,8 @@
-"""Who this session is and what it may do: the Streamlit side of fmnist_core.access.
+"""Who this session is and what it may do: the Streamlit side of fmnist_core.store.access.
 
 In shared mode a visitor is the user Streamlit's `st.login` signed in (OIDC, configured
 in .streamlit/secrets.toml [auth]) or else an anonymous visitor of this browser: a random
-id the server signs and keeps in a cookie (fmnist_core.identity), so a refresh, a new tab
+id the server signs and keeps in a cookie (fmnist_core.formats.identity), so a refresh, a new tab
 and a server restart keep it, and a browser cannot make up someone else's. In local mode
 everyone is the local admin.
 """
@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from fmnist_core import identity
-from fmnist_core.access import Policy, Visitor, studio_mode
-from fmnist_core.config import TrainConfig, config_problems
-from fmnist_core.errors import UserError
-from fmnist_core.memory import estimate_memory
-from fmnist_core.paths import runs_dir
+from fmnist_core.base.errors import UserError
+from fmnist_core.base.paths import runs_dir
+from fmnist_core.formats import identity
+from fmnist_core.formats.memory import estimate_memory
+from fmnist_core.modeling.config import TrainConfig, config_problems
+from fmnist_core.store.access import Policy, Visitor, studio_mode
 from ui.text import plain
 
 ANONYMOUS_KEY = "visitor_id"  # st.session_state key of an anonymous visitor's id

@@ -1,4 +1,4 @@
-"""Shared mode: roles, owners, limits and the memory estimate (fmnist_core.access, .memory),
+"""Shared mode: roles, owners, limits and the memory estimate (fmnist_core.store.access, .memory),
 through the run manager and through the Train page."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.access import LimitError, Limits, NotAllowed, Policy, studio_mode
-from fmnist_core.config import TrainConfig
-from fmnist_core.errors import UserError
-from fmnist_core.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, machine_memory
-from fmnist_core.run_store import RunStore
+from fmnist_core.base.errors import UserError
+from fmnist_core.formats.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_memory, machine_memory
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.access import LimitError, Limits, NotAllowed, Policy, studio_mode
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import APP, ROOT
 from tests.helpers.runs import tiny
 from tests.hostile import shown_text, unsafe_tags
@@ -102,8 +102,8 @@ def test_estimate_leaves_the_random_state_alone():
 
 _ESTIMATE_ONLY = """
 import resource, sys
-from fmnist_core.config import TrainConfig
-from fmnist_core.memory import estimate_memory
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.formats.memory import estimate_memory
 TrainConfig(model="cnn_c").validate()  # imports done, models registered
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 estimate = estimate_memory(TrainConfig(model="vgg11", width=256, batch_size=8192))
@@ -124,9 +124,9 @@ _REAL_STEP = """
 import json, sys
 import torch
 from torch import nn
-from fmnist_core.config import TrainConfig
-from fmnist_core.engine import build_model, build_optimizer
-from fmnist_core.scoring import EVAL_BATCH
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.training.engine import build_model, build_optimizer
+from fmnist_core.use.scoring import EVAL_BATCH
 torch.set_num_threads(1)
 config = TrainConfig.from_dict(json.loads(sys.argv[1]))
 x, y = torch.randn(config.batch_size, 1, 28, 28), torch.randint(0, 10, (config.batch_size,))

@@ -13,8 +13,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.data import CLASSES
-from fmnist_core.recipes import RECIPES
+from fmnist_core.images.data import CLASSES
+from fmnist_core.modeling.recipes import RECIPES
 from tests.conftest import APP, frame_with
 from tests.helpers.pages import png, upload_tab
 from tests.helpers.runs import stored_run
@@ -231,7 +231,7 @@ def test_bad_link_values_show_on_their_fields_and_never_crash(app):
 
 @pytest.fixture
 def store(tmp_path):
-    from fmnist_core.run_store import RunStore
+    from fmnist_core.store.run_store import RunStore
 
     return RunStore(tmp_path / "runs")
 
@@ -372,7 +372,7 @@ def test_the_form_refuses_what_it_would_have_rounded():
 def test_predict_camera_photo_shows_the_item_found_and_what_is_unsure(app, real_data):
     """A phone photo of two items on a textured, unevenly lit surface: the larger is
     classified, the found item is shown, and "several items" is a warning (inert text)."""
-    from fmnist_core.photo_synth import synth_scene
+    from fmnist_core.images.photo_synth import synth_scene
 
     at = app("predict")
     scene = synth_scene([real_data.train_images[1].numpy(), real_data.train_images[3].numpy()], seed=0)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import streamlit as st
 
-from fmnist_core.config import TrainConfig
-from fmnist_core.metrics import Analysis, config_differences, confusion_matrix, describe_differences, per_class_accuracy
-from fmnist_core.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
-from fmnist_core.run_store import RunStore
-from fmnist_core.table1 import read_table1_csv
+from fmnist_core.analysis.metrics import Analysis, config_differences, confusion_matrix, describe_differences, per_class_accuracy
+from fmnist_core.base.table1 import read_table1_csv
+from fmnist_core.commands.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import ROOT, as_displayed, frame_with
 from tests.helpers.pages import open_compare
 
@@ -235,7 +235,7 @@ def test_the_mistakes_grid_is_one_batch_kept_beside_the_weights(store_with_two_r
     mistake_maps, computed once per checkpoint version into a file beside the weights."""
     from safetensors.torch import load
 
-    from fmnist_core.mistake_maps import MAPS_NAME
+    from fmnist_core.analysis.mistake_maps import MAPS_NAME
 
     record = store_with_two_runs.store.list()[0]
     maps = record.weights.with_name(MAPS_NAME)

@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.cli import main
-from fmnist_core.data import CLASSES, normalize
-from fmnist_core.explain import (
+from fmnist_core.commands.cli import main
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.modeling.models import create_model
+from fmnist_core.use.explain import (
     BACKGROUND,
     METHODS,
     OCCLUSION_WINDOW,
@@ -22,8 +23,7 @@ from fmnist_core.explain import (
     methods_for,
     overlay,
 )
-from fmnist_core.models import create_model
-from fmnist_core.scoring import ImageClassifier
+from fmnist_core.use.scoring import ImageClassifier
 from tests.conftest import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
@@ -83,7 +83,7 @@ def test_the_heatmap_falls_on_the_only_region_the_model_sees(conv, method, targe
 @pytest.mark.parametrize("method", list(METHODS))
 def test_explanation_shape_range_and_overlay(method):
     model = load_checkpoint(CNN_C).model
-    from fmnist_core.data import load_fashion_mnist
+    from fmnist_core.images.data import load_fashion_mnist
 
     image = load_fashion_mnist().test_images[0].numpy()  # an ankle boot
     result = explain(model, image, method=method)
@@ -106,7 +106,7 @@ def test_integrated_gradients_add_up_to_the_score_difference():
     """IG's completeness: the attributions sum to log p(x) - log p(black image). A map of
     the wrong class, the wrong score or the wrong baseline breaks the equality."""
     model = load_checkpoint(CNN_C).model
-    from fmnist_core.data import load_fashion_mnist
+    from fmnist_core.images.data import load_fashion_mnist
 
     x = normalize(load_fashion_mnist().test_images[:1])
     scorer = ImageClassifier(model, log=True).eval()
@@ -119,7 +119,7 @@ def test_integrated_gradients_add_up_to_the_score_difference():
 
 def test_why_not_coat_differs_from_why_ankle_boot():
     model = load_checkpoint(CNN_C).model
-    from fmnist_core.data import load_fashion_mnist
+    from fmnist_core.images.data import load_fashion_mnist
 
     image = load_fashion_mnist().test_images[0].numpy()
     boot, coat = explain(model, image, 9, "ig"), explain(model, image, CLASSES.index("Coat"), "ig")
@@ -222,7 +222,7 @@ def test_cli_explain_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, wo
 
 
 def test_cli_gradcam_on_an_mlp_is_refused(tmp_path, capsys):
-    from fmnist_core.checkpoint import save_checkpoint
+    from fmnist_core.formats.checkpoint import save_checkpoint
 
     checkpoint = save_checkpoint(create_model("mlp4"), tmp_path / "mlp" / "model.safetensors")
     code = main(["explain", str(checkpoint), write_boot(tmp_path / "boot.png"), "--method", "gradcam", "--out", str(tmp_path / "out")])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fmnist_core.config import DEFAULTS, SETTINGS, config_problems
-from fmnist_core.recipes import RECIPES
+from fmnist_core.modeling.config import DEFAULTS, SETTINGS, config_problems
+from fmnist_core.modeling.recipes import RECIPES
 from ui.form import config_summary, form_from_query, query_from_form
 
 NON_DEFAULT = {"model": "vgg11", "optimizer": "adamw", "lr": 0.00123, "momentum": 0.5, "nesterov": True, "weight_decay": 1e-5,
@@ -48,7 +48,7 @@ def test_a_sweep_trials_train_link_opens_the_form_on_its_settings():
     """The Sweep page's "open in Train" link is encoded by the form's own rule (query_from_form)."""
     from urllib.parse import parse_qsl, urlsplit
 
-    from fmnist_core.recipes import recipe_config
+    from fmnist_core.modeling.recipes import recipe_config
     from ui.sweeps import NOT_LINKED, train_link
 
     trial = {**recipe_config("fast").to_dict(), "lr": 0.0375, "nesterov": False, "threads": 1, "name": "s: lr=0.0375"}

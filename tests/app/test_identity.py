@@ -1,4 +1,4 @@
-"""Anonymous visitors' signed browser identity (fmnist_core.identity) and who may cancel or
+"""Anonymous visitors' signed browser identity (fmnist_core.formats.identity) and who may cancel or
 resume the runs a restarted server inherits (access.Policy, RunManager.is_orphan). The browser
 side (the cookie across a refresh, a new tab and a restart) is tests/e2e/test_identity_browser.py."""
 
@@ -12,10 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.access import NotAllowed, Policy, Visitor
-from fmnist_core.config import TrainConfig
-from fmnist_core.errors import UserError
-from fmnist_core.identity import (
+from fmnist_core.base.errors import UserError
+from fmnist_core.formats.identity import (
     COOKIE_MAX_AGE_S,
     SECRET_FILE,
     load_secret,
@@ -23,8 +21,10 @@ from fmnist_core.identity import (
     token_for,
     visitor_from_token,
 )
-from fmnist_core.run_manager import RunManager, train_run
-from fmnist_core.run_store import RunStore
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.access import NotAllowed, Policy, Visitor
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.run_manager import RunManager, train_run
 from tests.conftest import APP, ROOT, run_app
 
 SECRET = b"k" * 64

@@ -15,14 +15,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.checkpoint import load_checkpoint, read_metadata
-from fmnist_core.config import SETTINGS
-from fmnist_core.csv_cells import inert_cell
-from fmnist_core.files import atomic_write_json
-from fmnist_core.markdown_text import one_line
-from fmnist_core.metrics import analyze
-from fmnist_core.model_card import build_card
-from fmnist_core.run_store import RunStore
+from fmnist_core.analysis.metrics import analyze
+from fmnist_core.analysis.model_card import build_card
+from fmnist_core.base.csv_cells import inert_cell
+from fmnist_core.base.files import atomic_write_json
+from fmnist_core.base.markdown_text import one_line
+from fmnist_core.formats.checkpoint import load_checkpoint, read_metadata
+from fmnist_core.modeling.config import SETTINGS
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import APP, ROOT, run_app
 from tests.hostile import FORMULA_STARTS, as_shown, hostile_names, hostile_store, html_text, rendered, shown_text, unsafe_tags
 
@@ -186,7 +186,7 @@ def test_the_card_written_by_export_has_an_escaped_title(tmp_path, template_run)
     hostile.mkdir()
     for item in Path(template_run).iterdir():
         (hostile / item.name).write_bytes(item.read_bytes())
-    from fmnist_core.cli import main
+    from fmnist_core.commands.cli import main
 
     assert main(["export", str(hostile), "--out", str(tmp_path / "m.onnx"), "--card", "--check-images", "20"]) == 0
     card = (tmp_path / "m.md").read_text()

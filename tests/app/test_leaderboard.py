@@ -1,4 +1,4 @@
-"""The leaderboard: the pure ranking (fmnist_core.leaderboard) and the Compare page's view of it
+"""The leaderboard: the pure ranking (fmnist_core.store.leaderboard) and the Compare page's view of it
 (AppTest on fixture run stores with several owners and names, local and shared mode)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.config import TrainConfig
-from fmnist_core.leaderboard import filter_choices, leaderboard, owner_label, recipe_of
-from fmnist_core.recipes import CUSTOM, recipe_config
-from fmnist_core.run_store import RunStore
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.modeling.recipes import CUSTOM, recipe_config
+from fmnist_core.store.leaderboard import filter_choices, leaderboard, owner_label, recipe_of
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
 from tests.helpers.runs import add_run
 

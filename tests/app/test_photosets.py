@@ -1,4 +1,4 @@
-"""Photo sets (fmnist_core.photosets): import from a folder, a zip or labelled uploads, every
+"""Photo sets (fmnist_core.store.photosets): import from a folder, a zip or labelled uploads, every
 bad input refused in one line with nothing written, the fixed split, the round trip through
 the CLI with a shipped model, shared mode's owners and limits, and a fuzz of the stored files."""
 
@@ -18,13 +18,12 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core import cli
-from fmnist_core.access import LimitError, Limits, NotAllowed, Policy
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import CLASSES
-from fmnist_core.errors import UserError
-from fmnist_core.inference import MAX_IMAGE_BYTES, to_model_input
-from fmnist_core.photosets import (
+from fmnist_core.base.errors import UserError
+from fmnist_core.commands import cli
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES
+from fmnist_core.store.access import LimitError, Limits, NotAllowed, Policy
+from fmnist_core.store.photosets import (
     LABELS_NAME,
     MAX_LABELS_BYTES,
     PhotoSetError,
@@ -33,6 +32,7 @@ from fmnist_core.photosets import (
     evaluate_on_photoset,
     model_inputs,
 )
+from fmnist_core.use.inference import MAX_IMAGE_BYTES, to_model_input
 from tests.conftest import APP, ROOT, frame_with, run_app
 
 PRETRAINED = ROOT / "checkpoints" / "pretrained"
@@ -529,8 +529,8 @@ def test_shared_mode_another_visitors_public_set_cannot_be_deleted(app_store, tm
 
 def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tmp_path, test_photos):
     """Issue 20: fine-tuning on one's own photos was command-line only (`train --from --photos`)."""
-    from fmnist_core.paths import pretrained_dir
-    from fmnist_core.run_store import RunStore
+    from fmnist_core.base.paths import pretrained_dir
+    from fmnist_core.store.run_store import RunStore
 
     photoset = app_store.add_folder("items", make_folder(tmp_path / "src", test_photos))
     at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
@@ -554,7 +554,7 @@ def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tm
 def test_a_stored_sets_name_is_never_read_as_a_server_folder(app_store, tmp_path, test_photos):
     """A visitor's set called "docs" must not train on the checkout's ./docs (the app passes set
     names to fine-tuning; the command line also takes a folder)."""
-    from fmnist_core.photo_data import load_photo_data
+    from fmnist_core.training.photo_data import load_photo_data
 
     assert (ROOT / "docs").is_dir()  # app_store runs from the checkout
     photoset = app_store.add_folder("docs", make_folder(tmp_path / "src", test_photos))

@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmnist_core.checkpoint import read_metadata
-from fmnist_core.config import TrainConfig
-from fmnist_core.errors import UserError
-from fmnist_core.files import process_start_time
-from fmnist_core.run_manager import RunManager, train_run
-from fmnist_core.run_store import RunStore
+from fmnist_core.base.errors import UserError
+from fmnist_core.base.files import process_start_time
+from fmnist_core.formats.checkpoint import read_metadata
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.run_manager import RunManager, train_run
 from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation
@@ -154,10 +154,10 @@ def test_a_run_without_a_resume_state_says_so(tmp_path, tiny_data):
 TRAIN_IN_A_CHILD = """
 import sys
 import torch
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import load_fashion_mnist
-from fmnist_core.run_manager import train_run
-from fmnist_core.run_store import RunStore
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.images.data import load_fashion_mnist
+from fmnist_core.training.run_manager import train_run
+from fmnist_core.store.run_store import RunStore
 torch.set_num_threads(1)
 store = RunStore(sys.argv[1])
 config = TrainConfig(**{CONFIG})
@@ -216,10 +216,10 @@ def test_train_resume_on_the_command_line(tmp_path, tiny_dir, reference):
 
 QUEUE_AND_DIE = """
 import sys
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import load_fashion_mnist
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import RunStore
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.images.data import load_fashion_mnist
+from fmnist_core.training.run_manager import RunManager
+from fmnist_core.store.run_store import RunStore
 data = load_fashion_mnist(sys.argv[2])
 manager = RunManager(RunStore(sys.argv[1]), data_loader=lambda: data)
 for name in ("first", "second", "third"):

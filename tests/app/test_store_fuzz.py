@@ -20,9 +20,9 @@ import torch
 from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.config import TrainConfig
-from fmnist_core.run_store import RunStore
-from fmnist_core.statuses import ACTIVE, ENDED
+from fmnist_core.base.statuses import ACTIVE, ENDED
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import APP, ROOT
 from tests.helpers.checkpoints import craft, small_state
 from tests.helpers.pages import picker
@@ -250,7 +250,7 @@ def test_each_damaged_batch_losses_file_costs_only_the_chart(tmp_path, template_
 
 BOUNDED_READ = """
 import resource, sys
-from fmnist_core.run_store import RunStore
+from fmnist_core.store.run_store import RunStore
 store = RunStore(sys.argv[1])
 size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 bound = size + 256 * 2**20  # what is mapped now, and 256 MB: /dev/zero or 40 MB read whole would pass it
@@ -301,7 +301,7 @@ SPECIAL_CASES = ("directory", "fifo", "symlink-to-dev-zero")
 
 def sweep_store_with_every_case(root: Path) -> list[str]:
     """A .sweeps folder with one record per case (and one valid record); returns the damaged ids."""
-    from fmnist_core.files import atomic_write_json
+    from fmnist_core.base.files import atomic_write_json
 
     folder = root / ".sweeps"
     folder.mkdir(parents=True)
@@ -317,8 +317,8 @@ def sweep_store_with_every_case(root: Path) -> list[str]:
 
 
 def test_each_damaged_sweep_record_is_a_warning_on_that_sweep(tmp_path):
-    from fmnist_core.statuses import SWEEP_ACTIVE, SWEEP_ENDED
-    from fmnist_core.sweep_store import SweepStore
+    from fmnist_core.base.statuses import SWEEP_ACTIVE, SWEEP_ENDED
+    from fmnist_core.sweeps.sweep_store import SweepStore
 
     damaged = sweep_store_with_every_case(tmp_path / "runs")
     records = {r.id: r for r in within(10, lambda: SweepStore(RunStore(tmp_path / "runs")).list())}
@@ -356,7 +356,7 @@ def test_the_sweep_page_opens_each_damaged_sweep(tmp_path, monkeypatch):
 
 
 def test_the_last_log_line_is_read_from_the_end_and_never_from_a_special_file(tmp_path):
-    from fmnist_core.sweep_store import SweepStore
+    from fmnist_core.sweeps.sweep_store import SweepStore
 
     sweeps = SweepStore(RunStore(tmp_path / "runs"))
     sweeps.root.mkdir(parents=True)

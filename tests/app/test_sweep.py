@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_core.cli import main
-from fmnist_core.run_store import RunStore
-from fmnist_core.sweep_store import SweepStore
+from fmnist_core.commands.cli import main
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.sweeps.sweep_store import SweepStore
 from tests.conftest import APP, ROOT
 from tests.e2e.conftest import free_port
 from tests.helpers.pages import picker
@@ -318,9 +318,9 @@ def test_sweep_page_finds_a_sweep_and_links_its_best_trial(app, tmp_path):
 
 def live_sweep_record(runs: Path, sweep_id: str, status: str, name: str = "", trial_runs=()) -> None:
     """A sweep record as its driver writes it; this test process stands in for the live driver."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.files import atomic_write_json, process_start_time
-    from fmnist_core.sweep_store import this_host
+    from fmnist_core.base.files import atomic_write_json, process_start_time
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.sweeps.sweep_store import this_host
 
     atomic_write_json(runs / ".sweeps" / f"{sweep_id}.json", {
         "id": sweep_id, "name": name or sweep_id, "status": status, "created": "2026-01-02T00:00:00",
@@ -386,9 +386,9 @@ def test_a_long_sweep_name_and_its_trials_run_ids_are_shown_whole(app, tmp_path)
 def test_trial_figures_are_rounded_and_missing_ones_show_a_dash(app, tmp_path):
     """Issue 23: best accuracy and seconds read "None" before a trial's first epoch. A missing
     figure shows as "–"; accuracy has two decimals, seconds are whole."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.run_store import result_from
-    from fmnist_core.sweep import create_trial_run
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.store.run_store import result_from
+    from fmnist_core.sweeps.sweep import create_trial_run
 
     runs = tmp_path / "runs"
     store, sweep_id = RunStore(runs), "sweep-20260102-000000-beef"
@@ -460,8 +460,8 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
     its sweep trains: the driver notices, stops its trials, settles their runs and takes
     Ray down, so no process is left and no run shows as running."""
     runs = tmp_path / "runs"
-    code = ("import time; from fmnist_core.run_store import RunStore; from fmnist_core.sweep_launch import SweepLauncher; "
-            "from fmnist_core.sweep import SweepSpec; from fmnist_core.config import TrainConfig; from fmnist_core.sweep_space import parse_grid; "
+    code = ("import time; from fmnist_core.store.run_store import RunStore; from fmnist_core.sweeps.sweep_launch import SweepLauncher; "
+            "from fmnist_core.sweeps.sweep import SweepSpec; from fmnist_core.modeling.config import TrainConfig; from fmnist_core.sweeps.sweep_space import parse_grid; "
             f"SweepLauncher(RunStore({str(runs)!r})).launch('sweep-orphan-test', SweepSpec("
             "TrainConfig(model='cnn_a', batch_size=256, epochs=200), [parse_grid('lr=0.01,0.02')])); time.sleep(600)")
     app_process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=sweep_env(tiny_dir, runs))
@@ -499,7 +499,7 @@ def test_a_sweep_the_app_launched_ends_when_the_app_dies(tiny_dir, tmp_path):
 def test_the_page_spec_reaches_the_driver_unchanged(form):
     """Issue 24: the page builds a SweepSpec; its launcher passes SweepSpec.to_args(), which the
     driver parses once (cli.parse_sweep_args, as `sweep` does) back to an equal spec."""
-    from fmnist_core.cli import parse_sweep_args
+    from fmnist_core.commands.cli import parse_sweep_args
     from ui.sweeps import SweepForm
 
     values = dict(model="cnn_c", epochs=2, trials=4, search="random", at_once=2, early_stop="none", subset=0, name="") | form
@@ -512,8 +512,8 @@ def test_every_planned_trial_is_listed_before_ray_creates_it(app, tmp_path):
     """Issue 23: trials Ray had scheduled but not created were not listed. The table lists
     every planned trial from the start: a grid's values, queued, beside those that exist;
     once the sweep has ended without them, they read cancelled."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.sweep import create_trial_run
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.sweeps.sweep import create_trial_run
 
     runs = tmp_path / "runs"
     store, sweep_id = RunStore(runs), "sweep-20260102-000000-plan"
@@ -532,7 +532,7 @@ def test_every_planned_trial_is_listed_before_ray_creates_it(app, tmp_path):
 
 def test_a_sampled_plan_lists_each_draw_and_a_grid_once_per_draw(tmp_path):
     """Sampled values are drawn when a trial starts (None until then); a grid runs once per draw."""
-    from fmnist_core.config import TrainConfig
+    from fmnist_core.modeling.config import TrainConfig
 
     store = RunStore(tmp_path / "runs")
     sweeps = SweepStore(store)
@@ -549,9 +549,9 @@ def test_a_sampled_plan_lists_each_draw_and_a_grid_once_per_draw(tmp_path):
 def test_cancel_on_a_trial_that_is_starting_cancels_it(app, tmp_path, tiny_data):
     """Issue 23: a starting trial showed "Cancel" and its click stopped it ("stopped", with a
     resume state). The label is Cancel, and the trial ends as cancelled, with nothing to resume."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.resume import RESUME_NAME
-    from fmnist_core.sweep import create_trial_run, train_trial
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.sweeps.sweep import create_trial_run, train_trial
+    from fmnist_core.training.resume import RESUME_NAME
 
     runs = tmp_path / "runs"
     store, sweep_id = RunStore(runs), "sweep-20260102-000000-cncl"
@@ -582,10 +582,10 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
     a real driver; SIGTERM comes as soon as its record exists, as soon as Ray's first process does
     (ray.init under way), or once a trial trains (Ray's crash handler, installed while Ray started,
     killed the driver after ours ran): it ends stopped, and leaves no Ray process."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.sweep import SweepSpec
-    from fmnist_core.sweep_launch import SweepLauncher
-    from fmnist_core.sweep_space import parse_grid
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.sweeps.sweep import SweepSpec
+    from fmnist_core.sweeps.sweep_launch import SweepLauncher
+    from fmnist_core.sweeps.sweep_space import parse_grid
 
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -613,10 +613,10 @@ def test_stop_while_a_sweep_starts_ends_it_as_stopped(tiny_dir, tmp_path, monkey
 def test_stop_before_the_driver_has_recorded_its_sweep_ends_it_as_stopped(tiny_dir, tmp_path, monkeypatch):
     """The page's Stop as soon as Launch is pressed, before the driver has written anything:
     the stop file stops it before Ray starts (no signal it could not yet handle)."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.sweep import SweepSpec
-    from fmnist_core.sweep_launch import SweepLauncher
-    from fmnist_core.sweep_space import parse_grid
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.sweeps.sweep import SweepSpec
+    from fmnist_core.sweeps.sweep_launch import SweepLauncher
+    from fmnist_core.sweeps.sweep_space import parse_grid
 
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_core.access import LimitError, Limits, NotAllowed, Policy
-from fmnist_core.cli import main
-from fmnist_core.config import TrainConfig
-from fmnist_core.errors import UserError
-from fmnist_core.files import atomic_write_json, process_start_time
-from fmnist_core.memory import machine_memory
-from fmnist_core.run_manager import train_run
-from fmnist_core.run_store import RunStore, result_from
-from fmnist_core.sweep import _settle_sweep, _StopFlag
-from fmnist_core.sweep_launch import SweepLauncher
-from fmnist_core.sweep_store import SweepStore, this_host
+from fmnist_core.base.errors import UserError
+from fmnist_core.base.files import atomic_write_json, process_start_time
+from fmnist_core.commands.cli import main
+from fmnist_core.formats.memory import machine_memory
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.access import LimitError, Limits, NotAllowed, Policy
+from fmnist_core.store.run_store import RunStore, result_from
+from fmnist_core.sweeps.sweep import _settle_sweep, _StopFlag
+from fmnist_core.sweeps.sweep_launch import SweepLauncher
+from fmnist_core.sweeps.sweep_store import SweepStore, this_host
+from fmnist_core.training.run_manager import train_run
 from tests.helpers.ray import wait_gone
 from tests.helpers.runs import fake_finished_sweep, tiny
 
@@ -277,7 +277,7 @@ def test_a_trial_created_but_not_started_reads_starting_not_interrupted(tmp_path
     store.write_result(run_id, result_from("finished", "", [], 1.0, None))
     assert store.read(run_id).status == "finished"
     # What the trial's worker does when Tune starts it: the folder is claimed from the moment it is listed.
-    from fmnist_core.sweep import create_trial_run
+    from fmnist_core.sweeps.sweep import create_trial_run
 
     context = {"sweep": "sweep-20260101-000000-bbbb", "owner": ANN}
     made = create_trial_run(store, tiny(), context, "1839e_00000")

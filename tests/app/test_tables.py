@@ -7,8 +7,8 @@ import io
 
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.run_store import RunStore
-from fmnist_core.table1 import TABLE1
+from fmnist_core.base.table1 import TABLE1
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import as_displayed
 from tests.helpers.runs import stored_run
 from ui.tables import KINDS, RUN_COLUMNS, TABLE1_SHOWN, TABLE1_VIEW, csv_text, runs_frame
@@ -65,7 +65,7 @@ def test_the_sweep_trials_table_rounds_and_blanks_like_every_table(tmp_path):
     stored_run(store, "not started", epochs_done=0, status="cancelled")
 
     def page(root):
-        from fmnist_core.run_store import RunStore
+        from fmnist_core.store.run_store import RunStore
         from ui.sweeps import trial_columns, trial_rows
         from ui.tables import show_table
 

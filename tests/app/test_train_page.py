@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_core.config import DEFAULTS, ConfigError
-from fmnist_core.errors import UserError
-from fmnist_core.models import model_info
-from fmnist_core.recipes import RECIPES
-from fmnist_core.run_store import RunRecord
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import DEFAULTS, ConfigError
+from fmnist_core.modeling.models import model_info
+from fmnist_core.modeling.recipes import RECIPES
+from fmnist_core.store.run_store import RunRecord
 from ui.form import widget_key
 from ui.live_panel import fmt_seconds, needs_redraw, progress_text
 from ui.run_list import HEADING_CHARS, RunList

@@ -16,11 +16,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.access import NotAllowed, Policy
-from fmnist_core.config import TrainConfig
-from fmnist_core.identity import load_secret
-from fmnist_core.run_manager import RunManager
-from fmnist_core.run_store import STALE_TEMP_SECONDS, RunStore, result_from
+from fmnist_core.formats.identity import load_secret
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.access import NotAllowed, Policy
+from fmnist_core.store.run_store import STALE_TEMP_SECONDS, RunStore, result_from
+from fmnist_core.training.run_manager import RunManager
 from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
 
 TRAIN = ["-m", "fmnist_core", "train", "--model", "cnn_a", "--optimizer", "adam", "--batch-size", "256", "--threads", "1"]
@@ -145,7 +145,7 @@ def studio(tmp_path, monkeypatch):
 
 
 def test_home_names_the_data_folder_only_in_local_mode(studio):
-    from fmnist_core.data import load_fashion_mnist
+    from fmnist_core.images.data import load_fashion_mnist
 
     source = str(load_fashion_mnist().source)
     local = " ".join(c.value for c in studio(None, "local").caption)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist_core.catalog import best_first, list_checkpoints, list_comparable
-from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
-from fmnist_core.config import TrainConfig
-from fmnist_core.metrics import ANALYSIS_NAME, analyze, cached_analysis
-from fmnist_core.models import create_model
-from fmnist_core.paths import pretrained_dir
-from fmnist_core.run_store import RunStore
+from fmnist_core.analysis.metrics import ANALYSIS_NAME, analyze, cached_analysis
+from fmnist_core.base.paths import pretrained_dir
+from fmnist_core.formats.checkpoint import load_checkpoint, save_checkpoint
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.modeling.models import create_model
+from fmnist_core.store.catalog import best_first, list_checkpoints, list_comparable
+from fmnist_core.store.run_store import RunStore
 
 
 def test_identical_checkpoints_are_listed_once(tmp_path):
@@ -30,7 +30,7 @@ def test_identical_checkpoints_are_listed_once(tmp_path):
 def test_a_listed_checkpoint_is_checked_once_per_file_version(tmp_path, monkeypatch):
     """Issue 23: Predict lists every checkpoint on each rerun, and checking one builds its model
     on the meta device (1.3 s a rerun for 12 checkpoints). Checked again only once rewritten."""
-    import fmnist_core.checkpoint as checkpoint
+    import fmnist_core.formats.checkpoint as checkpoint
 
     built = []
     real = checkpoint.create_model
@@ -47,7 +47,7 @@ def test_a_listed_checkpoint_is_checked_once_per_file_version(tmp_path, monkeypa
 def test_a_checkpoint_unreadable_for_a_moment_is_listed_again_next_time(tmp_path, monkeypatch):
     """The per-version cache kept a one-off OSError's "not offered" until the file changed or
     the server restarted (the review): a read error is not cached, a damaged file is."""
-    from fmnist_core import catalog
+    from fmnist_core.store import catalog
 
     store = RunStore(tmp_path / "runs")
     save_checkpoint(create_model("cnn_a"), store.create(TrainConfig(model="cnn_a")) / "model.safetensors")
@@ -94,8 +94,8 @@ def test_analysis_is_kept_beside_the_weights_and_checked(tmp_path, tiny_data):
 def test_a_trained_run_opens_on_compare_without_scoring_the_test_set_again(tmp_path, tiny_data, monkeypatch):
     """Training scores the test set every epoch; the run keeps the last epoch's scores as
     Compare's analysis, so opening a new run there costs no second pass (34 s for resnet_fm)."""
-    from fmnist_core import metrics
-    from fmnist_core.run_manager import train_run
+    from fmnist_core.analysis import metrics
+    from fmnist_core.training.run_manager import train_run
 
     store = RunStore(tmp_path / "runs")
     config = TrainConfig(model="cnn_a", optimizer="adam", lr=0.01, batch_size=32, epochs=2, threads=1)

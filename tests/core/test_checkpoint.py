@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fmnist_core.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_bytes, read_metadata, save_checkpoint
-from fmnist_core.models import create_model
+from fmnist_core.formats.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_bytes, read_metadata, save_checkpoint
+from fmnist_core.modeling.models import create_model
 
 
 def test_round_trip_rebuilds_the_model_without_training_code(tmp_path):
@@ -73,14 +73,14 @@ def test_uploaded_bytes(tmp_path):
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from fmnist_core.checkpoint import inspect_checkpoint  # noqa: E402
+from fmnist_core.formats.checkpoint import inspect_checkpoint  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.helpers.checkpoints import craft, small_state  # noqa: E402
 
 MEMORY_PROBE = """
 import resource, sys
 import torch
-from fmnist_core.checkpoint import CheckpointError, load_checkpoint
+from fmnist_core.formats.checkpoint import CheckpointError, load_checkpoint
 torch.set_num_threads(1)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

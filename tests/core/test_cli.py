@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import CLASSES, normalize
-from fmnist_core.paths import pretrained_dir
-from fmnist_core.scoring import predict_dataset
+from fmnist_core.base.paths import pretrained_dir
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.use.scoring import predict_dataset
 from tests.conftest import ROOT
 from tests.helpers.cli import last_json
 
@@ -54,8 +54,8 @@ def test_corrupt_checkpoint_and_image(tmp_path):
 
 def test_missing_data_says_how_to_get_it(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "FMNIST_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), "FMNIST_HOME": str(tmp_path)}
-    code = ("import fmnist_core.paths as p, sys; p.DEBIAN_DATA_DIR = p.Path('/nowhere'); "
-            "from fmnist_core.cli import main; sys.exit(main(['train', '--epochs', '1']))")
+    code = ("import fmnist_core.base.paths as p, sys; p.DEBIAN_DATA_DIR = p.Path('/nowhere'); "
+            "from fmnist_core.commands.cli import main; sys.exit(main(['train', '--epochs', '1']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "apt-get install dataset-fashion-mnist" in result.stderr
 
@@ -187,7 +187,7 @@ def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path,
 
 
 def test_bench_compares_each_recipe_with_the_one_it_replaced():
-    from fmnist_core.bench import default_recipes, speedups
+    from fmnist_core.commands.bench import default_recipes, speedups
 
     assert default_recipes() == ["fast_v1", "fast", "balanced_v1", "balanced"]
     timed = [
@@ -206,7 +206,7 @@ def test_bench_compares_each_recipe_with_the_one_it_replaced():
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_a_recipe_keeps_a_name_given_beside_it(command):
-    from fmnist_core.cli import _config_from_args, build_parser
+    from fmnist_core.commands.cli import _config_from_args, build_parser
 
     args = build_parser().parse_args([command, "--recipe", "fast", "--name", "mine", "--epochs", "4"])
     config = _config_from_args(args)
@@ -225,8 +225,8 @@ def test_a_reader_that_goes_away_ends_the_listing_quietly():
 def test_counts_are_in_the_right_number():
     import io
 
-    from fmnist_core.console import ConsoleProgress
-    from fmnist_core.words import counted
+    from fmnist_core.base.words import counted
+    from fmnist_core.commands.console import ConsoleProgress
 
     assert [counted(1, "epoch"), counted(2, "epoch"), counted(1_875, "batch", "batches"), counted(0, "image")] == [
         "1 epoch", "2 epochs", "1,875 batches", "0 images"]
@@ -270,13 +270,13 @@ def test_models_lists_from_its_cache_without_importing_torch(tmp_path):
     assert first.returncode == again.returncode == 0 and again.stdout == first.stdout
     assert "583,010" in again.stdout and len(again.stdout.splitlines()) == 11  # the header and 10 models
     imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
-    assert "fmnist_core.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
+    assert "fmnist_core.commands.cli" in imported and not {m for m in imported if m.split(".")[0] in ("torch", "numpy", "PIL")}
 
 
 def test_summary_prints_from_the_same_cache_without_importing_torch(tmp_path):
     """`fmnist summary MODEL` took 3.5 s, most of it torch's import (issue 23, item 10): the layer
     table comes from the listing's cache, the same text the model itself gives."""
-    from fmnist_core.models import create_model, summary
+    from fmnist_core.modeling.models import create_model, summary
 
     env = {**os.environ, "FMNIST_RUNS_DIR": str(tmp_path / "runs")}
     assert cli("models", env=env).returncode == 0  # builds the cache
@@ -291,7 +291,7 @@ def test_summary_prints_from_the_same_cache_without_importing_torch(tmp_path):
 
 def test_models_cache_planted_as_a_fifo_or_a_huge_file_is_rebuilt_not_read(tmp_path, monkeypatch):
     """The listing's cache is a store file like any other: read bounded, never a FIFO (issue 21, 4)."""
-    from fmnist_core import model_listing
+    from fmnist_core.modeling import model_listing
 
     monkeypatch.setenv("FMNIST_RUNS_DIR", str(tmp_path / "runs"))
     cache = model_listing._cache_file()
@@ -307,8 +307,8 @@ def test_models_cache_planted_as_a_fifo_or_a_huge_file_is_rebuilt_not_read(tmp_p
 
 
 def test_tables_only_on_a_fresh_clone_keeps_the_shipped_reproduction(tmp_path):
-    from fmnist_core.reproduce import run_reproduce
-    from fmnist_core.run_store import RunStore
+    from fmnist_core.commands.reproduce import run_reproduce
+    from fmnist_core.store.run_store import RunStore
 
     shipped = ROOT / "results"
     results = tmp_path / "results"

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from fmnist_core.cli import main
-from fmnist_core.files import atomic_write_bytes
+from fmnist_core.base.files import atomic_write_bytes
+from fmnist_core.commands.cli import main
 from tests.conftest import ROOT
 from tests.helpers.cli import CHECKPOINT, limit_memory
 

@@ -1,6 +1,6 @@
 import pytest
 
-from fmnist_core.config import ConfigError, TrainConfig
+from fmnist_core.modeling.config import ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_dropout_only_reaches_models_that_have_it():
 
 
 def test_every_recipe_is_a_valid_config():
-    from fmnist_core.recipes import DESCRIPTIONS, OUR_RECIPES, PREVIOUS_RECIPES, RECIPES, REPLACES, recipe_config
+    from fmnist_core.modeling.recipes import DESCRIPTIONS, OUR_RECIPES, PREVIOUS_RECIPES, RECIPES, REPLACES, recipe_config
 
     for name in RECIPES:
         config = recipe_config(name).validate()
@@ -66,8 +66,9 @@ def test_our_recipes_train_in_bf16_only_where_the_cpu_computes_it_natively(monke
     """Emulated bf16 made `fast` ~10x slower on an AVX2-only CPU (470.8 against 44.9 ms a batch)."""
     import torch
 
-    from fmnist_core import engine, hardware
-    from fmnist_core.recipes import recipe_config
+    from fmnist_core.base import hardware
+    from fmnist_core.modeling.recipes import recipe_config
+    from fmnist_core.training import engine
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
     for recipe in ("fast", "balanced", "accurate", "photo"):  # `best` is fp32 throughout

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist_core import data as D
-from fmnist_core import paths
+from fmnist_core.base import paths
+from fmnist_core.images import data as D
 from tests.conftest import make_idx_dir, write_idx
 
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from fmnist_core.checkpoint import load_checkpoint, save_checkpoint
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import augment, normalize
-from fmnist_core.engine import fit
-from fmnist_core.models import create_model
-from fmnist_core.scoring import class_probabilities, evaluate
-from fmnist_core.weight_init import INIT_SCHEMES, init_weights
+from fmnist_core.formats.checkpoint import load_checkpoint, save_checkpoint
+from fmnist_core.images.data import augment, normalize
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.modeling.models import create_model
+from fmnist_core.modeling.weight_init import INIT_SCHEMES, init_weights
+from fmnist_core.training.engine import fit
+from fmnist_core.use.scoring import class_probabilities, evaluate
 
 TIMING = {"seconds", "images_per_s", "elapsed_s"}
 

@@ -15,15 +15,15 @@ import onnx
 import pytest
 import torch
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.cli import _config_from_args, build_parser, main
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import CLASSES, MEAN, STD, load_fashion_mnist, normalize
-from fmnist_core.export import INPUT_NAME, OUTPUT_NAME, TOLERANCE, ExportedModel, check_export, export_bytes
-from fmnist_core.metrics import analyze
-from fmnist_core.model_card import rebuild_command
-from fmnist_core.models import create_model, list_models, model_info
-from fmnist_core.scoring import evaluate
+from fmnist_core.analysis.metrics import analyze
+from fmnist_core.analysis.model_card import rebuild_command
+from fmnist_core.commands.cli import _config_from_args, build_parser, main
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES, MEAN, STD, load_fashion_mnist, normalize
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.modeling.models import create_model, list_models, model_info
+from fmnist_core.use.export import INPUT_NAME, OUTPUT_NAME, TOLERANCE, ExportedModel, check_export, export_bytes
+from fmnist_core.use.scoring import evaluate
 from tests.conftest import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
@@ -183,7 +183,7 @@ def test_a_model_cards_export_facts_are_kept_beside_the_weights_and_used_only_wh
     import os
     import shutil
 
-    from fmnist_core.export_facts import FACTS_NAME, onnx_facts
+    from fmnist_core.analysis.export_facts import FACTS_NAME, onnx_facts
 
     folder = shutil.copytree(ROOT / "checkpoints" / "pretrained" / "cnn_c_report", tmp_path / "run",
                              ignore=shutil.ignore_patterns(FACTS_NAME))
@@ -231,7 +231,7 @@ def test_the_shipped_export_facts_are_current_and_what_the_exporter_makes_now(re
     """As the shipped mistake maps: the facts are keyed by EXPORT_VERSION, and a fresh export
     of a shipped model must give what its stored facts say (the bytes' hash varies between
     exports, the largest difference from PyTorch does not, their size within 1%)."""
-    from fmnist_core.export_facts import FACTS_NAME, _key, _stored, checked_onnx
+    from fmnist_core.analysis.export_facts import FACTS_NAME, _key, _stored, checked_onnx
 
     weights = ROOT / "checkpoints" / "pretrained" / "cnn_c_report" / "model.safetensors"
     record = json.loads(weights.with_name(FACTS_NAME).read_text())

@@ -11,15 +11,15 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from fmnist_core.checkpoint import FORMAT, load_checkpoint
-from fmnist_core.cli import main
-from fmnist_core.data import CLASSES, normalize
-from fmnist_core.files import file_sha256
-from fmnist_core.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config
-from fmnist_core.metrics import analyze
-from fmnist_core.model_card import build_card
-from fmnist_core.photo_data import load_photo_data
-from fmnist_core.scoring import evaluate
+from fmnist_core.analysis.metrics import analyze
+from fmnist_core.analysis.model_card import build_card
+from fmnist_core.base.files import file_sha256
+from fmnist_core.commands.cli import main
+from fmnist_core.formats.checkpoint import FORMAT, load_checkpoint
+from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.training.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config
+from fmnist_core.training.photo_data import load_photo_data
+from fmnist_core.use.scoring import evaluate
 from tests.conftest import synthetic_images
 
 
@@ -80,8 +80,8 @@ def test_from_starts_at_the_checkpoints_accuracy_with_its_settings(source, tiny_
 
 def test_from_weights_are_the_checkpoints(source, tiny_data):
     """The model fit starts from holds the checkpoint's tensors exactly."""
-    from fmnist_core.engine import build_model
-    from fmnist_core.finetune import load_start_weights
+    from fmnist_core.training.engine import build_model
+    from fmnist_core.training.finetune import load_start_weights
 
     config = finetune_config(source, {})
     model = build_model(config)
@@ -158,7 +158,7 @@ def test_an_empty_or_missing_photo_set_is_one_line(tiny_env, tmp_path, capsys):
 
 
 def test_every_batch_is_a_quarter_photos_each_seen_equally_often():
-    from fmnist_core.engine import PHOTO_BATCH_SHARE, _photo_stream
+    from fmnist_core.training.engine import PHOTO_BATCH_SHARE, _photo_stream
 
     labels = torch.arange(14)
     stream = _photo_stream((torch.zeros(14, 1, 28, 28), labels), n=600, batch_size=64, generator=torch.Generator().manual_seed(0))
@@ -169,9 +169,9 @@ def test_every_batch_is_a_quarter_photos_each_seen_equally_often():
 
 
 def test_a_run_does_not_continue_on_a_changed_photo_set(tmp_path):
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.finetune import photos_for_run
-    from fmnist_core.photo_data import PhotoSetError
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.training.finetune import photos_for_run
+    from fmnist_core.training.photo_data import PhotoSetError
 
     photos = photo_folder(tmp_path / "photos")
     config = TrainConfig(photos=str(photos), extra={"photos": load_photo_data(str(photos)).record()})

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from fmnist_core.data import CLASSES, normalize
-from fmnist_core.inference import (
+from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.modeling.models import create_model
+from fmnist_core.use.inference import (
     MAX_IMAGE_BYTES,
     WORKING_SIDE,
     ImageError,
@@ -17,8 +18,7 @@ from fmnist_core.inference import (
     to_8bit,
     to_model_input,
 )
-from fmnist_core.models import create_model
-from fmnist_core.scoring import predict_dataset
+from fmnist_core.use.scoring import predict_dataset
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.explain import explain, explain_many
-from fmnist_core.mistake_maps import MAPS_NAME, mistake_heatmaps
+from fmnist_core.analysis.mistake_maps import MAPS_NAME, mistake_heatmaps
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.use.explain import explain, explain_many
 from tests.conftest import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
@@ -94,7 +94,7 @@ def test_the_shipped_maps_are_current_and_what_the_code_makes_now(model, real_da
     """The shipped files are keyed by MAPS_VERSION, not by the source's hash (every comment
     made them stale, and Compare then rewrote a tracked file). The cost of a number: a change
     to the maps must bump it. This recomputes stored maps and compares, so it cannot slip by."""
-    from fmnist_core.mistake_maps import _key, _read
+    from fmnist_core.analysis.mistake_maps import _key, _read
 
     weights = ROOT / "checkpoints" / "pretrained" / model / "model.safetensors"
     stored = _read(weights.with_name(MAPS_NAME), _key(weights, "ig", len(real_data.test_images)), len(real_data.test_images))
@@ -110,7 +110,7 @@ def test_the_shipped_maps_are_current_and_what_the_code_makes_now(model, real_da
 def test_a_full_file_still_returns_every_map_asked_for(real_data, checkpoint, monkeypatch):
     """Trimming the file to MAX_MAPS dropped maps this same call had found in it: a KeyError on
     Compare once a checkpoint's file was full (the review reproduced it at 86 pairs)."""
-    from fmnist_core import mistake_maps
+    from fmnist_core.analysis import mistake_maps
 
     monkeypatch.setattr(mistake_maps, "MAX_MAPS", 5)
     model = load_checkpoint(checkpoint).model
@@ -123,7 +123,7 @@ def test_a_full_file_still_returns_every_map_asked_for(real_data, checkpoint, mo
 def test_the_app_never_rewrites_a_shipped_models_files(real_data, monkeypatch):
     """The shipped maps and ONNX facts are tracked by git: when they do not match (another
     torch, a new MAPS_VERSION) the app computes what it shows but leaves the files alone."""
-    from fmnist_core import export_facts, mistake_maps
+    from fmnist_core.analysis import export_facts, mistake_maps
 
     weights = CNN_C / "model.safetensors"
     before = {name: (CNN_C / name).read_bytes() for name in (MAPS_NAME, export_facts.FACTS_NAME)}

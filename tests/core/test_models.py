@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fmnist_core.models import count_parameters, create_model, layer_table, list_models, model_info, summary
+from fmnist_core.modeling.models import count_parameters, create_model, layer_table, list_models, model_info, summary
 
 # Figure 2 of the report: parameter counts and every layer's output shape.
 REPORT = {
@@ -83,7 +83,7 @@ def test_width_is_the_first_conv_layers_channels(name, default):
 ])
 def test_model_descriptions_state_their_real_parameter_counts(name, recipe, width):
     """Shown beside the counted parameters on the Train page, so the two must agree."""
-    from fmnist_core.recipes import RECIPES
+    from fmnist_core.modeling.recipes import RECIPES
 
     where = f"{recipe}'s width {width}" if recipe else f"its default width {width}"
     assert f"{count_parameters(create_model(name, width=width)):,} params at {where}" in model_info(name).description

@@ -1,6 +1,6 @@
 """Photos: the item is found against a lit, textured surface and rendered like Fashion-MNIST.
 
-The photos come from our generator (fmnist_core.photo_synth), which also knows the true
+The photos come from our generator (fmnist_core.images.photo_synth), which also knows the true
 item mask, so the mask is scored by its overlap (IoU) with it, and the 28x28 rendering by
 its correlation with the item's own 28x28 image."""
 
@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.inference import ImageError, to_model_input
-from fmnist_core.photo import Unsure, find_item, mask_overlay
-from fmnist_core.photo_measure import iou, measure_photos
-from fmnist_core.photo_synth import LOOKS, class_folder, synth_photos, synth_scene, write_image_folder
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.photo import Unsure, find_item, mask_overlay
+from fmnist_core.images.photo_synth import LOOKS, class_folder, synth_photos, synth_scene, write_image_folder
+from fmnist_core.use.inference import ImageError, to_model_input
+from fmnist_core.use.photo_measure import iou, measure_photos
 
 BEST = "checkpoints/pretrained/resnet_fm_best"
 
@@ -155,7 +155,7 @@ def test_best_model_on_photos_of_test_items(real_data):
 
 
 def test_photos_synth_command(tmp_path, capsys):
-    from fmnist_core.cli import main
+    from fmnist_core.commands.cli import main
 
     assert main(["photos", "synth", "--from", "train", "--count", "3", "--seed", "1", "--out", str(tmp_path / "set")]) == 0
     assert len(list((tmp_path / "set").rglob("*.jpg"))) == 3

@@ -1,4 +1,4 @@
-"""Photo-like augmentation (fmnist_core.photo_augment): shape, range, seeding, cost, config."""
+"""Photo-like augmentation (fmnist_core.images.photo_augment): shape, range, seeding, cost, config."""
 
 import time
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from fmnist_core.config import ConfigError, TrainConfig
-from fmnist_core.data import MEAN, STD, normalize
-from fmnist_core.engine import build_model, fit
-from fmnist_core.photo_augment import photo_augment
+from fmnist_core.images.data import MEAN, STD, normalize
+from fmnist_core.images.photo_augment import photo_augment
+from fmnist_core.modeling.config import ConfigError, TrainConfig
+from fmnist_core.training.engine import build_model, fit
 
 LOW, HIGH = (0 - MEAN) / STD, (1 - MEAN) / STD  # the normalised range of [0, 1] images
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from fmnist_core.cli import _config_from_args, build_parser
+from fmnist_core.commands.cli import _config_from_args, build_parser
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from fmnist_core.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
-from fmnist_core.errors import UserError
-from fmnist_core.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
-from fmnist_core.run_store import RunStore
+from fmnist_core.base.errors import UserError
+from fmnist_core.modeling.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
 from tests.helpers.runs import cfg, stored_run
 
 
@@ -44,8 +44,8 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
 def test_a_run_records_what_it_trained_on(tmp_path, tiny_data):
     """A run's time means little without its threads and precision (issue 22): the result
     keeps both, the runs table reads them, and a damaged value is refused."""
-    from fmnist_core.run_files import FileProblem
-    from fmnist_core.run_manager import train_run
+    from fmnist_core.formats.run_files import FileProblem
+    from fmnist_core.training.run_manager import train_run
 
     store = RunStore(tmp_path / "runs")
     run_id = store.create(cfg(epochs=1, threads=1, precision="auto"), run_id="r").name
@@ -61,7 +61,7 @@ def test_a_run_records_what_it_trained_on(tmp_path, tiny_data):
     record = store.read(run_id)
     assert record.problems and "precision" in " ".join(record.problems)
     with pytest.raises(FileProblem):
-        from fmnist_core.run_files import RESULT, check_shape
+        from fmnist_core.formats.run_files import RESULT, check_shape
         check_shape("result.json", {**stored, "threads": 0}, RESULT)
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fmnist_core.threads import allowed_cores, busy_cores, choose_threads
+from fmnist_core.base.threads import allowed_cores, busy_cores, choose_threads
 from tests.conftest import ROOT
 
 
@@ -40,7 +40,7 @@ def test_a_spinning_process_counts_as_a_busy_core():
 
 def _openmp_settings(env: dict) -> str:
     """libgomp's settings as it read them when torch loaded it (OMP_DISPLAY_ENV)."""
-    code = "import fmnist_core.models"  # our package first, as the CLI and the app import it
+    code = "import fmnist_core.modeling.models"  # our package first, as the CLI and the app import it
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
                             env={**env, "OMP_DISPLAY_ENV": "VERBOSE"})
     assert result.returncode == 0, result.stderr
@@ -68,7 +68,7 @@ def test_the_command_line_trains_on_the_cores_it_may_use(tiny_dir, tmp_path):
 def test_the_busy_machine_bench_reads_the_threads_a_run_used(tmp_path, real_data):
     """bench --busy times fresh `train` processes and reads back the threads each used (its parser
     broke once when the start line gained a field)."""
-    from fmnist_core.bench_busy import train_one_epoch_of_fast
+    from fmnist_core.commands.bench_busy import train_one_epoch_of_fast
 
     run = train_one_epoch_of_fast(1, tmp_path / "run")
     assert run["threads_used"] == 1 and run["seconds"] > 0 and run["images_per_s"] > 100

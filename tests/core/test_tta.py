@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist_core.checkpoint import CheckpointError, check_model_args, load_checkpoint, save_checkpoint
-from fmnist_core.config import TrainConfig
-from fmnist_core.data import normalize
-from fmnist_core.engine import build_model, fit
-from fmnist_core.explain import explain
-from fmnist_core.export import check_export, export_bytes
-from fmnist_core.inference import predict_images
-from fmnist_core.scoring import class_probabilities, evaluate, uses_flip_tta
+from fmnist_core.formats.checkpoint import CheckpointError, check_model_args, load_checkpoint, save_checkpoint
+from fmnist_core.images.data import normalize
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.training.engine import build_model, fit
+from fmnist_core.use.explain import explain
+from fmnist_core.use.export import check_export, export_bytes
+from fmnist_core.use.inference import predict_images
+from fmnist_core.use.scoring import class_probabilities, evaluate, uses_flip_tta
 
 
 def tta_model(**kw):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fmnist_core.checkpoint import save_checkpoint
-from fmnist_core.config import TrainConfig
-from fmnist_core.models import create_model
-from fmnist_core.run_store import RunStore
+from fmnist_core.formats.checkpoint import save_checkpoint
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.modeling.models import create_model
+from fmnist_core.store.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.browser import upload_a_shoe
 

@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
-from fmnist_core.recipes import RECIPES
+from fmnist_core.modeling.recipes import RECIPES
 from tests.e2e.conftest import open_page
 
 LOADS = 8

@@ -1,5 +1,5 @@
 """An anonymous visitor keeps their runs across a refresh, a new tab and a server restart (the
-signed cookie of fmnist_core.identity), and another browser, or a forged cookie, does not get
+signed cookie of fmnist_core.formats.identity), and another browser, or a forged cookie, does not get
 them. After the restart, with no admin who can log in, anyone may stop what the old server
 left queued. Two browser contexts are two browsers: each has its own cookies."""
 
@@ -9,7 +9,7 @@ import json
 import re
 import time
 
-from fmnist_core.run_store import RunStore
+from fmnist_core.store.run_store import RunStore
 from tests.conftest import make_idx_dir
 from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.browser import pick_run, run_named

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from fmnist_core.identity import ANONYMOUS_PREFIX, COOKIE_NAME
-from fmnist_core.leaderboard import owner_label
-from fmnist_core.run_store import RunStore
+from fmnist_core.formats.identity import ANONYMOUS_PREFIX, COOKIE_NAME
+from fmnist_core.store.leaderboard import owner_label
+from fmnist_core.store.run_store import RunStore
 from tests.e2e.conftest import open_page
 from tests.helpers.browser import grid_overflow
 from tests.helpers.runs import add_run

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from fmnist_core.checkpoint import load_checkpoint
-from fmnist_core.data import CLASSES
-from fmnist_core.paths import pretrained_dir
-from fmnist_core.photo_synth import synth_photos
-from fmnist_core.photosets import PhotoSetStore, evaluate_on_photoset
+from fmnist_core.base.paths import pretrained_dir
+from fmnist_core.formats.checkpoint import load_checkpoint
+from fmnist_core.images.data import CLASSES
+from fmnist_core.images.photo_synth import synth_photos
+from fmnist_core.store.photosets import PhotoSetStore, evaluate_on_photoset
 from tests.e2e.conftest import open_page
 
 SHOWN = [1, 7, 8, 9]  # Trouser, Sneaker, Bag, Ankle boot: one test-set item of each, photographed

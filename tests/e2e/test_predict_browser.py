@@ -59,7 +59,7 @@ IN_VIEW = """el => {
 def test_on_a_phone_the_prediction_stays_in_view_while_drawing(browser, server):
     """390x844: the details stack below the canvas, so the answer sits above it and sticks
     under the header while the canvas is in view, even with the canvas scrolled to the top."""
-    from fmnist_core.data import CLASSES
+    from fmnist_core.images.data import CLASSES
 
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()

@@ -2,8 +2,8 @@
 
 import time
 
-from fmnist_core.run_store import RunStore
-from fmnist_core.sweep_store import SweepStore
+from fmnist_core.store.run_store import RunStore
+from fmnist_core.sweeps.sweep_store import SweepStore
 from tests.e2e.conftest import open_page
 
 

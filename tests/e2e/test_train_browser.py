@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from fmnist_core.run_store import RunStore
+from fmnist_core.store.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.runs import stored_run
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from fmnist_core.checkpoint import FORMAT
-from fmnist_core.data import CLASSES
-from fmnist_core.models import create_model
+from fmnist_core.formats.checkpoint import FORMAT
+from fmnist_core.images.data import CLASSES
+from fmnist_core.modeling.models import create_model
 
 
 def craft(path, model: str, model_args: dict | str, tensors: dict) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import resource
 
-from fmnist_core.paths import pretrained_dir
+from fmnist_core.base.paths import pretrained_dir
 
 CHECKPOINT = str(pretrained_dir() / "cnn_c_report")
 MEMORY_BOUND = 4 * 2**30  # address space for the whole process: torch and its threads need ~3.5 GB of it

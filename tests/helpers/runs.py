@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fmnist_core.config import TrainConfig
-from fmnist_core.files import atomic_write_json
-from fmnist_core.run_store import RunStore, result_from
+from fmnist_core.base.files import atomic_write_json
+from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.run_store import RunStore, result_from
 
 # Every file of a finished run's folder.
 RUN_FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
@@ -48,9 +48,9 @@ def add_run(store: RunStore, name: str, owner: str, accuracy: float, created: st
 
 def fake_finished_sweep(runs: Path) -> tuple[str, list[str]]:
     """A finished sweep as the driver leaves it on disk: a record and three tagged runs."""
-    from fmnist_core.config import TrainConfig
-    from fmnist_core.files import atomic_write_json
-    from fmnist_core.run_store import result_from
+    from fmnist_core.base.files import atomic_write_json
+    from fmnist_core.modeling.config import TrainConfig
+    from fmnist_core.store.run_store import result_from
 
     store, sweep_id = RunStore(runs), "sweep-20260101-000000-abcd"
     ids = []

@@ -1,0 +1,1 @@
+"""What a trained model is analysed into: metrics, mistake maps, export facts, its card."""

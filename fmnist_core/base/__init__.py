@@ -1,0 +1,1 @@
+"""Mechanics every layer uses: files, errors, paths, threads, statuses, text helpers."""

@@ -1,0 +1,1 @@
+"""The commands: the CLI, reproduce, bench and the console's output."""

@@ -1,0 +1,1 @@
+"""Images in: the data set, photo preprocessing, synthetic photos, photo augmentation."""

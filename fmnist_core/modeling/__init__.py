@@ -1,0 +1,1 @@
+"""The settings, the recipes and the models."""

@@ -1,0 +1,1 @@
+"""Sweeps on Ray: the space, the driver process the page starts, and their store."""

@@ -1,0 +1,1 @@
+"""The training loop, its queue and worker thread, resuming and fine-tuning."""

@@ -1,0 +1,1 @@
+"""Using a trained model: scoring, inference, explanations, export, photo measurements."""
