@@ -26,7 +26,7 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.models import count_parameters, create_model
 from fmnist_core.modeling.weight_init import init_weights
 from fmnist_core.training.finetune import load_start_weights, photos_for_run
-from fmnist_core.training.photo_data import PhotoData
+from fmnist_core.training.photo_data import PhotoData, synthetic_photo_data
 from fmnist_core.training.resume import ResumeState, capture, restore
 from fmnist_core.use.scoring import evaluate, predict_dataset, score_probabilities
 
@@ -216,20 +216,23 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
     model = build_model(config, device)
     if config.init_from and resume is None:  # a resumed run's own weights replace these anyway
         load_start_weights(model, config)
-    photo_data = photo_data or photos_for_run(config)
-    photos = photo_x = photo_y = None
-    if photo_data is not None:
-        photos = (normalize(photo_data.train_images).to(device), photo_data.train_labels.to(device))
-        photo_x, photo_y = normalize(photo_data.heldout_images).to(device), photo_data.heldout_labels.to(device)
     # The whole data set goes to the device once (55 MB as float32): on a GPU every batch
     # is then an index into device memory, with no host-to-device copy per step.
     train_x, train_y = normalize(data.train_images).to(device), data.train_labels.to(device)
     test_x, test_y = normalize(data.test_images).to(device), data.test_labels.to(device)
     val_x = val_y = None
+    keep = torch.arange(len(train_x))
     if config.validation:
         keep, held = split_train_validation(len(train_x), config.validation, seed=config.seed)
         val_x, val_y = train_x[held.to(device)], train_y[held.to(device)]
         train_x, train_y = train_x[keep.to(device)], train_y[keep.to(device)]
+    if photo_data is None and config.synthetic_photos:  # photos of training images only, never of validation ones
+        photo_data = synthetic_photo_data(data.train_images[keep], data.train_labels[keep], config.synthetic_photos)
+    photo_data = photo_data or photos_for_run(config)
+    photos = photo_x = photo_y = None
+    if photo_data is not None:
+        photos = (normalize(photo_data.train_images).to(device), photo_data.train_labels.to(device))
+        photo_x, photo_y = normalize(photo_data.heldout_images).to(device), photo_data.heldout_labels.to(device)
 
     steps = math.ceil(len(train_x) / config.batch_size)
     optimizer = build_optimizer(model, config)

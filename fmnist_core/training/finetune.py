@@ -50,6 +50,8 @@ def finetune_config(source: str | Path, given: dict) -> TrainConfig:
     values = base_config(metadata)
     values.update(epochs=FINETUNE_EPOCHS, lr=values.get("lr", DEFAULTS["lr"]) * FINETUNE_LR_FACTOR,
                   schedule=FINETUNE_SCHEDULE, name="")
+    if given.get("photos"):  # the user's own photos replace the synthetic ones the checkpoint was trained with
+        values["synthetic_photos"] = 0
     clash = [name for name in ARCHITECTURE if name in given and given[name] != values[name]]
     if clash:
         name = clash[0]

@@ -10,7 +10,7 @@ from ui.form import config_summary, form_from_query, query_from_form
 
 NON_DEFAULT = {"model": "vgg11", "optimizer": "adamw", "lr": 0.00123, "momentum": 0.5, "nesterov": True, "weight_decay": 1e-5,
                "batch_size": 4096, "epochs": 7, "schedule": "onecycle", "label_smoothing": 0.15, "dropout": 0.3, "init": "he_normal",
-               "patch": 14, "augment": True, "photo_augment": 0.75, "tta": True, "seed": 2**31 - 1, "device": "cpu", "threads": 3, "precision": "bf16",
+               "patch": 14, "augment": True, "photo_augment": 0.75, "synthetic_photos": 2500, "tta": True, "seed": 2**31 - 1, "device": "cpu", "threads": 3, "precision": "bf16",
                "channels_last": True, "softmax_output": False, "width": 48, "validation": 5000, "ema": 0.999,
                "name": "a name: with *stars*, & [brackets]"}
 

@@ -179,3 +179,17 @@ def test_a_run_does_not_continue_on_a_changed_photo_set(tmp_path):
     Image.fromarray(synthetic_images(np.array([8]), seed=99)[0]).save(photos / "Bag" / "new.png")
     with pytest.raises(PhotoSetError, match="has changed since this run started"):
         photos_for_run(config)
+
+
+def test_a_run_trained_on_synthetic_photos_fine_tunes_on_a_photo_set(tiny_env, tmp_path, capsys):
+    """The user's photos replace the synthetic ones the checkpoint was trained with: the
+    two are not mixed, and fine-tuning must not then refuse the user's set."""
+    start = tmp_path / "synthetic"
+    assert main(["train", "--model", "cnn_a", "--epochs", "1", "--batch-size", "64", "--threads", "1",
+                 "--synthetic-photos", "30", "--out", str(start)]) == 0
+    assert json.loads((start / "config.json").read_text())["synthetic_photos"] == 30
+    run = tmp_path / "run"
+    assert main(["train", "--from", str(start), "--photos", str(photo_folder(tmp_path / "photos")), "--epochs", "1",
+                 "--threads", "1", "--out", str(run)]) == 0, capsys.readouterr().err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["synthetic_photos"] == 0 and saved["photos"].endswith("photos")
