@@ -52,7 +52,10 @@ OUR_RECIPES: dict[str, dict] = {
     # Measured after its first epoch only (a machine at load 45; seed 0, 5,000-image validation split):
     # validation 86.1% against fast's 87.5%, and 61.5% against 56.5% on 200 photo-like images made
     # from validation images (scripts/make_photo_like_set.py). Full 2-epoch figures: still to measure.
-    "photo": dict(OUR_BASE, model="fast_cnn_v2", width=16, lr=0.15, batch_size=192, epochs=2, photo_augment=0.5, **SPEED),
+    # fast, with a quarter of every batch photos of 3,000 training images: measured on 500 photos of test
+    # items, 85.4% (fast: 79.0%), 6.2 points below the same items as 28x28; photo_augment 0.5 on top
+    # gave 85.8% on photos but 88.1% on the test set against 90.0%, so it is left out (README, Photos).
+    "photo": dict(OUR_BASE, model="fast_cnn_v2", width=16, lr=0.15, batch_size=192, epochs=2, synthetic_photos=3000, **SPEED),
 }
 # The recipes that the current ones replaced, kept so that `bench` times old and new side
 # by side and a user can still rebuild a model trained with them.
@@ -72,7 +75,7 @@ DESCRIPTIONS = {
     "balanced": "~93% in about a minute: 5 epochs of a 5-layer CNN in airbench's layout, bf16 where native",
     "accurate": "~94% in about 4 minutes: 8 epochs of the airbench-layout CNN at width 32, bf16 where native",
     "best": "93.8%: the shipped ResNet checkpoint's recipe, 12 epochs with augmentation, fp32 (~40 minutes)",
-    "photo": "fast, trained on photo-like batches (contrast, tone, light, blur, noise, rotation, erasing) for phone photos",
+    "photo": "fast, for phone photos: a quarter of every batch is photos of 3,000 training images cut to 28x28 (made once, ~5 minutes)",
     "fast_v1": "the fast recipe before fast_cnn_v2 (kept for bench's comparison)",
     "balanced_v1": "the balanced recipe before air_cnn: 5 epochs of the residual net at width 16 (kept for bench's comparison)",
 }
