@@ -401,15 +401,16 @@ class RemoteRunManager(RunManager):
         except Exception as e:  # noqa: BLE001 - any way the actor went is told on the run
             status, message = self._lost(run_id, lost_reason(e))
         with self._lock:
-            self._remote.pop(run_id, None)
             live = self._live.get(run_id)
-            self._lock.notify_all()
+        if live is not None:
+            self._finish(live, status, message)  # ended before its CPUs go to the next run
         try:
             ray.kill(remote.actor)  # detached: it would hold its CPUs until killed
         except Exception:  # noqa: BLE001 - already gone
             pass
-        if live is not None:
-            self._finish(live, status, message)
+        with self._lock:
+            self._remote.pop(run_id, None)
+            self._lock.notify_all()
         return False
 
     def _lost(self, run_id: str, why: str) -> tuple[str, str]:
