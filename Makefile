@@ -13,9 +13,10 @@ run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
 
 # A team or a class: every interface, runs with owners, limits, no error details
-# (README, "Sharing the Studio").
+# (README, "Sharing the Studio"). `make share RAY=HOST:PORT`: Train-page runs train on that Ray cluster.
+RAY ?=
 share: setup
-	FMNIST_STUDIO_MODE=shared $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) \
+	FMNIST_STUDIO_MODE=shared $(if $(RAY),FMNIST_RAY_ADDRESS=$(RAY)) $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) \
 		--server.address 0.0.0.0 --client.showErrorDetails none
 
 test: setup-test lint typecheck

@@ -71,7 +71,7 @@ def live_panel(manager: RunManager, runs: RunList, state: TrainState, run_id: st
     if run.message and status in MESSAGE_SHOWN:
         (st.error if status in AS_ERROR else st.info)(plain(run.message))  # result.json is a file: its text stays text
     if status == RunStatus.QUEUED:
-        st.info(f"Waiting in the queue (position {manager.queue_position(run_id)}): one run trains at a time so runs don't fight over the CPU.")
+        st.info(f"Waiting in the queue (position {manager.queue_position(run_id)}): {manager.queue_note}.")
     if run.live and status == RunStatus.RUNNING:
         st.progress(min(1.0, run.progress.get("progress", 0.0)), text=progress_text(run.progress, config["epochs"]))
     if points := list(run.batch_losses):

@@ -13,6 +13,7 @@ from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.images.data import load_fashion_mnist
 from fmnist_core.modeling.models import count_parameters, create_model, layer_table
 from fmnist_core.store.run_store import RunStore
+from fmnist_core.training.remote_runs import make_run_manager
 from fmnist_core.training.run_manager import RunManager
 from ui.sweeps import sweep_launcher
 from ui.visitor import studio_policy
@@ -20,9 +21,10 @@ from ui.visitor import studio_policy
 
 @st.cache_resource
 def run_manager() -> RunManager:
-    """One manager (and so one training thread) per server process, whatever the page or tab.
+    """One manager (and so one training thread) per server process, whatever the page or tab;
+    with $FMNIST_RAY_ADDRESS set, one that trains each run on that Ray cluster (remote_runs).
     Running sweeps hold places in its queue limits: their trials are runs too."""
-    return RunManager(RunStore(), policy=studio_policy(), held_elsewhere=lambda: sweep_launcher().slot_owners())
+    return make_run_manager(RunStore(), policy=studio_policy(), held_elsewhere=lambda: sweep_launcher().slot_owners())
 
 
 @st.cache_resource(show_spinner="Reading Fashion-MNIST…")

@@ -10,7 +10,8 @@ opens a FIFO or follows a symlink out of the store.
     config.json    check_config TrainConfig.to_dict(), each setting in its declared range
     result.json    RESULT       {"status": one of RESULT_STATUSES, "message": str, ...}
     history.jsonl  HISTORY_LINE one object per epoch: epoch 1, 2, ... and its figures
-    owner.json     OWNER        {"pid": int, "started": int (clock ticks since boot), "starting": bool (optional)}
+    owner.json     OWNER        {"pid": int, "started": int (clock ticks since boot), "starting": bool, "host": str,
+                                 "ray_actor": str, "ray_node": str (all four optional; ray_*: a run on a Ray cluster)}
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ HISTORY_LINE = {
     "batches": (False, _is_count),
 }
 OWNER = {"pid": (True, lambda v: _is_count(v) and v > 0), "started": (False, _or_none(_is_count)),
-         "starting": (False, lambda v: isinstance(v, bool))}
+         "starting": (False, lambda v: isinstance(v, bool)), "host": (False, _is_text), "ray_actor": (False, _is_text),
+         "ray_node": (False, _is_text)}
 
 
 def check_shape(name: str, value, schema: dict) -> dict:

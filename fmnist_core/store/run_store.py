@@ -9,10 +9,13 @@ A run is a folder `<root>/<id>/`:
                     chart, downsampled to at most ~2000 points; a resumed run rewrites it
                     with its finished epochs' points and goes on appending after them
     model.safetensors  the weights after the last finished epoch
-    owner.json      the pid and start time of the process training it; with "starting": true
+    owner.json      the pid, start time and host of the process training it; with "starting": true
                     while that process prepares the run (a sweep's trial loads its data and
                     builds its model in a Ray worker): the run reads "starting", not
-                    "interrupted", until its first batch, and "interrupted" if that process dies
+                    "interrupted", until its first batch, and "interrupted" if that process dies.
+                    A Train-page run on a Ray cluster (remote_runs) also names its actor
+                    ("ray_actor") and node: on another host its pid says nothing here, so
+                    it reads as training until the app, which asks the cluster, settles it
     queued.json     present while the run waits in a queue (the queue is on disk: a
                     restarted RunManager queues these runs again)
     resume.safetensors  what resuming after the last finished epoch needs (resume.py)
@@ -35,6 +38,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import stat
 import threading
 import time
@@ -148,11 +152,24 @@ def _int_or_none(value) -> int | None:
     return int(value)
 
 
-def owner_record(starting: bool = False) -> dict:
+HOST = socket.gethostname()
+
+
+def owner_record(starting: bool = False, **extra: str) -> dict:
     """What owner.json records about the process training a run (`starting`: it has claimed
-    the run and prepares it; RunWriter drops the flag when training starts)."""
-    record = this_process()
+    the run and prepares it; RunWriter drops the flag when training starts); `extra`: a
+    remote run's Ray identity (ray_actor, ray_node)."""
+    record = {**this_process(), "host": HOST, **extra}
     return {**record, "starting": True} if starting else record
+
+
+def owner_alive(owner: dict | None) -> bool:
+    """Whether the process in owner.json still trains the run, as far as this host can tell:
+    a run on a Ray cluster's other host counts as alive (the cluster, not a pid, says; the
+    app that asks it settles a run whose actor is gone)."""
+    if owner is not None and owner.get("ray_actor") and owner.get("host", HOST) != HOST:
+        return True
+    return process_alive(owner)
 
 
 def _mean(values):
@@ -253,7 +270,7 @@ class RunStore:
         problems += history_problems
         history_ok = len(problems) == before  # readable, of the right shape, in sequence
         owner = _read(problems, read_json_file, path / "owner.json", OWNER)
-        alive = process_alive(owner)
+        alive = owner_alive(owner)
         if result is not None:
             status = result["status"]
         elif is_regular_file(path / QUEUED_NAME):

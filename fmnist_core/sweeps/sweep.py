@@ -41,6 +41,7 @@ from fmnist_core.store.access import LOCAL_OWNER, LimitError, Policy
 from fmnist_core.store.run_store import STOP_NAME, RunStore, StopRequest, best_test_accuracy, result_from
 from fmnist_core.sweeps.sweep_space import Dimension, SpaceError, arg_text, check_against, grid_size, has_samples
 from fmnist_core.sweeps.sweep_store import SweepStore, new_sweep_id, this_host, trials_at_once
+from fmnist_core.training.remote_runs import ray_auth_env
 from fmnist_core.training.resume import RESUME_NAME
 from fmnist_core.training.run_manager import train_run
 
@@ -305,24 +306,6 @@ def check_address(address: str) -> str:
         raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); "
                         "start one with `ray start --head --port PORT` or check the address") from None
     return address
-
-
-def ray_auth_env() -> None:
-    """Before joining a cluster. Ray >= 2.59 turns token authentication on for clusters started by `ray start --head`
-    when a token exists (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), but a
-    driver given an explicit address only sends the token when RAY_AUTH_MODE=token. So when
-    a token is there and the mode is not set, set it: the driver then authenticates like
-    the nodes do. RAY_AUTH_MODE=disabled (set by the user) is respected."""
-    if os.environ.get("RAY_AUTH_MODE"):
-        return
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
-        # Ray reads its config once per process; refresh it as Ray's own
-        # _enable_token_auth does, or this process keeps sending no token.
-        from ray._raylet import Config  # type: ignore[attr-defined]  # a private module: Ray's stubs do not list it
-
-        Config.initialize("")
 
 
 PARENT_ENV = "FMNIST_SWEEP_PARENT_PID"  # set by the app: a sweep it started ends when the app does

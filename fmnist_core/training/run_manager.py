@@ -82,16 +82,17 @@ def batch_step(event: dict) -> int:
 class RunWriter:
     """Engine callback that persists a run as it trains: nothing finished is ever lost."""
 
-    def __init__(self, path: Path, config: TrainConfig, resumed_epoch: int = 0):
+    def __init__(self, path: Path, config: TrainConfig, resumed_epoch: int = 0, owner_extra: dict | None = None):
         self.path, self.config = Path(path), config
         self.resumed_epoch = resumed_epoch  # the epoch a resumed run goes on after (0: a new run)
+        self.owner_extra = owner_extra or {}  # a remote run's Ray identity, kept in owner.json
         self.params = None
         self.batch_losses: BatchLossSampler | None = None
         self.test_scores = None  # the last saved epoch's test-set probabilities
 
     def on_run_start(self, event: dict) -> None:
         self.params = event["params"]
-        atomic_write_json(self.path / "owner.json", owner_record())
+        atomic_write_json(self.path / "owner.json", owner_record(**self.owner_extra))
         (self.path / QUEUED_NAME).unlink(missing_ok=True)
         total = event["epochs"] * event["batches_per_epoch"]
         self.batch_losses = BatchLossSampler(total)
@@ -140,10 +141,11 @@ class RunWriter:
 
 
 def train_run(store: RunStore, run_id: str, config: TrainConfig, callbacks=(), stop=None, data=None,
-              resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data=None) -> dict:
+              resume: ResumeState | None = None, cores_kept_free: int = 0, photo_data=None, owner_extra: dict | None = None) -> dict:
     """Train an already-created run folder (or continue it from `resume`, see
-    check_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit."""
-    writer = RunWriter(store.root / run_id, config, resumed_epoch=resume.epoch if resume is not None else 0)
+    check_resume) and write its result; returns the result. `cores_kept_free`, `photo_data`: see fit;
+    `owner_extra`: what owner.json records beside the process (a remote run's Ray actor)."""
+    writer = RunWriter(store.root / run_id, config, resumed_epoch=resume.epoch if resume is not None else 0, owner_extra=owner_extra)
     outcome = fit(config, data=data, callbacks=[writer, *callbacks], stop=stop, resume=resume, cores_kept_free=cores_kept_free,
                   photo_data=photo_data)
     result = result_from(outcome.status, outcome.message, outcome.history, outcome.seconds, count_parameters(outcome.model))
@@ -402,7 +404,16 @@ class RunManager:
                 self._write_result(run_id, result_from(RunStatus.CANCELLED, live.message, live.history, 0.0, None))
                 self.store.mark_queued(run_id, False)
             else:
-                live.stop.set()
+                self._stop_started(live)
+
+    def _stop_started(self, live: LiveRun) -> None:
+        """Ask a run that has left the queue to stop (remote_runs asks its Ray actor)."""
+        live.stop.set()
+
+    @property
+    def queue_note(self) -> str:
+        """Why queued runs wait, for the page's queue line."""
+        return "one run trains at a time so runs don't fight over the CPU"
 
     def active_ids(self) -> set[str]:
         with self._lock:
@@ -511,7 +522,7 @@ class RunManager:
                 result = {"status": RunStatus.INTERRUPTED, "message": "the server stopped while it trained"}
             self._finish(live, result["status"], result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
-            message = _failure_message(e, self.store, live.id)
+            message = failure_message(e, self.store, live.id)
             history = self.store.settled_history(live.id)  # the disk's epochs: the live copy can be one behind
             # Should the disk be full, result.json may not be written either; the run still
             # ends here, so it never reads as running (Stop and Delete work).
@@ -556,7 +567,7 @@ def _close_at_exit(manager_ref: weakref.ref) -> None:
         manager.close()
 
 
-def _failure_message(error: Exception, store: RunStore, run_id: str) -> str:
+def failure_message(error: Exception, store: RunStore, run_id: str) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "out of memory: try a smaller batch size or a smaller model"
     if disk_full(error):
