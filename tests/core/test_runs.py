@@ -1,7 +1,9 @@
 import json
 import os
 import threading
+import re
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -9,7 +11,7 @@ from fmnist_core.base.errors import UserError
 from fmnist_core.modeling.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
-from tests.helpers.runs import cfg, stored_run
+from tests.helpers.runs import StepClock, cfg, stored_run
 
 
 def wait_for_first_epoch(manager: RunManager, run_id: str, timeout: float = 60) -> None:
@@ -276,3 +278,13 @@ def test_runs_left_queued_by_a_restart_are_taken_in_the_order_they_were_queued(t
         for run_id in (first, second):
             manager.stop(run_id)
         manager.wait_idle(60)
+
+
+def test_run_ids_start_with_the_stores_clock_and_sort_newest_first(tmp_path):
+    store = RunStore(tmp_path, clock=StepClock(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)))
+    made = [stored_run(store, name) for name in ("a", "b", "c")]  # within one real second: no sleep
+    assert [m[:15] for m in made] == ["20260304-050608", "20260304-050609", "20260304-050610"]
+    assert all(re.fullmatch(r"\d{8}-\d{6}-cnn_a-[0-9a-f]{4}", m) for m in made)  # the format existing folders have
+    assert store.ids() == made[::-1]
+    assert [store.read(m).name for m in store.ids()] == ["c", "b", "a"]
+    assert json.loads((tmp_path / made[0] / "run.json").read_text())["created"] == "2026-03-04T05:06:08+00:00"
