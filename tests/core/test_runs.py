@@ -1,7 +1,7 @@
 import json
 import os
-import threading
 import re
+import threading
 import time
 from datetime import UTC, datetime
 
