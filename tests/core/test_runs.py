@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fmnist_core.base.errors import UserError
+from fmnist_core.formats.checkpoint import read_metadata
 from fmnist_core.modeling.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
@@ -37,7 +38,8 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
     folder = records[first].path
     assert len((folder / "history.jsonl").read_text().splitlines()) == 3
     assert json.loads((folder / "result.json").read_text())["epochs_done"] == 3
-    assert records[first].weights is not None
+    assert records[first].weights == folder / "model.safetensors"
+    assert read_metadata(records[first].weights)["metrics"]["epoch"] == 3  # the weights of the last epoch
     assert records[first].summary()["best_test_accuracy"] > 50
     snapshot = manager.live(first)
     assert snapshot.history and snapshot.batch_losses
@@ -76,7 +78,8 @@ def test_stop_and_cancel(manager):
     assert manager.wait_idle(30)
     records = {r.id: r for r in manager.list_runs()}
     assert records[running].status == "stopped" and 1 <= len(records[running].history) < 200
-    assert records[running].weights is not None
+    assert records[running].weights == records[running].path / "model.safetensors"
+    assert read_metadata(records[running].weights)["metrics"]["epoch"] == len(records[running].history)
     assert records[queued].status == "cancelled"
 
 
@@ -217,7 +220,8 @@ def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
     manager.close(timeout=30)
     assert not manager._worker.is_alive()
     record = RunStore(tmp_path / "runs").read(running)
-    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights is not None
+    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights == record.path / "model.safetensors"
+    assert read_metadata(record.weights)["metrics"]["epoch"] == len(record.history)  # the weights of the last epoch kept
     assert not (record.path / "history.jsonl").read_text().endswith("}{")
     assert RunStore(tmp_path / "runs").read(queued).history == []
 
