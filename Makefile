@@ -22,10 +22,13 @@ share: setup
 test: setup-test lint typecheck
 	$(BIN)/python -m pytest
 
-# The inner loop: everything but the browser, Ray and full-data tests (markers in pytest.ini), in
-# a few minutes. `make test` still runs all of it, and CI runs `make test`.
-quick: setup lint
-	$(BIN)/python -m pytest -m "not e2e and not ray and not slow" --durations=5
+# The inner loop: everything but the browser, Ray and full-data tests (markers in pytest.ini), on
+# the cores this process may use (pytest-xdist; `make quick WORKERS=1` for one process). `make test`
+# still runs all of it, and CI runs `make test`.
+# nproc: the cores this process may use (taskset, cgroups); -n auto would count all of them where psutil is installed
+WORKERS ?= $(shell nproc)
+quick: setup $(VENV)/.test-installed lint
+	$(BIN)/python -m pytest -m "not e2e and not ray and not slow" -n $(WORKERS) --dist loadgroup --durations=5
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

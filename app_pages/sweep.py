@@ -17,6 +17,7 @@ from fmnist_core.sweeps.sweep_space import sweepable_settings
 from fmnist_core.sweeps.sweep_store import new_sweep_id
 from ui.badges import badge
 from ui.state import run_manager
+from ui.sweep_state import SweepState
 from ui.sweeps import HOW, SweepForm, compare_link, default_values, hyperparameter_chart, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
 from ui.tables import show_table
 from ui.text import literal, plain
@@ -26,6 +27,7 @@ REFRESH_SECONDS = 2.0
 
 launcher = sweep_launcher()
 policy = studio_policy()
+state = SweepState()  # this session's picks: the sweep shown, a delete waiting for an answer
 st.title("Sweep")
 st.caption("Many runs at once on Ray Tune: every trial is an ordinary run (on Train and Compare too), tagged with its sweep.")
 form_col, sweep_col = st.columns([1, 2], gap="large")
@@ -86,7 +88,7 @@ with form_col:
         except UserError as e:
             st.error(f"{plain(str(e)[:1].upper() + str(e)[1:])}. Nothing was started.", icon=":material/block:")
         else:
-            st.session_state["sweep_picker"] = sweep_id
+            state.sweep_picker = sweep_id
             st.toast(f"Sweep {sweep_id} launched")
     if policy.shared:
         me = current_visitor()
@@ -99,10 +101,6 @@ def sweep_status(sweep_id: str, records: dict) -> str:
     if record is None:  # launched here, its driver has not written the record yet
         return "starting" if launcher.running(sweep_id) else "failed"
     return record.status
-
-
-def picked(picker_key: str) -> None:
-    st.session_state["sweep_picker"] = st.session_state[picker_key]
 
 
 def picker_label(sweep_id: str, records: dict) -> str:
@@ -130,16 +128,16 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
             st.toast("Stopping every trial…")
     if status not in SWEEP_ACTIVE and top[1].button("Delete", key=f"delete-{sweep_id}", width="stretch", disabled=bool(locked),
                                                     help=locked or "Move the sweep and its trial runs to the trash (restorable on Train)."):
-        st.session_state["confirm_delete_sweep"] = sweep_id
-    if st.session_state.get("confirm_delete_sweep") == sweep_id:
+        state.confirm_delete_sweep = sweep_id
+    if state.confirm_delete_sweep == sweep_id:
         st.warning("Delete this sweep and its trial runs? The runs go to the trash; Train can restore them.")
         yes, no = st.columns(2)
         if yes.button("Yes, delete", key="confirm_delete_sweep_yes", type="primary"):
-            st.session_state.pop("confirm_delete_sweep", None)
+            state.confirm_delete_sweep = None
             if act(launcher.delete, sweep_id):
                 st.rerun()
         if no.button("Keep it", key="confirm_delete_sweep_no"):
-            st.session_state.pop("confirm_delete_sweep", None)
+            state.confirm_delete_sweep = None
             st.rerun()
     if record is None:
         if status == "failed":
@@ -184,9 +182,8 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
 with sweep_col:
     records = {r.id: r for r in launcher.sweeps.list()}
     ids = sorted(set(records) | set(launcher.launched_ids()), reverse=True)
-    if st.session_state.get("sweep_picker") not in ids:
-        st.session_state["sweep_picker"] = ids[0] if ids else None
-    if not ids:
+    shown = state.shown_among(ids)
+    if shown is None:
         st.info("No sweeps yet. Choose what varies on the left and press **Launch sweep**; or run "
                 "`python -m fmnist_core sweep --grid lr=0.01,0.05,0.1` and it shows up here.")
     else:
@@ -196,8 +193,7 @@ with sweep_col:
         # a browser sending that old label back loses the choice: so the picker is a new
         # widget whenever a label changes, and the chosen sweep is kept in "sweep_picker".
         picker_key = "sweep_pick_" + hashlib.sha1("\n".join(labels.values()).encode()).hexdigest()[:12]
-        st.selectbox("Sweep", ids, index=ids.index(st.session_state["sweep_picker"]), key=picker_key, format_func=labels.__getitem__,
-                     on_change=picked, args=(picker_key,))
-        shown = st.session_state["sweep_picker"]
+        st.selectbox("Sweep", ids, index=ids.index(shown), key=picker_key, format_func=labels.__getitem__,
+                     on_change=state.picked, args=(picker_key,))
         status = sweep_status(shown, records)
         st.fragment(live_sweep, run_every=REFRESH_SECONDS if status in SWEEP_ACTIVE else None)(shown, status)

@@ -34,6 +34,7 @@ def hold_lock(path: str, seconds: float) -> threading.Thread:
     return thread
 
 
+@pytest.mark.xdist_group("apt locks")  # the machine's own apt locks: one holder at a time, even under xdist
 @pytest.mark.parametrize("lock, command", [
     ("/var/lib/dpkg/lock-frontend", ["install", "-y", "-qq", "--no-install-recommends", "chromium"]),  # installed: a no-op
     ("/var/lib/apt/lists/lock", ["update", "-qq"]),

@@ -42,6 +42,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,10 +207,13 @@ def _checkpoint_metrics(path: str, mtime_ns: int) -> dict:
 
 
 class RunStore:
-    """Reads and writes run folders under `root`."""
+    """Reads and writes run folders under `root`. `clock` gives the time a new run is created
+    at (its id starts with it, to the second, so ids sort by age); tests pass a clock they
+    advance instead of sleeping."""
 
-    def __init__(self, root: Path | str | None = None):
+    def __init__(self, root: Path | str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.root = Path(root) if root is not None else paths.runs_dir()
+        self.clock = clock
 
     def create(self, config: TrainConfig, name: str = "", run_id: str | None = None, owner: str = LOCAL_OWNER,
                sweep: str | None = None, claim: bool = False) -> Path:
@@ -218,7 +222,7 @@ class RunStore:
         process will train it, and says so (owner.json, "starting") before the folder is listed,
         so that it never reads as interrupted while it is prepared. Any failure (a file in the
         way, a name too long, a read-only or full disk) is one UserError and leaves nothing behind."""
-        stamp = datetime.now(UTC)
+        stamp = self.clock()
         run_id = run_id or f"{stamp:%Y%m%d-%H%M%S}-{config.model}-{secrets.token_hex(2)}"
         path = self.root / run_id
         created = make_folder(path)

@@ -17,7 +17,7 @@ from fmnist_core.images.data import CLASSES
 from fmnist_core.modeling.recipes import RECIPES
 from tests.conftest import APP, frame_with
 from tests.helpers.pages import png, upload_tab
-from tests.helpers.runs import stored_run
+from tests.helpers.runs import StepClock, stored_run
 
 
 def test_home_shows_data_and_zoo(app):
@@ -233,18 +233,16 @@ def test_bad_link_values_show_on_their_fields_and_never_crash(app):
 def store(tmp_path):
     from fmnist_core.store.run_store import RunStore
 
-    return RunStore(tmp_path / "runs")
+    return RunStore(tmp_path / "runs", clock=StepClock())  # ids a second apart, newest made last
 
 
 def test_a_new_run_from_another_visitor_does_not_move_this_sessions_selection(app, store):
 
     older = stored_run(store, "older")
-    time.sleep(1.1)  # run ids start with the time
     newer = stored_run(store, "newer")
     at = app("train")
     assert at.selectbox(key="run_picker").value == newer
     at.selectbox(key="run_picker").set_value(older).run()
-    time.sleep(1.1)
     stored_run(store, "another visitor's")  # newest of all: first in the list
     at.run()
     assert at.selectbox(key="run_picker").value == older

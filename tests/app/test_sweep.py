@@ -628,3 +628,22 @@ def test_stop_before_the_driver_has_recorded_its_sweep_ends_it_as_stopped(tiny_d
     record = launcher.sweeps.read(sweep_id)
     assert (record.status, record.message, code) == ("stopped", "stopped before it started", 0)
     assert launcher.sweeps.trials(record) == []
+
+
+# ---- SweepState, without Streamlit running ------------------------------------------------------
+
+def test_sweep_state_keeps_the_chosen_sweep_while_listed_then_shows_the_newest():
+    from ui.sweep_state import SweepState
+
+    session: dict = {}
+    state = SweepState(session)
+    assert state.shown_among([]) is None and session == {}  # no sweeps: nothing kept
+    assert state.shown_among(["s3", "s2", "s1"]) == "s3" and session == {"sweep_picker": "s3"}  # newest first
+    session["sweep_pick_abc"] = "s1"  # the picker widget, under its key of the moment
+    state.picked("sweep_pick_abc")
+    assert state.shown_among(["s4", "s3", "s2", "s1"]) == "s1"  # a newer sweep does not move the choice
+    assert state.shown_among(["s4", "s3"]) == "s4"  # the chosen one was deleted: the newest
+    state.confirm_delete_sweep = "s4"
+    assert session["confirm_delete_sweep"] == "s4"
+    state.confirm_delete_sweep = None
+    assert "confirm_delete_sweep" not in session and SweepState({}).confirm_delete_sweep is None

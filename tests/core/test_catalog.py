@@ -68,7 +68,7 @@ def test_comparable_entries_without_a_run_store(tmp_path):
     entries = list_comparable([], pretrained_dir(), tmp_path)  # no results/ either
     assert sorted(e.key for e in entries) == ["shipped:cnn_c_report", "shipped:resnet_fm_best"]
     assert [e.key for e in best_first(entries)] == ["shipped:resnet_fm_best", "shipped:cnn_c_report"]
-    assert all(e.history and e.weights is not None for e in entries)
+    assert all(e.history and e.weights == pretrained_dir() / e.key.removeprefix("shipped:") / "model.safetensors" for e in entries)
 
 
 def test_analysis_is_kept_beside_the_weights_and_checked(tmp_path, tiny_data):

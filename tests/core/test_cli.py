@@ -10,6 +10,7 @@ from PIL import Image
 from fmnist_core.base.paths import pretrained_dir
 from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.use.inference import open_image, predict_images, read_image_file, to_model_input
 from fmnist_core.use.scoring import predict_dataset
 from tests.conftest import ROOT
 from tests.helpers.cli import last_json
@@ -98,7 +99,14 @@ def test_predict_png_matches_the_raw_tensor(real_data, tmp_path):
     assert [p["image"] for p in predictions] == paths
     agree = sum(p["label"] == CLASSES[r] for p, r in zip(predictions, raw))
     assert agree >= 18  # cropping re-frames a few items by a pixel
-    assert all(abs(sum(v for _, v in p["top"]) - 1) < 1 for p in predictions) and all(len(p["top"]) == 3 for p in predictions)
+    # The top 3 are the model's own probabilities for each file, highest first (the label's first), within [0, 1] and summing to at most 1.
+    expected = predict_images(loaded.model, [to_model_input(open_image(read_image_file(p))) for p in paths])
+    for p, e in zip(predictions, expected):
+        assert [c for c, _ in p["top"]] == [c for c, _ in e.top] and p["top"][0] == [p["label"], p["probability"]]
+        assert [v for _, v in p["top"]] == pytest.approx([v for _, v in e.top], abs=1e-6)
+        values = [v for _, v in p["top"]]
+        assert values == sorted(values, reverse=True) and 0 < values[-1] and sum(values) <= 1 + 1e-6
+        assert sum(values) == pytest.approx(sum(sorted(e.probabilities, reverse=True)[:3]), abs=1e-6)
 
 
 def test_fmnist_core_never_imports_streamlit():

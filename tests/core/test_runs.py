@@ -1,15 +1,18 @@
 import json
 import os
+import re
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from fmnist_core.base.errors import UserError
+from fmnist_core.formats.checkpoint import read_metadata
 from fmnist_core.modeling.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import MAX_BATCH_POINTS, TRAINER_NICENESS, LiveRun, RunManager, RunWriter
-from tests.helpers.runs import cfg, stored_run
+from tests.helpers.runs import StepClock, cfg, stored_run
 
 
 def wait_for_first_epoch(manager: RunManager, run_id: str, timeout: float = 60) -> None:
@@ -35,7 +38,8 @@ def test_runs_queue_and_finish_with_files_on_disk(manager):
     folder = records[first].path
     assert len((folder / "history.jsonl").read_text().splitlines()) == 3
     assert json.loads((folder / "result.json").read_text())["epochs_done"] == 3
-    assert records[first].weights is not None
+    assert records[first].weights == folder / "model.safetensors"
+    assert read_metadata(records[first].weights)["metrics"]["epoch"] == 3  # the weights of the last epoch
     assert records[first].summary()["best_test_accuracy"] > 50
     snapshot = manager.live(first)
     assert snapshot.history and snapshot.batch_losses
@@ -74,7 +78,8 @@ def test_stop_and_cancel(manager):
     assert manager.wait_idle(30)
     records = {r.id: r for r in manager.list_runs()}
     assert records[running].status == "stopped" and 1 <= len(records[running].history) < 200
-    assert records[running].weights is not None
+    assert records[running].weights == records[running].path / "model.safetensors"
+    assert read_metadata(records[running].weights)["metrics"]["epoch"] == len(records[running].history)
     assert records[queued].status == "cancelled"
 
 
@@ -215,7 +220,8 @@ def test_close_stops_training_and_leaves_an_interrupted_run(manager, tmp_path):
     manager.close(timeout=30)
     assert not manager._worker.is_alive()
     record = RunStore(tmp_path / "runs").read(running)
-    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights is not None
+    assert record.status == "interrupted" and 1 <= len(record.history) < 200 and record.weights == record.path / "model.safetensors"
+    assert read_metadata(record.weights)["metrics"]["epoch"] == len(record.history)  # the weights of the last epoch kept
     assert not (record.path / "history.jsonl").read_text().endswith("}{")
     assert RunStore(tmp_path / "runs").read(queued).history == []
 
@@ -276,3 +282,13 @@ def test_runs_left_queued_by_a_restart_are_taken_in_the_order_they_were_queued(t
         for run_id in (first, second):
             manager.stop(run_id)
         manager.wait_idle(60)
+
+
+def test_run_ids_start_with_the_stores_clock_and_sort_newest_first(tmp_path):
+    store = RunStore(tmp_path, clock=StepClock(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)))
+    made = [stored_run(store, name) for name in ("a", "b", "c")]  # within one real second: no sleep
+    assert [m[:15] for m in made] == ["20260304-050608", "20260304-050609", "20260304-050610"]
+    assert all(re.fullmatch(r"\d{8}-\d{6}-cnn_a-[0-9a-f]{4}", m) for m in made)  # the format existing folders have
+    assert store.ids() == made[::-1]
+    assert [store.read(m).name for m in store.ids()] == ["c", "b", "a"]
+    assert json.loads((tmp_path / made[0] / "run.json").read_text())["created"] == "2026-03-04T05:06:08+00:00"

@@ -12,7 +12,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fmnist_core.store.run_store import RunStore
 from tests.e2e.conftest import StreamlitServer, open_page
-from tests.helpers.runs import stored_run
+from tests.helpers.runs import StepClock, stored_run
 
 
 def set_number(page, label: str, value) -> None:
@@ -156,9 +156,8 @@ def picker_text(page) -> str:
 
 
 def test_another_visitors_new_run_leaves_this_sessions_selection(browser, tiny_server):
-    store = RunStore(tiny_server.runs_dir)
+    store = RunStore(tiny_server.runs_dir, clock=StepClock())  # a second apart, older than the server's runs
     stored_run(store, "older one")
-    time.sleep(1.1)  # run ids start with the time
     stored_run(store, "newer one")
     mine = browser.new_page(viewport={"width": 1400, "height": 1000})
     open_page(mine, tiny_server, "train")
@@ -241,10 +240,9 @@ def overflowing_tables(page) -> list:
 
 
 def test_tables_fit_at_1400_and_delete_asks_and_undoes(browser, tmp_path):
-    store = RunStore(tmp_path / "runs")
+    store = RunStore(tmp_path / "runs", clock=StepClock())  # ids a second apart, in the order made
     for name in ["first", "a rather long run name " * 8, "third"]:
         stored_run(store, name.strip(), epochs_done=2, epochs=20)
-        time.sleep(1.1)
     server = StreamlitServer(tmp_path / "runs", tmp_path / "log").start()
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})

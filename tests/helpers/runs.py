@@ -4,6 +4,7 @@ and the small configs tests train with."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fmnist_core.base.files import atomic_write_json
@@ -12,6 +13,19 @@ from fmnist_core.store.run_store import RunStore, result_from
 
 # Every file of a finished run's folder.
 RUN_FILES = ("run.json", "config.json", "result.json", "history.jsonl", "owner.json", "model.safetensors")
+
+
+class StepClock:
+    """A clock for `RunStore(clock=...)` that moves on one second per reading, from an hour
+    ago: runs made with it sort in the order made (ids start with the second), all older than
+    a run the real clock makes now, and no test sleeps for it."""
+
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
 
 
 def cfg(**kw):
