@@ -227,7 +227,8 @@ def fit(config: TrainConfig, data: FashionMNIST | None = None, callbacks=(), sto
         val_x, val_y = train_x[held.to(device)], train_y[held.to(device)]
         train_x, train_y = train_x[keep.to(device)], train_y[keep.to(device)]
     if photo_data is None and config.synthetic_photos:  # photos of training images only, never of validation ones
-        photo_data = synthetic_photo_data(data.train_images[keep], data.train_labels[keep], config.synthetic_photos)
+        first = keep[: config.synthetic_photos]  # only these are photographed: no copy of the whole training set
+        photo_data = synthetic_photo_data(data.train_images[first], data.train_labels[first], config.synthetic_photos)
     photo_data = photo_data or photos_for_run(config)
     photos = photo_x = photo_y = None
     if photo_data is not None:
