@@ -153,28 +153,6 @@ def test_stop_reaches_the_remote_run_within_seconds_and_it_keeps_its_epochs(mana
     assert after[:done] == record.history and len(after) > done
 
 
-def test_a_killed_worker_node_fails_the_run_with_the_reason_and_keeps_its_epochs(managers, cluster):
-    manager = managers()
-    run_id = manager.submit(cfg(epochs=40, batch_size=8))
-    wait_for(lambda: len(manager.view(run_id).history) >= 1, 60, "a first epoch")
-    node_id = owner_of(manager, run_id)["ray_node"]
-    node = next(n for n in cluster.list_all_nodes() if n.node_id == node_id)
-    cluster.remove_node(node, allow_graceful=False)
-    try:
-        wait_for(lambda: manager.view(run_id).status not in ACTIVE, 40, "the run's end after its node died")
-        view = manager.view(run_id)
-        assert view.status == RunStatus.FAILED
-        assert "the Ray node it trained on died" in view.message and "resume it from its last finished epoch" in view.message, view.message
-        record = manager.store.read(run_id)
-        assert record.status == RunStatus.FAILED and record.result["message"] == view.message
-        assert len(record.history) >= 1 and record.result["epochs_done"] == len(record.history)
-        config, state = check_resume(manager.store, run_id)  # resumable from its last finished epoch
-        assert state.epoch == len(record.history)
-    finally:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-
-
 RESTARTED_APP = """
 import sys, time
 from fmnist_core.store.access import Policy
@@ -185,9 +163,10 @@ policy = Policy(mode="shared", login=False)
 manager = make_run_manager(RunStore(sys.argv[1]), policy=policy)
 run_id = manager.submit(cfg(epochs=40, batch_size=8), name="outlives its app", visitor=policy.visitor("visitor-b", "b"))
 print(run_id, flush=True)
-while not manager.view(run_id).history:
+deadline = time.time() + 90
+while not manager.view(run_id).history and time.time() < deadline:
     time.sleep(0.1)
-print("trained", flush=True)
+print("trained" if manager.view(run_id).history else "never trained: " + manager.view(run_id).status, flush=True)
 time.sleep(600)
 """
 
@@ -217,3 +196,25 @@ def test_a_new_manager_reattaches_the_runs_its_predecessor_left_on_the_cluster(m
     manager.stop(run_id, visitor=manager.policy.visitor("another-visitor", "another"))  # an orphan: anyone, where no admin logs in
     wait_for(lambda: manager.view(run_id).status not in ACTIVE, 10, "the stop of a re-attached run")
     assert manager.store.read(run_id).status == RunStatus.STOPPED
+
+
+def test_a_killed_worker_node_fails_the_run_with_the_reason_and_keeps_its_epochs(managers, cluster):
+    manager = managers()
+    run_id = manager.submit(cfg(epochs=40, batch_size=8))
+    wait_for(lambda: len(manager.view(run_id).history) >= 1, 60, "a first epoch")
+    node_id = owner_of(manager, run_id)["ray_node"]
+    node = next(n for n in cluster.list_all_nodes() if n.node_id == node_id)
+    cluster.remove_node(node, allow_graceful=False)
+    try:
+        wait_for(lambda: manager.view(run_id).status not in ACTIVE, 40, "the run's end after its node died")
+        view = manager.view(run_id)
+        assert view.status == RunStatus.FAILED
+        assert "the Ray node it trained on died" in view.message and "resume it from its last finished epoch" in view.message, view.message
+        record = manager.store.read(run_id)
+        assert record.status == RunStatus.FAILED and record.result["message"] == view.message
+        assert len(record.history) >= 1 and record.result["epochs_done"] == len(record.history)
+        config, state = check_resume(manager.store, run_id)  # resumable from its last finished epoch
+        assert state.epoch == len(record.history)
+    finally:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
