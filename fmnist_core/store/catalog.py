@@ -36,6 +36,7 @@ class CheckpointEntry:
     test_accuracy: float | None
     name: str = ""  # the run's or folder's name, without the decorations of `label`
     sha256: str = ""
+    trained_on_photos: bool = False  # photos were mixed into its training: a photo set or synthetic photos
 
 
 def _entry(path: Path, source: str, name: str) -> CheckpointEntry | None:
@@ -61,7 +62,18 @@ def _entry_of_version(path: Path, source: str, name: str, mtime_ns: int, size: i
     if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
         accuracy = None
     shown = f"{accuracy:.2f}%" if accuracy is not None else "?"
-    return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy, name, digest)
+    return CheckpointEntry(f"{name} · {meta['model']} · {shown} ({source})", path, source, meta["model"], accuracy, name, digest,
+                           trained_on_photos(meta.get("config")))
+
+
+def trained_on_photos(config) -> bool:
+    """Whether a checkpoint's recorded settings mixed photos into training (`--photos` or
+    `--synthetic-photos`). Photo augmentation alone is not counted: it changes the 28x28
+    items but never shows the model a photo as Predict cuts it out."""
+    if not isinstance(config, dict):
+        return False  # an older or foreign checkpoint: nothing recorded
+    photos, synthetic = config.get("photos"), config.get("synthetic_photos")
+    return bool(isinstance(photos, str) and photos) or (isinstance(synthetic, int) and not isinstance(synthetic, bool) and synthetic > 0)
 
 
 def list_checkpoints(store: RunStore | None = None, pretrained_dir: Path | None = None) -> list[CheckpointEntry]:

@@ -403,7 +403,7 @@ class RunStore:
         """Whether the run's stop request (request_stop) was a Cancel."""
         try:
             values = json.loads(read_regular_text(self.root / run_id / STOP_NAME) or "{}")
-        except (FileProblem, ValueError):
+        except (FileProblem, OSError, ValueError):  # a read error mid-file: no Cancel seen
             return False
         return isinstance(values, dict) and values.get("cancel") is True
 

@@ -13,7 +13,7 @@ from fmnist_core.base.paths import pretrained_dir
 from fmnist_core.formats.checkpoint import load_checkpoint, save_checkpoint
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.models import create_model
-from fmnist_core.store.catalog import best_first, list_checkpoints, list_comparable
+from fmnist_core.store.catalog import best_first, list_checkpoints, list_comparable, trained_on_photos
 from fmnist_core.store.run_store import RunStore
 
 
@@ -62,6 +62,25 @@ def test_a_checkpoint_unreadable_for_a_moment_is_listed_again_next_time(tmp_path
     monkeypatch.setattr(catalog, "inspect_checkpoint", inspect_once_failing)
     assert list_checkpoints(store, tmp_path / "none") == []
     assert len(list_checkpoints(store, tmp_path / "none")) == 1
+
+
+def test_a_checkpoint_says_whether_photos_were_mixed_into_its_training(tmp_path):
+    """Predict suggests a photo-trained model for uploads and the camera: the flag comes from
+    the settings recorded in the checkpoint, photo augmentation alone not counted."""
+    store = RunStore(tmp_path / "runs")
+    for name, extra in [("plain", {}), ("augmented", {"photo_augment": 0.5}), ("synthetic", {"synthetic_photos": 500}),
+                        ("own_set", {"photos": "my-shirts"})]:
+        config = TrainConfig(model="cnn_a", name=name, **extra)
+        torch.manual_seed(len(name))  # distinct weights: identical files are listed once
+        save_checkpoint(create_model("cnn_a"), store.create(config) / "model.safetensors", config.to_dict())
+    flags = {e.name: e.trained_on_photos for e in list_checkpoints(store, tmp_path / "none")}
+    assert flags == {"plain": False, "augmented": False, "synthetic": True, "own_set": True}
+    assert not any(e.trained_on_photos for e in list_checkpoints(RunStore(tmp_path / "empty"), pretrained_dir())
+                   if e.name != "resnet_fm_photos")
+    # what an older or hand-edited checkpoint may record
+    for odd in [None, [], "photos", {"photos": ""}, {"photos": 3}, {"synthetic_photos": True}, {"synthetic_photos": -5},
+                {"synthetic_photos": "500"}]:
+        assert trained_on_photos(odd) is False
 
 
 def test_comparable_entries_without_a_run_store(tmp_path):
