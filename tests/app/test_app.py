@@ -145,11 +145,11 @@ def test_predict_every_model_and_examples(app):
     at.button(key="random_example").click().run()
     assert not at.exception
     verdicts = [m.value for m in at.markdown if "true class" in m.value]
-    assert len(verdicts) == 1 and "of 2 models" in verdicts[0]  # the input and its answer shown once
+    assert len(verdicts) == 1 and "of 3 models" in verdicts[0]  # the input and its answer shown once
     answers = at.table[0].value  # then a row per model
-    assert [name.replace("\\", "") for name in answers.index] == ["resnet_fm_best", "cnn_c_report"]  # cells are Markdown-escaped
+    assert [name.replace("\\", "") for name in answers.index] == ["resnet_fm_best", "resnet_fm_photos", "cnn_c_report"]  # cells are Markdown-escaped
     assert answers.columns.tolist() == ["Test acc.", "Top class"]
-    assert answers["Test acc."].tolist() == ["93.8%", "90.6%"]
+    assert answers["Test acc."].tolist() == ["93.8%", "93.6%", "90.6%"]
     top_classes = [cell.rsplit(" ", 1)[0].replace("\u2011", "-") for cell in answers["Top class"]]
     assert set(top_classes) <= set(CLASSES) and all(cell.endswith("%") for cell in answers["Top class"])
 

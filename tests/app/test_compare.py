@@ -141,14 +141,14 @@ def test_compare_is_full_on_a_fresh_clone(fresh_clone):
     at = open_compare()
     assert not any("No runs yet" in i.value for i in at.info)
     overview = frame_with(at, "images_per_s")
-    assert {"resnet_fm_best", "cnn_c_report"} <= set(overview["name"])
+    assert {"resnet_fm_best", "resnet_fm_photos", "cnn_c_report"} <= set(overview["name"])
     reproduced = overview[overview["source"] == "results/table1.csv"]
     assert "Table 1 · MLP Custom" in set(reproduced["name"]) and "Table 1 · MLP4, patching" in set(reproduced["name"])
     assert reproduced.set_index("name").loc["Table 1 · CNN A", "test_accuracy"] == pytest.approx(87.41, abs=0.01)
     # CNN C's row is the shipped cnn_c_report (same recipe): listed once, not twice
     assert "Table 1 · CNN C" not in set(overview["name"])
     # the best finished models are overlaid, and the best one is opened
-    assert at.multiselect(key="compare_runs").value == ["shipped:resnet_fm_best", "shipped:cnn_c_report"]
+    assert at.multiselect(key="compare_runs").value == ["shipped:resnet_fm_best", "shipped:resnet_fm_photos", "shipped:cnn_c_report"]
     assert at.selectbox(key="focus_run").value == "shipped:resnet_fm_best"
     assert any("Per-class accuracy (overall 93.81%)" in chart.proto.spec for chart in at.get("vega_lite_chart"))
     assert any("test images of **Shirt** predicted as" in c.value for c in at.caption)

@@ -85,8 +85,8 @@ def test_a_checkpoint_says_whether_photos_were_mixed_into_its_training(tmp_path)
 
 def test_comparable_entries_without_a_run_store(tmp_path):
     entries = list_comparable([], pretrained_dir(), tmp_path)  # no results/ either
-    assert sorted(e.key for e in entries) == ["shipped:cnn_c_report", "shipped:resnet_fm_best"]
-    assert [e.key for e in best_first(entries)] == ["shipped:resnet_fm_best", "shipped:cnn_c_report"]
+    assert sorted(e.key for e in entries) == ["shipped:cnn_c_report", "shipped:resnet_fm_best", "shipped:resnet_fm_photos"]
+    assert [e.key for e in best_first(entries)] == ["shipped:resnet_fm_best", "shipped:resnet_fm_photos", "shipped:cnn_c_report"]
     assert all(e.history and e.weights == pretrained_dir() / e.key.removeprefix("shipped:") / "model.safetensors" for e in entries)
 
 
