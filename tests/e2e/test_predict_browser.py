@@ -1,8 +1,10 @@
+import re
 import time
 
-from PIL import Image, ImageDraw
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import open_page
+from tests.helpers.browser import upload_a_shoe
 
 
 def test_draw_on_the_canvas_and_get_a_prediction(page, server):
@@ -30,12 +32,7 @@ def test_draw_on_the_canvas_and_get_a_prediction(page, server):
 
 def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
     open_page(page, server, "predict")
-    photo = Image.new("RGB", (400, 300), "white")
-    ImageDraw.Draw(photo).polygon([(40, 200), (300, 200), (360, 260), (40, 260)], fill=(20, 20, 20))  # a low shoe
-    path = tmp_path / "shoe.png"
-    photo.save(path)
-    page.get_by_role("tab", name="Upload").click()
-    page.locator(".st-key-images input[type=file]").set_input_files(str(path))
+    upload_a_shoe(page, tmp_path)
     page.get_by_role("tabpanel", name="Upload").get_by_text("what the model sees (28x28)").wait_for()
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 1")  # the probabilities
     assert page.get_by_text("shoe.png").count() >= 1
@@ -44,6 +41,27 @@ def test_upload_a_photo_and_see_input_and_probabilities(page, server, tmp_path):
     bad.write_bytes(b"not an image at all")
     page.locator(".st-key-images input[type=file]").set_input_files(str(bad))
     page.get_by_text("fake.png: the file is not an image").wait_for()
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_a_photo_suggests_the_model_trained_on_photos(page, server, tmp_path):
+    """resnet_fm_best never saw a photo; resnet_fm_photos did and names 88% of synthetic photos
+    against 82%. Uploading a photo to the former says so, and "Use it" switches the menu."""
+    open_page(page, server, "predict")
+    model_menu = page.get_by_role("combobox", name="Model")  # its value is the chosen model's label
+    model_menu.click()
+    page.get_by_role("option").filter(has_text="resnet_fm_best").first.click()
+    expect(model_menu).to_have_value(re.compile(r"^resnet_fm_best · "))
+    upload_a_shoe(page, tmp_path)
+    panel = page.get_by_role("tabpanel", name="Upload")
+    panel.get_by_text("what the model sees (28x28)").first.wait_for()  # .first: a rerun may briefly show the old one too
+    hint = panel.get_by_text("never saw a photo in training")
+    hint.wait_for()
+    assert "resnet_fm_photos" in hint.inner_text()
+    panel.get_by_role("button", name="Use it").click()
+    expect(model_menu).to_have_value(re.compile(r"^resnet_fm_photos · "))
+    hint.wait_for(state="detached")  # the photo model answers now: nothing to suggest
+    panel.get_by_text("what the model sees (28x28)").first.wait_for()  # .first: a rerun may briefly show the old one too
     assert page.locator("[data-testid=stException]").count() == 0
 
 
