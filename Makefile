@@ -28,7 +28,7 @@ test: setup-test lint typecheck
 # nproc: the cores this process may use (taskset, cgroups); -n auto would count all of them where psutil is installed
 WORKERS ?= $(shell nproc)
 quick: setup $(VENV)/.test-installed lint
-	$(BIN)/python -m pytest -m "not e2e and not ray and not slow" -n $(WORKERS) --dist loadgroup --durations=5
+	$(BIN)/python -m pytest -m "not e2e and not ray and not slow and not full_data" -n $(WORKERS) --dist loadgroup --durations=5
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

@@ -73,6 +73,15 @@ def tiny_data(tiny_dir):
     return load_fashion_mnist(tiny_dir)
 
 
+def pytest_collection_modifyitems(items):
+    """A test that reads the real data set (the real_data fixture) is a full-data test: left
+    out of `make quick` (`-m "not full_data"`), run by `make test`. Marked here, so a new test
+    cannot forget it."""
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_data)
+
+
 @pytest.fixture(scope="session")
 def real_data():
     """The real data set. `make test` installs it; a missing one is a failure, not a skip."""

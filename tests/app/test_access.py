@@ -150,7 +150,7 @@ print(status("VmHWM") - before)
 
 
 @pytest.mark.parametrize("settings", [
-    {"model": "vgg11", "width": 64, "batch_size": 256},
+    pytest.param({"model": "vgg11", "width": 64, "batch_size": 256}, marks=pytest.mark.slow),  # 30 s of real steps
     {"model": "cnn_c", "batch_size": 512, "optimizer": "adam"},
 ])
 def test_estimate_is_within_a_factor_of_two_of_a_real_step(settings):

@@ -13,7 +13,7 @@ from fmnist_core.images.data import CLASSES, normalize
 from fmnist_core.use.inference import open_image, predict_images, read_image_file, to_model_input
 from fmnist_core.use.scoring import predict_dataset
 from tests.conftest import ROOT
-from tests.helpers.cli import last_json
+from tests.helpers.cli import last_json, run_main
 
 
 def cli(*args, env=None, timeout=600):
@@ -34,12 +34,21 @@ def cli(*args, env=None, timeout=600):
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, words, tmp_path):
-    result = cli(*args, "--out", str(tmp_path / "run")) if args[0] == "train" else cli(*args)
+    result = run_main(*args, "--out", str(tmp_path / "run")) if args[0] == "train" else run_main(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_the_process_gives_the_same_one_line(tmp_path):
+    """The refusals above run in the test's process (run_main); the real process, whose
+    imports and exit path differ, gives the same line and code."""
+    args = ["train", "--lr", "0", "--out", str(tmp_path / "run")]
+    process, in_process = cli(*args), run_main(*args)
+    assert (process.returncode, process.stderr, process.stdout) == (in_process.returncode, in_process.stderr, in_process.stdout)
+    assert process.returncode == 2 and process.stderr.startswith("error: --lr: ")
 
 
 def test_corrupt_checkpoint_and_image(tmp_path):
@@ -182,7 +191,7 @@ def test_train_out_that_cannot_be_a_folder_exits_2_and_creates_nothing(tmp_path,
         pytest.skip("mounting a tmpfs is not permitted here")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     try:
-        result = cli("train", "--model", "cnn_a", "--epochs", "1", "--out", str(out), timeout=120)
+        result = run_main("train", "--model", "cnn_a", "--epochs", "1", "--out", str(out))
     finally:
         if case == "read-only mount":
             subprocess.run(["umount", str(tmp_path / "ro")])
@@ -247,21 +256,22 @@ def test_counts_are_in_the_right_number():
 
 def test_resuming_a_run_that_does_not_exist_says_so(tmp_path):
     missing = tmp_path / "runs" / "nonexistent"
-    result = cli("train", "--resume", str(missing))
+    result = run_main("train", "--resume", str(missing))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: no such run: {missing} is not a run folder"]
     assert not (tmp_path / "runs").exists()
 
 
-def test_explain_and_export_without_out_write_to_the_runs_folder_not_the_current_one(tmp_path):
+def test_explain_and_export_without_out_write_to_the_runs_folder_not_the_current_one(tmp_path, monkeypatch):
     work, runs = tmp_path / "work", tmp_path / "runs"
     work.mkdir()
     item = np.zeros((28, 28), np.uint8)
     item[6:22, 8:20] = 200  # a light item on black, as Fashion-MNIST's
     Image.fromarray(item).save(tmp_path / "item.png")
-    env = {**os.environ, "FMNIST_RUNS_DIR": str(runs)}
+    monkeypatch.setenv("FMNIST_RUNS_DIR", str(runs))
+    monkeypatch.chdir(work)
     checkpoint = str(pretrained_dir() / "cnn_c_report")
     for args in (["explain", checkpoint, str(tmp_path / "item.png")], ["export", checkpoint, "--check-images", "64"]):
-        result = subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=work, env=env, timeout=600)
+        result = run_main(*args)
         assert result.returncode == 0, result.stderr
     assert list(work.iterdir()) == []
     assert (runs / ".exports" / "cnn_c_report.onnx").is_file()

@@ -7,10 +7,11 @@ import time
 from PIL import Image, ImageDraw
 
 from tests.conftest import ROOT
-from tests.helpers.cli import CHECKPOINT, last_json, limit_memory
+from tests.helpers.cli import CHECKPOINT, last_json, limit_memory, run_main
 
 
 def cli(*args, timeout=300, preexec_fn=None):
+    """In a process of its own: the memory bound needs one."""
     return subprocess.run([sys.executable, "-m", "fmnist_core", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout, preexec_fn=preexec_fn)
 
@@ -42,14 +43,14 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(tmp_path):
     text.write_text("not a picture")
     folder = tmp_path / "folder"
     folder.mkdir()
-    result = cli("predict", CHECKPOINT, str(text), good, str(folder), str(tmp_path / "missing.jpg"), "/dev/zero")
+    result = run_main("predict", CHECKPOINT, str(text), good, str(folder), str(tmp_path / "missing.jpg"), "/dev/zero")
     assert result.returncode == 2
     assert result.stdout.strip().splitlines()[0].startswith(f"{good}: Trouser")
     errors = result.stderr.strip().splitlines()
     assert [line.split(": ")[1] for line in errors] == [str(text), str(folder), str(tmp_path / "missing.jpg"), "/dev/zero"]
     assert all(line.startswith("error: ") for line in errors) and "Traceback" not in result.stderr
 
-    as_json = cli("predict", CHECKPOINT, good, str(text), "--json")
+    as_json = run_main("predict", CHECKPOINT, good, str(text), "--json")
     assert as_json.returncode == 2
     report = last_json(as_json.stdout)
     assert [p["image"] for p in report["predictions"]] == [good] and report["predictions"][0]["label"] == "Trouser"
@@ -57,7 +58,7 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(tmp_path):
 
 
 def test_all_good_files_exit_0_and_help_explains_status_2(tmp_path):
-    result = cli("predict", CHECKPOINT, trouser_png(tmp_path / "a.png"), trouser_png(tmp_path / "b.png"))
+    result = run_main("predict", CHECKPOINT, trouser_png(tmp_path / "a.png"), trouser_png(tmp_path / "b.png"))
     assert result.returncode == 0 and result.stderr == "" and len(result.stdout.strip().splitlines()) == 2
-    helptext = " ".join(cli("predict", "--help").stdout.split())
+    helptext = " ".join(run_main("predict", "--help").stdout.split())
     assert "reported on stderr" in helptext and "the exit status is then 2" in helptext

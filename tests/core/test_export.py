@@ -83,7 +83,7 @@ def test_onnx_file_carries_names_and_preprocessing():
     assert [o.name for o in proto.graph.output] == [OUTPUT_NAME]
 
 
-def test_cli_export_with_model_card(tmp_path, capsys):
+def test_cli_export_with_model_card(tmp_path, capsys, real_data):
     out = tmp_path / "cnn_c.onnx"
     code = main(["export", str(CNN_C), "--format", "onnx", "--out", str(out), "--card", "--check-images", str(SUBSET)])
     printed = capsys.readouterr().out
@@ -98,11 +98,10 @@ def test_cli_export_with_model_card(tmp_path, capsys):
 
     # The card's numbers are evaluate()'s and analyze()'s on the test set.
     loaded_model = load_checkpoint(CNN_C).model
-    data = load_fashion_mnist()
-    scores = evaluate(loaded_model, normalize(data.test_images), data.test_labels)
+    scores = evaluate(loaded_model, normalize(real_data.test_images), real_data.test_labels)
     assert f"Test accuracy: {scores['accuracy']:.2f}% on 10,000 images" in card
     assert f"Test loss (mean negative log-likelihood): {scores['loss']:.4f}" in card
-    analysis = analyze(loaded_model, data)
+    analysis = analyze(loaded_model, real_data)
     for name, accuracy in zip(CLASSES, analysis.per_class_accuracy):
         assert f"| {name} | {accuracy:.2f} |" in card
     matrix_rows = [line for line in card.splitlines() if line.startswith("| ") and line.count("|") == 12][1:]
