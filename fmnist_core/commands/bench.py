@@ -10,6 +10,8 @@
    largest difference from PyTorch on the test set; explanation latency per method.
 6. A busy machine: one epoch of `fast` idle and beside a spinning core, automatic threads
    vs 1 vs 2 (bench_busy.py; `bench --busy` runs it alone; not in --quick).
+7. Photo preprocessing: one 12 MP JPEG through open_image and find_item, as Predict does
+   (bench_photo.py; `bench --photo` runs it alone).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch import nn
 
 from fmnist_core.base.paths import pretrained_dir
 from fmnist_core.commands.bench_busy import busy_machine_section
+from fmnist_core.commands.bench_photo import photo_preprocessing_section
 from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.images.data import FILES, find_data_dir, load_fashion_mnist, normalize
 from fmnist_core.modeling.config import TrainConfig
@@ -285,6 +288,7 @@ def run_bench(quick: bool = False, as_json: bool = False, seeds: int = 3, thread
     out["export"], out["explain"] = export_and_explain_section(shipped, 100 if quick else 500, 1000 if quick else 10_000)
     if not quick:
         out["busy_machine"] = busy_machine_section()
+    out["photo_preprocessing"] = photo_preprocessing_section()
     if as_json:
         print(json.dumps(out))
     return 0

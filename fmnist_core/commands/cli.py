@@ -284,6 +284,13 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.photo:
+        from fmnist_core.commands.bench_photo import photo_preprocessing_section
+
+        row = photo_preprocessing_section()
+        if args.json:
+            print(json.dumps(row))
+        return 0
     if args.busy:
         from fmnist_core.commands.bench_busy import busy_machine_section
 
@@ -653,6 +660,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--busy", action="store_true", help="only section 6: one epoch of fast, idle and beside a busy core, at "
                        "automatic threads, 1 and 2 (~3 minutes on an idle 2-core machine)")
         p.add_argument("--repeats", type=int, default=2, help="with --busy: best of this many runs per cell (default 2)")
+        p.add_argument("--photo", action="store_true", help="only section 7: a 12-megapixel JPEG through Predict's photo "
+                       "preprocessing, CPU ms on one thread (~10 s)")
         p.add_argument("--seeds", type=int, default=3)
         p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (default 1)")
         p.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="recipes to time (default: fast and balanced, each after the recipe "

@@ -162,3 +162,24 @@ def test_photos_synth_command(tmp_path, capsys):
     assert main(["photos", "synth", "--count", "0", "--out", str(tmp_path / "other")]) == 2
     assert "--count: 0 is out of range; use 1 to 10,000" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_bench_photo_times_a_twelve_megapixel_jpeg(real_data):
+    """`bench --photo` (section 7) gives the preprocessing's time for a real phone-sized photo:
+    a 4000x3000 JPEG, decoded at reduced scale, and the item found in it."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from fmnist_core.commands.bench_photo import twelve_megapixel_jpeg
+    from tests.helpers.cli import run_main
+
+    assert Image.open(io.BytesIO(twelve_megapixel_jpeg())).size == (4000, 3000)
+    result = run_main("bench", "--photo", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "7. Photo preprocessing, one 4000x3000 JPEG" in result.stdout
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert max(row["decoded"]) < 4000  # decoded at reduced scale, as Predict does
+    assert all(row[stage]["p50_ms"] > 0 for stage in ("open_image", "find_item", "both"))
+    assert row["both"]["p50_ms"] >= 0.8 * row["find_item"]["p50_ms"]  # the whole includes its part
