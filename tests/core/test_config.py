@@ -61,6 +61,19 @@ def test_every_recipe_is_a_valid_config():
         recipe_config("quickest")
 
 
+def test_a_renamed_recipe_names_its_new_name():
+    """`best` was not (accurate passed it): renamed resnet_12ep, and the old name says so in one
+    line on the command line rather than a list of every recipe."""
+    from fmnist_core.modeling.recipes import RECIPES, RENAMED, recipe_config
+    from tests.helpers.cli import run_main
+
+    assert "best" not in RECIPES and RENAMED["best"] in RECIPES
+    with pytest.raises(ValueError, match="'best' is now called 'resnet_12ep'"):
+        recipe_config("best")
+    result = run_main("train", "--recipe", "best", "--epochs", "1")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == ["error: recipe 'best' is now called 'resnet_12ep'"]
+
+
 @pytest.mark.parametrize("flags, expected", [({"avx2", "fma"}, "fp32"), ({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16")])
 def test_our_recipes_train_in_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, flags, expected):
     """Emulated bf16 made `fast` ~10x slower on an AVX2-only CPU (470.8 against 44.9 ms a batch)."""
