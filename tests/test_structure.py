@@ -185,6 +185,18 @@ def test_the_architecture_page_draws_the_real_import_graph():
         assert not above, f"{module} ({PACKAGE_OF[module]}) imports {above}, drawn above it"
 
 
+def test_the_readme_layout_names_every_module():
+    """The README's Layout section gives each module its one-line job: a module added without
+    one (bench_photo, remote_runs and ui/badges were) fails here."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    named = set(re.findall(r"[a-z_0-9]+", layout))
+    modules = [p for p in [*ROOT.glob("fmnist_core/*/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py")]
+               if p.stem != "__init__"]
+    assert modules and [str(p.relative_to(ROOT)) for p in modules if p.stem not in named] == []
+
+
 def test_compare_entries_have_one_typed_key():
     """Issue 24: Compare split its "run:<id>" / "table1:<recipe>" keys by hand in three places;
     catalog.EntryKey builds and reads them, and is the str that widgets and links carry."""
