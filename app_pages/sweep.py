@@ -8,7 +8,7 @@ import os
 import streamlit as st
 
 from fmnist_core.base.errors import UserError
-from fmnist_core.base.statuses import SWEEP_ACTIVE
+from fmnist_core.base.statuses import SWEEP_ACTIVE, SweepStatus
 from fmnist_core.modeling.config import DEFAULTS, MAX_NAME_LENGTH, SETTINGS
 from fmnist_core.modeling.models import list_models
 from fmnist_core.modeling.recipes import CUSTOM, DESCRIPTIONS, RECIPES
@@ -96,11 +96,8 @@ with form_col:
 
 # ---- the sweeps, live ------------------------------------------------------------------------------
 
-def sweep_status(sweep_id: str, records: dict) -> str:
-    record = records.get(sweep_id)
-    if record is None:  # launched here, its driver has not written the record yet
-        return "starting" if launcher.running(sweep_id) else "failed"
-    return record.status
+def sweep_status(sweep_id: str, records: dict) -> SweepStatus:
+    return launcher.status(sweep_id, records.get(sweep_id))
 
 
 def picker_label(sweep_id: str, records: dict) -> str:
@@ -140,16 +137,16 @@ def live_sweep(sweep_id: str, status_shown: str) -> None:
             state.confirm_delete_sweep = None
             st.rerun()
     if record is None:
-        if status == "failed":
+        if status is SweepStatus.FAILED:
             st.error(f"The sweep did not start: {plain(launcher.last_log_line(sweep_id) or 'see its log in the run store')}")
         else:
             st.caption("Starting Ray (a few seconds)…")
         return
     for problem in record.problems:
         st.warning(plain(problem))
-    if record.message and status not in ("finished", "running"):
+    if record.message and status not in (SweepStatus.FINISHED, SweepStatus.RUNNING):
         # a stored message is text, never Markdown
-        (st.error if status == "failed" else st.info)(plain(record.message))
+        (st.error if status is SweepStatus.FAILED else st.info)(plain(record.message))
     options = record.options
     # The name whole (the picker cuts a long one to its width), then the id when they differ.
     st.caption((f"{plain(record.name)} · " if record.name != record.id else "")

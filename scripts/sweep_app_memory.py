@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fmnist_core.base.statuses import SWEEP_ENDED  # noqa: E402
 from fmnist_core.store.run_store import RunStore  # noqa: E402
 from fmnist_core.sweeps.sweep_store import SweepStore  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
@@ -81,7 +82,7 @@ def main() -> int:
                     others = [q for q in tree(server.process.pid) if q != server.process.pid]
                     sweep_peak = max(sweep_peak, sum(rss_mb(q) for q in others if Path(f"/proc/{q}").exists()))
                     ids = sweeps.ids()
-                    if ids and sweeps.read(ids[0]).status in ("finished", "stopped", "failed"):
+                    if ids and sweeps.read(ids[0]).status in SWEEP_ENDED:
                         break
                 record = sweeps.read(sweeps.ids()[0])
                 browser.close()

@@ -197,6 +197,20 @@ def test_the_readme_layout_names_every_module():
     assert modules and [str(p.relative_to(ROOT)) for p in modules if p.stem not in named] == []
 
 
+STATUS_WORDS = "queued|starting|running|stopping|finished|stopped|diverged|failed|cancelled|interrupted"
+
+
+def test_statuses_are_compared_and_set_as_enum_members():
+    """Issue 24: a status typed as text ("finished" in 11 files) drifts from the one declaration
+    (base/statuses.py). Code compares and sets RunStatus / SweepStatus members; a bare status
+    word after ==, !=, `in (` or `status =` outside statuses.py fails here."""
+    pattern = re.compile(rf'(==|!=|\bin \(|status\w*\s*=|status=)\s*"({STATUS_WORDS})"')
+    files = [*ROOT.glob("fmnist_core/**/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("app_pages/*.py"), *ROOT.glob("scripts/*.py")]
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in files if p.name != "statuses.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line.split("#")[0])]
+    assert files and found == []
+
+
 def test_compare_entries_have_one_typed_key():
     """Issue 24: Compare split its "run:<id>" / "table1:<recipe>" keys by hand in three places;
     catalog.EntryKey builds and reads them, and is the str that widgets and links carry."""

@@ -7,7 +7,7 @@ from functools import cached_property
 
 import streamlit as st
 
-from fmnist_core.base.statuses import ACTIVE
+from fmnist_core.base.statuses import ACTIVE, RunStatus
 from fmnist_core.store.run_store import RunRecord
 from fmnist_core.training.run_manager import RunManager
 from ui.text import truncate
@@ -22,7 +22,7 @@ class RunList:
     compares it with the store and the manager now."""
 
     records: list[RunRecord]
-    statuses: dict[str, str] = field(default_factory=dict)  # the manager's runs: their status as drawn
+    statuses: dict[str, RunStatus] = field(default_factory=dict)  # the manager's runs: their status as drawn
 
     @classmethod
     def read(cls, manager: RunManager) -> RunList:
@@ -42,7 +42,7 @@ class RunList:
     def active_ids(self) -> list[str]:
         return [r.id for r in self.records if r.status in ACTIVE]
 
-    def changed(self, ids_now: list[str], statuses_now: dict[str, str]) -> bool:
+    def changed(self, ids_now: list[str], statuses_now: dict[str, RunStatus]) -> bool:
         """A run appeared or went (another visitor's, the CLI's), or one the manager holds
         changed status: the run picker and the table are then out of date."""
         return ids_now != self.ids or statuses_now != self.statuses

@@ -426,6 +426,7 @@ def parse_sweep_args(argv: list[str], owner: str):
 
 
 def cmd_sweep(args) -> int:
+    from fmnist_core.base.statuses import SweepStatus
     from fmnist_core.store.access import LOCAL_OWNER
     from fmnist_core.sweeps.sweep import OWNER_ENV, run_sweep
 
@@ -452,7 +453,7 @@ def cmd_sweep(args) -> int:
         print(f"{summary_row['sweep']}: {summary_row['status']}, {summary_row['trials']} trial(s) ({counts}) in {summary_row['seconds']:.0f} s")
         if best:
             print(f"best: {best['run']}, test accuracy {best['test_accuracy']:.2f}% with {best['config']}")
-    return 0 if summary_row["status"] in ("finished", "stopped") else 1
+    return 0 if summary_row["status"] in (SweepStatus.FINISHED, SweepStatus.STOPPED) else 1
 
 
 SWEEP_HELP = "many runs at once on Ray Tune: a grid or random/Optuna search over the train settings"

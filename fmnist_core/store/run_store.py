@@ -93,7 +93,7 @@ class RunView:
     training it (`live`: with progress and per-batch losses) or it is read from disk."""
 
     id: str
-    status: str
+    status: RunStatus
     message: str
     config: dict
     history: list[dict]
@@ -116,7 +116,7 @@ class RunRecord:
     config: dict
     history: list[dict]
     result: dict | None
-    status: str
+    status: RunStatus
     problems: list[str] = field(default_factory=list)  # damaged files, shown as warnings
     owner: str = ""  # access.Visitor.id of who started it; "" for runs from before owners
     sweep: str | None = None  # the id of the sweep this run is a trial of
@@ -276,7 +276,7 @@ class RunStore:
         owner = _read(problems, read_json_file, path / "owner.json", OWNER)
         alive = owner_alive(owner)
         if result is not None:
-            status = result["status"]
+            status = RunStatus(result["status"])  # one of them: the result schema checks it
         elif is_regular_file(path / QUEUED_NAME):
             status = RunStatus.QUEUED
         elif alive and owner.get("starting"):

@@ -496,7 +496,7 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
         return {"sweep": sweep_id, "status": SweepStatus.STOPPED, "trials": 0, "statuses": {}, "best": None, "seconds": 0.0, "ray_start_s": None}
     record = {**_sweep_record(spec, sweep_id, SweepStatus.RUNNING, address, created), "ray_start_s": ray_start_s, "ray_session": _ray_session_dir()}
     name = record["name"]
-    status, message = "failed", ""
+    status, message = SweepStatus.FAILED, ""
     try:
         import ray
 
@@ -506,10 +506,11 @@ def run_sweep(spec: SweepSpec, store: RunStore | None = None, address: str | Non
              f"{ray.cluster_resources().get('CPU', 0):g} CPUs; started in {ray_start_s:.1f} s)")
         if not _StopFlag.is_set():  # a stop that came while Ray started: no trial is started
             _tuner(spec, store, sweeps, sweep_id, name, str(data_dir), echo).fit()
-        status = "stopped" if _StopFlag.is_set() else "finished"
-        message = _StopFlag.reason() if status == "stopped" else ""
+        status = SweepStatus.STOPPED if _StopFlag.is_set() else SweepStatus.FINISHED
+        message = _StopFlag.reason() if status is SweepStatus.STOPPED else ""
     except BaseException as e:
-        status, message = ("stopped", "interrupted") if isinstance(e, KeyboardInterrupt) else ("failed", f"{type(e).__name__}: {e}")
+        status, message = ((SweepStatus.STOPPED, "interrupted") if isinstance(e, KeyboardInterrupt)
+                           else (SweepStatus.FAILED, f"{type(e).__name__}: {e}"))
         raise
     finally:
         try:
@@ -557,7 +558,7 @@ def start_failure(error: BaseException) -> str:
 def record_failed_start(sweeps: SweepStore, sweep_id: str, error: BaseException, name: str = "", owner: str | None = None) -> None:
     """The sweep's record says it failed to start, and why, in one line (written from scratch
     when the driver failed before its first record, e.g. on its command line)."""
-    status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+    status = SweepStatus.STOPPED if isinstance(error, KeyboardInterrupt) else SweepStatus.FAILED
     try:
         values = sweeps.raw(sweep_id)
     except (FileProblem, OSError, ValueError):
@@ -646,15 +647,15 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def _settle_sweep(sweeps: SweepStore, sweep_id: str, status: str, message: str, seconds: float):
+def _settle_sweep(sweeps: SweepStore, sweep_id: str, status: SweepStatus, message: str, seconds: float):
     """After Ray is down: every trial run gets a result, the record its end state (failed
     when every trial failed: nothing was learnt). Returns (runs, best, status)."""
     for run_id in sweeps.raw(sweep_id).get("trial_runs", []):
         settle_run(sweeps.runs, run_id, error=None)
     runs = sweeps.trials(sweeps.read(sweep_id))
-    if status == "finished" and runs and all(r.status == "failed" for r in runs):
+    if status == SweepStatus.FINISHED and runs and all(r.status == RunStatus.FAILED for r in runs):
         why = (runs[0].result or {}).get("message") or "unknown error"
-        status, message = "failed", f"every trial failed; the first: {why}"[:500]
+        status, message = SweepStatus.FAILED, f"every trial failed; the first: {why}"[:500]
     best = best_trial(runs)
     sweeps.update(sweep_id, status=status, message=message, seconds=seconds, best_run=best and best["run"],
                   trial_runs=[r.id for r in runs])

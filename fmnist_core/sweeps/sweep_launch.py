@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from fmnist_core.base import paths
 from fmnist_core.base.errors import UserError
-from fmnist_core.base.statuses import SWEEP_ACTIVE
+from fmnist_core.base.statuses import SWEEP_ACTIVE, SweepStatus
 from fmnist_core.store.access import LOCAL_OWNER, Policy, Visitor
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.sweeps.sweep import OWNER_ENV, PARENT_ENV, SweepSpec
-from fmnist_core.sweeps.sweep_store import SweepStore
+from fmnist_core.sweeps.sweep_store import SweepRecord, SweepStore
 from fmnist_core.training.run_manager import RunManager
 
 
@@ -122,6 +122,13 @@ class SweepLauncher:
         with self._lock:
             launched = self._launched.get(sweep_id)
         return launched is not None and launched.process.poll() is None  # poll() also reaps it
+
+    def status(self, sweep_id: str, record: SweepRecord | None) -> SweepStatus:
+        """The sweep's status from its record; before the driver writes one, starting while
+        the driver launched here runs, else failed (it died before its first record)."""
+        if record is None:
+            return SweepStatus.STARTING if self.running(sweep_id) else SweepStatus.FAILED
+        return record.status
 
     def launched_ids(self) -> list[str]:
         with self._lock:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fmnist_core.base.errors import UserError
 from fmnist_core.base.files import atomic_write_json, process_alive
-from fmnist_core.base.statuses import ACTIVE, SWEEP_ACTIVE, SWEEP_ENDED
+from fmnist_core.base.statuses import ACTIVE, SWEEP_ACTIVE, SWEEP_ENDED, SweepStatus
 from fmnist_core.formats.run_files import FileProblem, read_regular_tail, read_regular_text
 from fmnist_core.modeling.config import SETTINGS
 from fmnist_core.store.run_store import RunRecord, RunStore
@@ -112,7 +112,7 @@ def _alive(values: dict) -> bool | None:
 class SweepRecord:
     id: str
     name: str
-    status: str
+    status: SweepStatus
     created: str
     space: list[dict]
     base: dict
@@ -206,9 +206,9 @@ class SweepStore:
         values, shape_problems = checked_record(sweep_id, values)
         if not problems:  # an unreadable file is one problem, not one per missing key as well
             problems += shape_problems
-        status = values["status"]
+        status = SweepStatus(values["status"])  # one of them: checked_record defaults anything else to failed
         if status in SWEEP_ACTIVE and _alive(values) is False:
-            status = "interrupted"  # its driver is gone: a crash, a kill -9 or a reboot
+            status = SweepStatus.INTERRUPTED  # its driver is gone: a crash, a kill -9 or a reboot
         return SweepRecord(
             id=sweep_id, name=values["name"] or sweep_id, status=status, created=values["created"],
             space=values["space"], base=values["base"], options=values["options"],

@@ -206,7 +206,7 @@ class LiveRun:
     owner: str = ""  # access.Visitor.id
     adopted: bool = False  # queued by a previous server process and queued again by this one
     resumed_epoch: int = 0  # the epoch a resumed run goes on after (0: a new run)
-    status: str = RunStatus.QUEUED
+    status: RunStatus = RunStatus.QUEUED
     message: str = ""
     history: list[dict] = field(default_factory=list)
     batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS + 1))  # (step, loss)
@@ -419,7 +419,7 @@ class RunManager:
         with self._lock:
             return {rid for rid, live in self._live.items() if live.status in ACTIVE}
 
-    def statuses(self) -> dict[str, str]:
+    def statuses(self) -> dict[str, RunStatus]:
         """{run id: status} of every run this manager holds: cheap enough to poll every second."""
         with self._lock:
             live = list(self._live.values())
@@ -495,7 +495,7 @@ class RunManager:
         if worker is not None and worker.is_alive():
             worker.join(timeout)
 
-    def _finish(self, live: LiveRun, status: str, message: str) -> None:
+    def _finish(self, live: LiveRun, status: RunStatus, message: str) -> None:
         with live.lock:
             live.status, live.message, live.ended = status, message, time.time()
 
@@ -520,7 +520,7 @@ class RunManager:
             if self._closing and result["status"] == RunStatus.STOPPED:  # by close(), not by a user
                 (self.store.root / live.id / "result.json").unlink(missing_ok=True)
                 result = {"status": RunStatus.INTERRUPTED, "message": "the server stopped while it trained"}
-            self._finish(live, result["status"], result["message"])
+            self._finish(live, RunStatus(result["status"]), result["message"])
         except Exception as e:  # noqa: BLE001 - any failure must end as a visible 'failed' run
             message = failure_message(e, self.store, live.id)
             history = self.store.settled_history(live.id)  # the disk's epochs: the live copy can be one behind
