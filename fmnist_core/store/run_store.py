@@ -408,19 +408,28 @@ class RunStore:
         return isinstance(values, dict) and values.get("cancel") is True
 
     def queued_at(self, run_id: str) -> int:
-        """When the run was put in its queue (ns since the epoch, from the marker; 0 if it is
-        not waiting): the queue's order after a restart. `created` is in whole seconds, and two
-        runs queued in one second would otherwise be taken in the order of their ids' random part."""
+        """When the run was put in its queue (ns since the epoch, from the marker's `since`, by
+        the store's clock; 0 if it is not waiting): the queue's order after a restart. `created`
+        is in whole seconds, and two runs queued in one second would otherwise be taken in the
+        order of their ids' random part. A marker without a readable `since` (older, or damaged)
+        gives its file's time."""
+        marker = self.root / run_id / QUEUED_NAME
         try:
-            return os.stat(self.root / run_id / QUEUED_NAME, follow_symlinks=False).st_mtime_ns
+            at = datetime.fromisoformat(json.loads(read_regular_text(marker) or "{}")["since"])
+            if at.tzinfo is not None:
+                return round(at.timestamp() * 1_000_000) * 1000
+        except (FileProblem, OSError, ValueError, TypeError, KeyError):
+            pass
+        try:
+            return os.stat(marker, follow_symlinks=False).st_mtime_ns
         except OSError:
             return 0
 
     def mark_queued(self, run_id: str, queued: bool = True) -> None:
-        """Record on disk that the run waits in a queue (or no longer does)."""
+        """Record on disk that the run waits in a queue (or no longer does), and since when."""
         marker = self.root / run_id / QUEUED_NAME
         if queued:
-            atomic_write_json(marker, {"since": datetime.now(UTC).isoformat(timespec="seconds")})
+            atomic_write_json(marker, {"since": self.clock().isoformat(timespec="microseconds")})
         else:
             marker.unlink(missing_ok=True)
 

@@ -263,13 +263,18 @@ def test_training_runs_below_the_pages_cpu_priority(manager):
 def test_runs_left_queued_by_a_restart_are_taken_in_the_order_they_were_queued(tmp_path, tiny_data):
     """Two runs queued in the same second went back in the order of their ids' random part (the
     identity tests' "waiting" orphan was, half the time, the one the new server took up)."""
-    store = RunStore(tmp_path / "runs")
+    store = RunStore(tmp_path / "runs", clock=StepClock())  # the marker says when, by the store's clock: no sleep
     config = TrainConfig(model="cnn_a", epochs=1, batch_size=256, threads=1)
     first = store.create(config, "first", run_id="20261201-000000-cnn_a-ffff").name  # ids in the other order
     second = store.create(config, "second", run_id="20261201-000000-cnn_a-0000").name
-    for run_id in (first, second):
-        store.mark_queued(run_id)
-        time.sleep(0.01)
+    store.mark_queued(first)
+    store.mark_queued(second)
+    assert store.queued_at(second) - store.queued_at(first) == 1_000_000_000  # one tick of the store's clock
+    marker = tmp_path / "runs" / first / "queued.json"
+    kept = marker.read_bytes()
+    marker.write_text('{"since": 12}')  # damaged: the file's own time
+    assert store.queued_at(first) == marker.stat().st_mtime_ns
+    marker.write_bytes(kept)
     release = threading.Event()
     manager = RunManager(store, data_loader=lambda: (release.wait(60), tiny_data)[1])
     try:
