@@ -12,6 +12,7 @@ from fmnist_core.analysis.metrics import Analysis, config_differences, confusion
 from fmnist_core.base.table1 import read_table1_csv
 from fmnist_core.commands.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs, results_from_runs, table1_rows, to_markdown
 from fmnist_core.modeling.config import TrainConfig
+from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
 from tests.conftest import ROOT, as_displayed, frame_with
 from tests.helpers.pages import open_compare
@@ -93,7 +94,7 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     overview = frame_with(at, "images_per_s")
     runs = overview[overview["source"] == "trained here"]
     assert sorted(runs["name"]) == ["faster", "report_cnn_c"]
-    at.multiselect(key="compare_runs").set_value([f"run:{rid}" for rid in store_with_two_runs.store.ids()]).run()
+    at.multiselect(key="compare_runs").set_value([EntryKey.of("run", rid) for rid in store_with_two_runs.store.ids()]).run()
     shown = [i.value.replace("\\", "") for i in at.info]  # the line is Markdown-escaped (issue 21): compare what a reader sees
     assert any("only learning rate differs: 0.01 (report_cnn_c) vs 0.1 (faster)" in v
                or "only learning rate differs: 0.1 (faster) vs 0.01 (report_cnn_c)" in v for v in shown), shown
@@ -198,7 +199,7 @@ def test_read_table1_csv(tmp_path):
 def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
     run_id = RunStore(tmp_path / "runs").create(TrainConfig(model="cnn_a", name="cut short")).name  # no epoch, no weights
     at = open_compare()
-    at.selectbox(key="focus_run").set_value(f"run:{run_id}").run()
+    at.selectbox(key="focus_run").set_value(EntryKey.of("run", run_id)).run()
     assert not at.exception
     assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)
 
@@ -243,7 +244,7 @@ def test_the_mistakes_grid_is_one_batch_kept_beside_the_weights(store_with_two_r
     maps = record.weights.with_name(MAPS_NAME)
     assert not maps.exists()
     at = open_compare()
-    at.selectbox(key="focus_run").set_value(f"run:{record.id}").run()
+    at.selectbox(key="focus_run").set_value(EntryKey.of("run", record.id)).run()
     assert not at.exception
     true_class = at.selectbox(key="mistake_true").options.index(at.selectbox(key="mistake_true").value)
     predicted = at.selectbox(key=f"mistake_pred_{true_class}").value

@@ -22,6 +22,7 @@ from fmnist_core.base.files import atomic_write_json
 from fmnist_core.base.markdown_text import one_line
 from fmnist_core.formats.checkpoint import load_checkpoint, read_metadata
 from fmnist_core.modeling.config import SETTINGS
+from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
 from tests.conftest import APP, ROOT, run_app
 from tests.hostile import FORMULA_STARTS, as_shown, hostile_names, hostile_store, html_text, rendered, shown_text, unsafe_tags
@@ -100,7 +101,7 @@ def test_train_shows_names_and_the_stored_message_as_text(hostile_app):
 def test_compare_identical_numbers_caption_holds_every_name_as_text(hostile_app):
     root, ids = hostile_app
     at = open_page("compare")
-    at.multiselect(key="compare_runs").set_value([f"run:{i}" for i in ids]).run()
+    at.multiselect(key="compare_runs").set_value([EntryKey.of("run", i) for i in ids]).run()
     shown = assert_inert(at)
     caption = next(s for s in shown if "Identical numbers" in s)
     for name in NAMES:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fmnist_core.commands.cli import main
+from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.sweeps.sweep_store import SweepStore
 from tests.conftest import APP, ROOT
@@ -431,7 +432,7 @@ def test_compare_preselects_the_runs_in_its_link(app, tmp_path):
     at.run()
     at.switch_page("app_pages/compare.py").run()
     # Compare lists runs, shipped models and Table 1 rows; a run of this machine is "run:<id>"
-    assert at.multiselect(key="compare_runs").value == [f"run:{ids[2]}", f"run:{ids[0]}"]
+    assert at.multiselect(key="compare_runs").value == [EntryKey.of("run", ids[2]), EntryKey.of("run", ids[0])]
     assert not at.exception
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 from fmnist_core.base.paths import pretrained_dir
 from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.images.data import CLASSES, normalize
+from fmnist_core.use.export import TOLERANCE
 from fmnist_core.use.inference import open_image, predict_images, read_image_file, to_model_input
 from fmnist_core.use.scoring import predict_dataset
 from tests.conftest import ROOT
@@ -167,7 +168,7 @@ def test_bench_quick_prints_its_tables():
     assert set(profile) == {"fast_v1", "fast", "report_cnn_c"}
     assert all(profile["fast"][phase] > 0 for phase in ("data", "forward", "backward", "step"))
     exported = {row["model"]: row for row in data["export"]}
-    assert exported["cnn_c_report"]["max_difference"] <= 1e-4 and exported["cnn_c_report"]["onnx_p50_ms"] > 0
+    assert exported["cnn_c_report"]["max_difference"] <= TOLERANCE and exported["cnn_c_report"]["onnx_p50_ms"] > 0
     assert {"ig", "occlusion", "gradcam"} <= set(next(r for r in data["explain"] if r["model"] == "cnn_c_report"))
     assert data["photo_preprocessing"]["both"]["p50_ms"] > 0
 

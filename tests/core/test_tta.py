@@ -15,7 +15,7 @@ from fmnist_core.images.data import normalize
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.training.engine import build_model, fit
 from fmnist_core.use.explain import explain
-from fmnist_core.use.export import check_export, export_bytes
+from fmnist_core.use.export import TOLERANCE, check_export, export_bytes
 from fmnist_core.use.inference import predict_images
 from fmnist_core.use.scoring import class_probabilities, evaluate, uses_flip_tta
 
@@ -67,7 +67,7 @@ def test_the_onnx_export_includes_the_flip(real_data):
     model, _ = tta_model()
     images = normalize(real_data.test_images[:200])
     check = check_export(model, export_bytes(model, "onnx"), "onnx", images, real_data.test_labels[:200])
-    assert check.max_difference < 1e-4
+    assert check.max_difference < TOLERANCE
 
 
 def test_gradcam_of_a_tta_model_averages_the_mirrors_map_flipped_back(real_data):
