@@ -26,16 +26,26 @@ from fmnist_core.training.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, f
 from fmnist_core.use.inference import IMAGE_EXTENSIONS, ImageError, open_image
 from ui.charts import confusion_chart, per_class_chart
 from ui.every_model import unbreakable
+from ui.page_state import PageState, SessionKey
 from ui.state import cached_model, run_manager
 from ui.tables import Column, show_table
 from ui.text import literal, plain
+from ui.train_state import TrainState
 from ui.visitor import current_visitor, studio_policy
 
-CHOICE_KEY = "photoset_choice"
-LABELS_KEY = "photoset_class_of"  # {uploaded file id: class} chosen in the table
 UNLABELLED_NAMED = 5  # photos without a class named under the table
 WRONG_SHOWN = 24  # wrong photos shown, most confident first
 SEEN_SCALE = 4  # the 28x28 the model saw, shown at 112 px
+
+
+class PhotoSetState(PageState):
+    """The panel's session state (on Predict). Its keys are the widgets' own."""
+
+    choice = SessionKey[str | None](None, key="photoset_choice")  # the set shown (the Photo set menu)
+    class_of = SessionKey[dict | None](None, key="photoset_class_of")  # {uploaded file id: class} chosen in the table
+
+
+state = PhotoSetState()
 
 
 def _store() -> PhotoSetStore:
@@ -107,14 +117,14 @@ def _label_table(photos: list) -> pd.DataFrame:
     classes onto other photos or drop them all. Each class is kept per upload (its file id)
     instead, and the rows are indexed by those ids: when the photos change the editor
     starts afresh from the kept classes."""
-    kept = st.session_state.get(LABELS_KEY, {})
+    kept = state.class_of or {}
     ids = [f.file_id for f in photos]
     table = pd.DataFrame({"photo": [f.name for f in photos],
                           "class": pd.array([kept.get(i) for i in ids], dtype="string")}, index=ids)
     labelled = st.data_editor(table, key="photoset_labels", hide_index=True, width="stretch", column_config={
         "photo": st.column_config.TextColumn("Photo", disabled=True),
         "class": st.column_config.SelectboxColumn("Class", options=list(CLASSES), required=True)})
-    st.session_state[LABELS_KEY] = {i: c for i, c in zip(ids, labelled["class"]) if not pd.isna(c)}
+    state.class_of = {i: c for i, c in zip(ids, labelled["class"]) if not pd.isna(c)}
     return labelled
 
 
@@ -125,7 +135,7 @@ def _add(action) -> None:
     except UserError as e:
         _refused(e)
         return
-    st.session_state[CHOICE_KEY] = photoset.name
+    state.choice = photoset.name
     st.success(f"Added {literal(photoset.name)}: {photoset.describe()}.")
 
 
@@ -143,7 +153,7 @@ def _owner_controls(photoset: PhotoSet) -> None:
             _act(lambda: _store().set_public(photoset.name, public, me, policy))
     if right.button("Delete this set", key="photoset_delete", disabled=why is not None, help=why):
         if _act(lambda: _store().delete(photoset.name, me, policy)):
-            st.session_state.pop(CHOICE_KEY, None)
+            state.choice = None
             st.rerun()
 
 
@@ -226,7 +236,7 @@ def _finetune(photoset: PhotoSet, choice) -> None:
     except (UserError, CheckpointError) as e:
         _refused(e, "Nothing was started.")
         return
-    st.session_state["selected_run"] = run_id  # the Train page opens on it
+    TrainState().selected_run = run_id  # the Train page opens on it
     st.success(f"Queued run {run_id}: {plain(choice.name)} fine-tuned on {literal(photoset.name)}.")
     st.page_link("app_pages/train.py", label="Watch it train", icon=":material/monitoring:")
 
@@ -243,9 +253,9 @@ def photoset_section(choices: dict, chosen: str) -> None:
     if not sets:
         st.caption("No photo set yet: add one above.")
         return
-    if st.session_state.get(CHOICE_KEY) not in sets:
-        st.session_state.pop(CHOICE_KEY, None)
-    name = st.selectbox("Photo set", list(sets), key=CHOICE_KEY)
+    if state.choice not in sets:
+        state.choice = None
+    name = st.selectbox("Photo set", list(sets), key=PhotoSetState.choice.key)
     photoset = sets[name]
     st.caption(f"{photoset.describe()} · content hash {photoset.sha256[:12]} · "
                f"{'public' if photoset.public else 'private'}")
