@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
-from torch import nn
 
 from fmnist_core.formats.checkpoint import CheckpointError, load_checkpoint_bytes
 from fmnist_core.images.data import CLASSES
@@ -25,6 +25,9 @@ from ui.page_state import PageState, SessionKey
 from ui.photoset_panel import photoset_section
 from ui.state import cached_model, dataset, run_manager
 from ui.text import plain
+
+if TYPE_CHECKING:  # a type only: the page does no ML itself
+    from torch import nn
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
 # Streamlit refuses larger uploads itself (and says so in the drop zone): the one limit,
@@ -253,11 +256,11 @@ with examples_tab:
     # An example is shown at once (the tab was blank until its button was pressed), and a new
     # one when the class changes; the button draws another of the same class.
     if (button.button("Random test image", key="random_example", width="stretch") or index is None
-            or CLASSES[int(data.test_labels[index])] != wanted):
-        candidates = np.flatnonzero(data.test_labels.numpy() == CLASSES.index(wanted))
-        index = state.example_index = int(np.random.default_rng().choice(candidates))
-    truth = CLASSES[int(data.test_labels[index])]
-    show_result(data.test_images[index].numpy(), heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
+            or data.test_item(index)[1] != CLASSES.index(wanted)):
+        index = state.example_index = data.random_test_index(CLASSES.index(wanted))
+    image, label = data.test_item(index)
+    truth = CLASSES[label]
+    show_result(image, heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
 
 with photosets_tab:
     photoset_section(choices, chosen)

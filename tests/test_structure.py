@@ -211,6 +211,23 @@ def test_statuses_are_compared_and_set_as_enum_members():
     assert files and found == []
 
 
+def test_pages_do_no_ml_themselves():
+    """Pages lay out widgets and results; the ML is fmnist_core's. No page imports torch at
+    run time (a type under `if TYPE_CHECKING:` is allowed): Predict did, for a type hint and
+    to pick a test example by hand."""
+    found = []
+    for page in ROOT.glob("app_pages/*.py"):
+        tree = ast.parse(page.read_text())
+        type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                     for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if id(node) not in type_only and any(n == "torch" or n.startswith("torch.") for n in names):
+                found.append(f"{page.name}:{node.lineno}")
+    assert found == []
+
+
 def test_compare_entries_have_one_typed_key():
     """Issue 24: Compare split its "run:<id>" / "table1:<recipe>" keys by hand in three places;
     catalog.EntryKey builds and reads them, and is the str that widgets and links carry."""

@@ -61,6 +61,15 @@ class FashionMNIST:
     test_labels: torch.Tensor
     source: str
 
+    def test_item(self, index: int) -> tuple[np.ndarray, int]:
+        """Test image `index` as uint8 (28, 28) and its label."""
+        return self.test_images[index].numpy(), int(self.test_labels[index])
+
+    def random_test_index(self, label: int, rng: np.random.Generator | None = None) -> int:
+        """The index of a random test image of class `label` (Predict's "Random test image")."""
+        candidates = np.flatnonzero(self.test_labels.numpy() == label)
+        return int((rng or np.random.default_rng()).choice(candidates))
+
 
 def candidate_dirs() -> list[Path]:
         return paths.data_dirs()

@@ -102,3 +102,12 @@ def test_example_grid_rows_are_classes(tiny_data):
     assert grid.shape == (280, 84)
     first = np.flatnonzero(tiny_data.test_labels.numpy() == 0)
     assert any(np.array_equal(grid[:28, :28], tiny_data.test_images[i].numpy()) for i in first)
+
+
+def test_a_random_test_example_is_of_the_class_asked(tiny_data):
+    """Predict's "Random test image": an index of the class asked for, the same for a seed."""
+    for label in range(10):
+        index = tiny_data.random_test_index(label, np.random.default_rng(label))
+        image, got = tiny_data.test_item(index)
+        assert got == label and image.shape == (28, 28) and image.dtype == np.uint8
+        assert index == tiny_data.random_test_index(label, np.random.default_rng(label))
