@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 from fmnist_core.base.statuses import SWEEP_ENDED  # noqa: E402
 from fmnist_core.store.run_store import RunStore  # noqa: E402
 from fmnist_core.sweeps.sweep_store import SweepStore  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 from tests.e2e.test_sweep_browser import fill  # noqa: E402
+from tests.helpers.server import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

@@ -1,66 +1,27 @@
 """Shared fixtures: tiny IDX files with real headers, a tiny learnable data set, the real one, the app
-with a run store of its own (local or shared mode), and run stores with real trained runs."""
+with a run store of its own (local or shared mode), and run stores with real trained runs.
+Helpers that tests import live in tests/helpers/, never here: a test module imports no conftest."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import resource
-import struct
-import subprocess
 import threading
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core.images.data import FILES, load_fashion_mnist
+from fmnist_core.images.data import load_fashion_mnist
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.access import Policy
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import RunManager
+from tests.helpers.data import make_idx_dir
+from tests.helpers.pages import run_app
+from tests.helpers.paths import APP, ROOT
 from tests.helpers.runs import RUN_FILES
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "streamlit_app.py")
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
-    """Write a uint8 IDX file exactly as the official ones are laid out."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    if compress:
-        path = path.with_name(path.name + ".gz")
-        path.write_bytes(gzip.compress(payload))
-    else:
-        path.write_bytes(payload)
-    return path
-
-
-def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Learnable 28x28 images: class c is a bright 8x8 block at a class-specific place."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        r, col = 2 + (c // 5) * 12, 1 + (c % 5) * 5
-        images[i, r : r + 8, col : col + 6] = 220
-    return images
-
-
-def make_idx_dir(folder: Path, n_train: int = 600, n_test: int = 200) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    train_labels = rng.integers(0, 10, n_train).astype(np.uint8)
-    test_labels = rng.integers(0, 10, n_test).astype(np.uint8)
-    write_idx(folder / FILES["train_images"], synthetic_images(train_labels, 1))
-    write_idx(folder / FILES["train_labels"], train_labels)
-    write_idx(folder / FILES["test_images"], synthetic_images(test_labels, 2))
-    write_idx(folder / FILES["test_labels"], test_labels)
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -109,60 +70,6 @@ def bounded_memory():
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
-def frame_with(at, column: str):
-    """The first st.dataframe of an AppTest whose value has `column` (frames have no keys there)."""
-    for frame in at.dataframe:
-        if column in frame.value.columns:
-            return frame.value
-    return None
-
-
-def as_displayed(element) -> dict[str, list[str]]:
-    """What each column of an st.dataframe says, row by row, as the grid draws it: under the
-    column's label, each value through the column's printf format (none: the value as text),
-    the table's placeholder for a missing value (none set: the grid's own, "None")."""
-    config = json.loads(element.proto.columns) if element.proto.columns else {}
-    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
-    frame = element.value
-    shown = {}
-    for name in list(element.proto.column_order) or list(frame.columns):
-        column = config.get(name, {})
-        number_format = column.get("type_config", {}).get("format")
-        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
-                                            if number_format and number_format.startswith("%") else str(value)
-                                            for value in frame[name]]
-    return shown
-
-
-def run_app(at, page: str | None = None):
-    """Run an AppTest of the router, then switch to app_pages/<page>.py; no exception allowed."""
-    at.run()
-    if page:
-        at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-# ---- a full disk: a small tmpfs (needs root; skipped where mounting is not allowed) ------------
-
-
-def mount_tmpfs(folder: Path, size: str) -> None:
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-
-
-def fill_disk(folder: Path) -> None:
-    """Write zeros into folder/filler until the disk it is on is full."""
-    with open(folder / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
 
 
 # ---- fixtures used by several test modules: the app, run stores, a run to copy ----------------

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get") or not os.path.exists("/usr/bin/chromium"),
                                 reason="needs root, apt-get and an installed package to reinstall as a no-op")

@@ -12,7 +12,7 @@ import pytest
 
 from fmnist_core.commands.cli import build_parser
 from fmnist_core.modeling.config import DEFAULTS, SETTINGS, SOURCE_FIELDS, TrainConfig, flag_of
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 CORE = ROOT / "fmnist_core"
 
@@ -276,8 +276,13 @@ def imports_of_test_modules(tests: Path) -> dict[str, list[str]]:
 
 def test_no_test_module_imports_another():
     """Issue 24: fixtures and helpers were imported from other test modules (13 times), so a
-    test's set-up lived in whichever test module first needed it."""
+    test's set-up lived in whichever test module first needed it. Nor does any module import a
+    conftest.py (pytest's docs advise against it; ROOT, run_app, StreamlitServer... were
+    imported from there 40 times): helpers live in tests/helpers."""
     assert imports_of_test_modules(ROOT / "tests") == {}
+    from_conftest = [str(p.relative_to(ROOT)) for p in [*ROOT.glob("tests/**/*.py"), *ROOT.glob("scripts/*.py")]
+                     if re.search(r"^\s*from tests\.(\w+\.)*conftest import|^\s*import tests\.(\w+\.)*conftest", p.read_text(), re.M)]
+    assert from_conftest == []
 
 
 def test_core_tests_run_without_streamlit():

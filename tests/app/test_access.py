@@ -18,7 +18,7 @@ from fmnist_core.formats.memory import DATA_BYTES, RUNTIME_OVERHEAD, estimate_me
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.access import LimitError, Limits, NotAllowed, Policy, studio_mode
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import APP, ROOT
+from tests.helpers.paths import APP, ROOT
 from tests.helpers.runs import tiny
 from tests.hostile import shown_text, unsafe_tags
 

@@ -15,8 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from fmnist_core.images.data import CLASSES
 from fmnist_core.modeling.recipes import RECIPES
-from tests.conftest import APP, frame_with
-from tests.helpers.pages import png, upload_tab
+from tests.helpers.pages import frame_with, png, upload_tab
+from tests.helpers.paths import APP
 from tests.helpers.runs import StepClock, stored_run
 
 

@@ -14,8 +14,8 @@ from fmnist_core.commands.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs,
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import ROOT, as_displayed, frame_with
-from tests.helpers.pages import open_compare
+from tests.helpers.pages import as_displayed, frame_with, open_compare
+from tests.helpers.paths import ROOT
 
 
 def test_confusion_matrix_by_hand():

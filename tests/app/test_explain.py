@@ -24,7 +24,7 @@ from fmnist_core.use.explain import (
     overlay,
 )
 from fmnist_core.use.scoring import ImageClassifier
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
 ROWS, COLS = slice(6, 20), slice(8, 22)  # 14x14: a quarter of the image, so noise puts ~25% of its mass here

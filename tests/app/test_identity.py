@@ -25,7 +25,8 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.access import NotAllowed, Policy, Visitor
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import RunManager, train_run
-from tests.conftest import APP, ROOT, run_app
+from tests.helpers.pages import run_app
+from tests.helpers.paths import APP, ROOT
 
 SECRET = b"k" * 64
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}

@@ -24,7 +24,8 @@ from fmnist_core.formats.checkpoint import load_checkpoint, read_metadata
 from fmnist_core.modeling.config import SETTINGS
 from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import APP, ROOT, run_app
+from tests.helpers.pages import run_app
+from tests.helpers.paths import APP, ROOT
 from tests.hostile import FORMULA_STARTS, as_shown, hostile_names, hostile_store, html_text, rendered, shown_text, unsafe_tags
 
 NAMES = hostile_names()

@@ -11,7 +11,8 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.recipes import CUSTOM, recipe_config
 from fmnist_core.store.leaderboard import filter_choices, leaderboard, owner_label, recipe_of
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import APP, ROOT, as_displayed, frame_with, run_app
+from tests.helpers.pages import as_displayed, frame_with, run_app
+from tests.helpers.paths import APP, ROOT
 from tests.helpers.runs import add_run
 
 ANN, BOB, CARL = "anon:" + "a" * 32, "anon:" + "b" * 32, "carl@example.org"

@@ -34,7 +34,8 @@ from fmnist_core.store.photosets import (
     model_inputs,
 )
 from fmnist_core.use.inference import MAX_IMAGE_BYTES, to_model_input
-from tests.conftest import APP, ROOT, frame_with, run_app
+from tests.helpers.pages import frame_with, run_app
+from tests.helpers.paths import APP, ROOT
 
 PRETRAINED = ROOT / "checkpoints" / "pretrained"
 FOLDER_NAMES = ["T-shirt_top", "trouser", "2", "Dress", "COAT", "sandal", "Shirt", "sneaker", "bag", "Ankle boot"]  # every accepted way

@@ -20,7 +20,7 @@ from fmnist_core.store.access import Policy
 from fmnist_core.store.run_store import RunStore, owner_record
 from fmnist_core.training.remote_runs import ACTOR_PREFIX, NAMESPACE, RAY_ADDRESS_ENV, RemoteRunManager, make_run_manager
 from fmnist_core.training.run_manager import RunManager, check_resume
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 from tests.helpers.runs import RUN_FILES, cfg
 
 pytestmark = pytest.mark.ray

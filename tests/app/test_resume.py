@@ -22,9 +22,12 @@ from fmnist_core.formats.checkpoint import read_metadata
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import RunManager, train_run
-from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
+from tests.helpers.disk import fill_disk, mount_tmpfs
 
 # Every piece of state a resume must restore: dropout (torch's global RNG), augmentation
+from tests.helpers.pages import run_app
+from tests.helpers.paths import APP, ROOT
+
 # and batch order (the run's generator), momentum (optimizer), one-cycle (scheduler), EMA.
 CONFIG = dict(model="cnn_c", optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, schedule="onecycle", augment=True,
               ema=0.9, label_smoothing=0.1, batch_size=256, epochs=2, seed=3, threads=1, device="cpu")

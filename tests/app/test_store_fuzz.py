@@ -23,9 +23,9 @@ from streamlit.testing.v1 import AppTest
 from fmnist_core.base.statuses import ACTIVE, ENDED
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import APP, ROOT
 from tests.helpers.checkpoints import craft, small_state
 from tests.helpers.pages import picker
+from tests.helpers.paths import APP, ROOT
 from tests.helpers.runs import RUN_FILES
 
 SHAPES = {"list": [], "object": {}, "null": None, "text": "x", "number": 1, "status-list": {"status": ["finished"]}}

@@ -20,11 +20,11 @@ from fmnist_core.commands.cli import main
 from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.sweeps.sweep_store import SweepStore
-from tests.conftest import APP, ROOT
-from tests.e2e.conftest import free_port
 from tests.helpers.pages import picker
+from tests.helpers.paths import APP, ROOT
 from tests.helpers.ray import wait_gone
 from tests.helpers.runs import fake_finished_sweep
+from tests.helpers.server import free_port
 
 TINY = ["--batch-size", "256", "--epochs", "1", "--cpus-per-trial", "1"]
 

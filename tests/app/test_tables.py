@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from fmnist_core.base.table1 import TABLE1
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import as_displayed
+from tests.helpers.pages import as_displayed
 from tests.helpers.runs import stored_run
 from ui.tables import KINDS, RUN_COLUMNS, TABLE1_SHOWN, TABLE1_VIEW, csv_text, runs_frame
 

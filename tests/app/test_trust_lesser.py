@@ -21,7 +21,9 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.access import NotAllowed, Policy
 from fmnist_core.store.run_store import STALE_TEMP_SECONDS, RunStore, result_from
 from fmnist_core.training.run_manager import RunManager
-from tests.conftest import APP, ROOT, fill_disk, mount_tmpfs, run_app
+from tests.helpers.disk import fill_disk, mount_tmpfs
+from tests.helpers.pages import run_app
+from tests.helpers.paths import APP, ROOT
 
 TRAIN = ["-m", "fmnist_core", "train", "--model", "cnn_a", "--optimizer", "adam", "--batch-size", "256", "--threads", "1"]
 

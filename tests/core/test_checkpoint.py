@@ -74,8 +74,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from fmnist_core.formats.checkpoint import inspect_checkpoint  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
 from tests.helpers.checkpoints import craft, small_state  # noqa: E402
+from tests.helpers.paths import ROOT  # noqa: E402
 
 MEMORY_PROBE = """
 import resource, sys

@@ -13,8 +13,8 @@ from fmnist_core.images.data import CLASSES, normalize
 from fmnist_core.use.export import TOLERANCE
 from fmnist_core.use.inference import open_image, predict_images, read_image_file, to_model_input
 from fmnist_core.use.scoring import predict_dataset
-from tests.conftest import ROOT
 from tests.helpers.cli import last_json, run_main
+from tests.helpers.paths import ROOT
 
 
 def cli(*args, env=None, timeout=600):

@@ -14,8 +14,8 @@ import pytest
 
 from fmnist_core.base.files import atomic_write_bytes
 from fmnist_core.commands.cli import main
-from tests.conftest import ROOT
 from tests.helpers.cli import CHECKPOINT, limit_memory, run_main
+from tests.helpers.paths import ROOT
 
 
 def cli(*args, timeout=120):

@@ -6,8 +6,8 @@ import time
 
 from PIL import Image, ImageDraw
 
-from tests.conftest import ROOT
 from tests.helpers.cli import CHECKPOINT, last_json, limit_memory, run_main
+from tests.helpers.paths import ROOT
 
 
 def cli(*args, timeout=300, preexec_fn=None):

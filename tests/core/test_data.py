@@ -6,7 +6,7 @@ import torch
 
 from fmnist_core.base import paths
 from fmnist_core.images import data as D
-from tests.conftest import make_idx_dir, write_idx
+from tests.helpers.data import make_idx_dir, write_idx
 
 
 def test_read_idx_round_trip_gz_and_raw(tmp_path):

@@ -24,7 +24,7 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.models import create_model, list_models, model_info
 from fmnist_core.use.export import INPUT_NAME, OUTPUT_NAME, TOLERANCE, ExportedModel, check_export, export_bytes
 from fmnist_core.use.scoring import evaluate
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
 SUBSET = 256

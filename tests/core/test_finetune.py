@@ -20,7 +20,7 @@ from fmnist_core.images.data import CLASSES, normalize
 from fmnist_core.training.finetune import FINETUNE_EPOCHS, FINETUNE_LR_FACTOR, finetune_config
 from fmnist_core.training.photo_data import load_photo_data
 from fmnist_core.use.scoring import evaluate
-from tests.conftest import synthetic_images
+from tests.helpers.data import synthetic_images
 
 
 @pytest.fixture

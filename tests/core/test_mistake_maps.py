@@ -13,7 +13,7 @@ from safetensors.torch import load, save
 from fmnist_core.analysis.mistake_maps import MAPS_NAME, mistake_heatmaps
 from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.use.explain import explain, explain_many
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 CNN_C = ROOT / "checkpoints" / "pretrained" / "cnn_c_report"
 INDICES, TARGET = [0, 5, 17, 42], 4  # four test images, explained as "Coat"

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fmnist_core.commands.cli import _config_from_args, build_parser
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 README = (ROOT / "README.md").read_text()
 # In a ```sh block: a line, with its `\` continuations, from `python -m fmnist_core` to a comment.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fmnist_core.base.threads import allowed_cores, busy_cores, choose_threads
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 
 @pytest.mark.parametrize("allowed, busy, kept_free, threads", [

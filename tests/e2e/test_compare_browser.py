@@ -4,8 +4,8 @@ from playwright.sync_api import expect
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.run_manager import RunManager
-from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.browser import grid_overflow
+from tests.helpers.server import StreamlitServer, open_page
 
 
 @pytest.fixture(scope="module")

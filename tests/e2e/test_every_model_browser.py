@@ -10,8 +10,8 @@ from fmnist_core.formats.checkpoint import save_checkpoint
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.models import create_model
 from fmnist_core.store.run_store import RunStore
-from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.browser import upload_a_shoe
+from tests.helpers.server import StreamlitServer, open_page
 
 # Ten runs beside the two shipped models: short, long, spaced, hyphenated, repeated names.
 RUN_NAMES = ["cnn_a lr 0.1", "augmented resnet, 12 epochs with one-cycle and label smoothing", "x",

@@ -2,7 +2,7 @@
 
 import time
 
-from tests.e2e.conftest import open_page
+from tests.helpers.server import open_page
 
 # In the Draw tab: the test-set examples tab shows a heatmap of its own, hidden.
 HEATMAP = "[data-testid=stImage]:has-text('why ') img:visible"

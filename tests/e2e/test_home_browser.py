@@ -8,7 +8,7 @@ import time
 from playwright.sync_api import expect
 
 from fmnist_core.modeling.recipes import RECIPES
-from tests.e2e.conftest import open_page
+from tests.helpers.server import open_page
 
 LOADS = 8
 FIRST_CONTENT = "Where to start"  # the ways in: the first thing under the title

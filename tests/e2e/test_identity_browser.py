@@ -10,9 +10,9 @@ import re
 import time
 
 from fmnist_core.store.run_store import RunStore
-from tests.conftest import make_idx_dir
-from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.browser import pick_run, run_named
+from tests.helpers.data import make_idx_dir
+from tests.helpers.server import StreamlitServer, open_page
 
 COOKIE = "fmnist_visitor"
 

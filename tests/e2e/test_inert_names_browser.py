@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from tests.e2e.conftest import StreamlitServer, free_port, open_page
 from tests.helpers.browser import upload_a_shoe
+from tests.helpers.server import StreamlitServer, free_port, open_page
 from tests.hostile import hostile_names, hostile_store
 
 

@@ -8,9 +8,9 @@ from playwright.sync_api import expect
 from fmnist_core.formats.identity import ANONYMOUS_PREFIX, COOKIE_NAME
 from fmnist_core.store.leaderboard import owner_label
 from fmnist_core.store.run_store import RunStore
-from tests.e2e.conftest import open_page
 from tests.helpers.browser import grid_overflow
 from tests.helpers.runs import add_run
+from tests.helpers.server import open_page
 
 LEADERBOARD = 1  # the Compare page's dataframes: the runs, the leaderboard, Table 1
 

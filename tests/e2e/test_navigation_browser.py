@@ -3,7 +3,7 @@ request a freshly started server gets (a bookmark after a restart)."""
 
 import pytest
 
-from tests.e2e.conftest import StreamlitServer, open_page
+from tests.helpers.server import StreamlitServer, open_page
 
 PAGES = [("", "Fashion-MNIST Studio"), ("train", "Train"), ("compare", "Compare"), ("predict", "Predict"), ("sweep", "Sweep")]
 OUR_LINKS = ["Home", "Train", "Compare", "Predict", "Sweep"]

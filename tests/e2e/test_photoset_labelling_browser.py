@@ -10,7 +10,7 @@ from fmnist_core.formats.checkpoint import load_checkpoint
 from fmnist_core.images.data import CLASSES
 from fmnist_core.images.photo_synth import synth_photos
 from fmnist_core.store.photosets import PhotoSetStore, evaluate_on_photoset
-from tests.e2e.conftest import open_page
+from tests.helpers.server import open_page
 
 SHOWN = [1, 7, 8, 9]  # Trouser, Sneaker, Bag, Ankle boot: one test-set item of each, photographed
 ROW = 35  # px: the grid's header and row height (Streamlit's default)

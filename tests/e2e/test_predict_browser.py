@@ -3,8 +3,8 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import open_page
 from tests.helpers.browser import upload_a_shoe
+from tests.helpers.server import open_page
 
 
 def test_draw_on_the_canvas_and_get_a_prediction(page, server):

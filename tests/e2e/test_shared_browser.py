@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.e2e.conftest import open_page
 from tests.helpers.browser import pick_run, run_named
+from tests.helpers.server import open_page
 
 
 def start_run(page, epochs: int, name: str) -> None:

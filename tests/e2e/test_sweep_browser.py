@@ -4,7 +4,7 @@ import time
 
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.sweeps.sweep_store import SweepStore
-from tests.e2e.conftest import open_page
+from tests.helpers.server import open_page
 
 
 def status_text(page) -> str:

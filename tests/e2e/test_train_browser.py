@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fmnist_core.store.run_store import RunStore
-from tests.e2e.conftest import StreamlitServer, open_page
 from tests.helpers.runs import StepClock, stored_run
+from tests.helpers.server import StreamlitServer, open_page
 
 
 def set_number(page, label: str, value) -> None:

@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import io
+import json
 
+import pandas as pd
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP, run_app
+from tests.helpers.paths import APP
+
+
+def frame_with(at, column: str):
+    """The first st.dataframe of an AppTest whose value has `column` (frames have no keys there)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    return None
+
+
+def as_displayed(element) -> dict[str, list[str]]:
+    """What each column of an st.dataframe says, row by row, as the grid draws it: under the
+    column's label, each value through the column's printf format (none: the value as text),
+    the table's placeholder for a missing value (none set: the grid's own, "None")."""
+    config = json.loads(element.proto.columns) if element.proto.columns else {}
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    frame = element.value
+    shown = {}
+    for name in list(element.proto.column_order) or list(frame.columns):
+        column = config.get(name, {})
+        number_format = column.get("type_config", {}).get("format")
+        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
+                                            if number_format and number_format.startswith("%") else str(value)
+                                            for value in frame[name]]
+    return shown
+
+
+def run_app(at, page: str | None = None):
+    """Run an AppTest of the router, then switch to app_pages/<page>.py; no exception allowed."""
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
 
 
 def png(draw) -> bytes:
