@@ -22,7 +22,7 @@ share: setup
 test: setup-test lint typecheck
 	$(BIN)/python -m pytest
 
-# The inner loop: everything but the browser, Ray and full-data tests (markers in pytest.ini), on
+# The inner loop: everything but the browser, Ray, slow and full-data tests (markers in pytest.ini), on
 # the cores this process may use (pytest-xdist; `make quick WORKERS=1` for one process). `make test`
 # still runs all of it, and CI runs `make test`.
 # nproc: the cores this process may use (taskset, cgroups); -n auto would count all of them where psutil is installed

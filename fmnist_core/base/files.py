@@ -9,14 +9,17 @@ three times).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,6 +87,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, replace_empty: bool = False) -> Iterator[Path]:
+    """A folder written whole or not at all: the block fills a hidden temporary sibling, which
+    is renamed to `target` when the block ends without an error and removed otherwise (an
+    error, a kill -9 leaves only a dot-folder that listings skip). FileExistsError when
+    `target` exists by then; with `replace_empty`, an empty one is replaced."""
+    temp = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
+    temp.mkdir(parents=True)
+    try:
+        yield temp
+        if replace_empty and target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+            target.rmdir()
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target))
+        os.rename(temp, target)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def sha256(data: bytes) -> str:

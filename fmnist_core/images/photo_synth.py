@@ -13,7 +13,6 @@ bright pixel of the 28x28 item is a dark part of the garment in the photo.
 from __future__ import annotations
 
 import io
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from fmnist_core.base.errors import UserError
+from fmnist_core.base.files import atomic_folder
 from fmnist_core.images.data import CLASSES
 
 # Background families per look. "default" is what the pipeline is tuned on (from training
@@ -228,19 +228,14 @@ def class_folder(label: int) -> str:
 
 def write_image_folder(photos: list[SynthPhoto], out: Path, start: int = 0) -> None:
     """Photos as JPEG files, one subfolder per class (torchvision's ImageFolder layout).
-    Written into a temporary sibling folder and renamed: a failure leaves nothing half-written."""
+    Written whole or not at all (files.atomic_folder): a failure leaves nothing half-written."""
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already exists and is not empty; choose a new folder")
-    temporary = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(temporary, ignore_errors=True)
     try:
-        for i, photo in enumerate(photos):
-            folder = temporary / class_folder(photo.label)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{start + i:05d}.jpg").write_bytes(photo.jpeg)
-        if out.exists():
-            out.rmdir()
-        temporary.rename(out)
+        with atomic_folder(out, replace_empty=True) as temporary:
+            for i, photo in enumerate(photos):
+                folder = temporary / class_folder(photo.label)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{start + i:05d}.jpg").write_bytes(photo.jpeg)
     except OSError as e:
-        shutil.rmtree(temporary, ignore_errors=True)
         raise UserError(f"cannot write {out}: {e.strerror or e}") from e

@@ -44,7 +44,7 @@ from torch import nn
 from fmnist_core.analysis.metrics import Analysis, confusion_matrix
 from fmnist_core.base import paths
 from fmnist_core.base.errors import UserError
-from fmnist_core.base.files import atomic_write_json
+from fmnist_core.base.files import atomic_folder, atomic_write_json, sha256
 from fmnist_core.formats.run_files import FileProblem, check_shape, read_regular_bytes, read_regular_text
 from fmnist_core.images.data import CLASSES, normalize
 from fmnist_core.modeling.config import SETTINGS, ConfigError
@@ -414,7 +414,7 @@ def validated_photos(candidates: list[Candidate]) -> Iterator[tuple[Candidate, b
     seen: dict[str, str] = {}
     for candidate in sorted(candidates, key=lambda c: (c.label, c.source)):
         data, extension = _validated(candidate)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256(data)
         if digest in seen:
             raise PhotoSetError(f"{candidate.source} and {seen[digest]} are the same photo (same bytes): keep one")
         seen[digest] = candidate.source
@@ -526,31 +526,13 @@ class PhotoSetStore:
         if not candidates:
             raise PhotoSetError(f"the photo set is empty: put photos in class folders ({FOLDER_HINT})")
         self.root.mkdir(parents=True, exist_ok=True)
-        temp = self.root / f".new-{secrets.token_hex(4)}"
-        (temp / IMAGES_DIR).mkdir(parents=True)
         try:
-            stored: list[dict[str, Any]] = []
-            for candidate, data, extension, digest in validated_photos(candidates):
-                file = f"{len(stored):05d}.{extension}"
-                (temp / IMAGES_DIR / file).write_bytes(data)
-                stored.append({"file": file, "label": candidate.label, "sha256": digest, "source": candidate.source[-MAX_SOURCE_CHARS:]})
-            entries = [(item["label"], item["sha256"]) for item in stored]
-            set_hash = content_hash(entries)
-            for item, split in zip(stored, fixed_split(entries, set_hash)):
-                item["split"] = split
-            labels = {"name": name, "owner": visitor.id, "public": bool(public),
-                      "created": datetime.now(UTC).isoformat(timespec="seconds"), "sha256": set_hash,
-                      "heldout_fraction": HELDOUT_FRACTION, "items": stored}
-            check_shape(LABELS_NAME, labels, LABELS)  # what is written is what every read accepts
-            atomic_write_json(temp / LABELS_NAME, labels)
-            target = self.root / name
-            if os.path.lexists(target):  # another import took the name meanwhile
-                raise PhotoSetError(f"a photo set named {json.dumps(name)} exists: delete it first or pick another name")
-            os.rename(temp, target)
+            with atomic_folder(self.root / name) as temp:
+                _write_set(temp, name, candidates, visitor, public)
+        except FileExistsError:  # another import took the name meanwhile
+            raise PhotoSetError(f"a photo set named {json.dumps(name)} exists: delete it first or pick another name") from None
         except OSError as e:
             raise PhotoSetError(f"cannot write the photo set: {e.strerror or e}") from e
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
         return self.read(name)
 
     # ---- changing ----
@@ -600,7 +582,8 @@ def model_inputs(photoset: PhotoSet) -> PhotoInputs:
 
 
 @lru_cache(maxsize=8)
-def _inputs(sha256: str, folder: str, items_json: str) -> PhotoInputs:
+def _inputs(set_sha256: str, folder: str, items_json: str) -> PhotoInputs:
+    """The photos of one version of a set (`set_sha256`: its content hash, the cache key)."""
     items = json.loads(items_json)
     images = []
     for item in items:
@@ -609,7 +592,7 @@ def _inputs(sha256: str, folder: str, items_json: str) -> PhotoInputs:
             data = read_regular_bytes(path, MAX_IMAGE_BYTES)
         except FileProblem as e:
             raise PhotoSetError(f"photo {item['file']} ({item['source']}): {e}") from None
-        if data is None or hashlib.sha256(data).hexdigest() != item["sha256"]:
+        if data is None or sha256(data) != item["sha256"]:
             raise PhotoSetError(f"photo {item['file']} ({item['source']}) is missing or changed since the set was added; add the set again")
         try:
             images.append(to_model_input(open_image(data)))
@@ -671,3 +654,22 @@ def original_photo(photoset: PhotoSet, index: int) -> bytes:
         return read_regular_bytes(photoset.path / IMAGES_DIR / photoset.items[index]["file"], MAX_IMAGE_BYTES) or b""
     except FileProblem:
         return b""
+
+
+def _write_set(folder: Path, name: str, candidates: list[Candidate], visitor: Visitor, public: bool) -> None:
+    """Every photo, validated, and the labels file into `folder` (a temporary one: PhotoSetStore._build)."""
+    (folder / IMAGES_DIR).mkdir()
+    stored: list[dict[str, Any]] = []
+    for candidate, data, extension, digest in validated_photos(candidates):
+        file = f"{len(stored):05d}.{extension}"
+        (folder / IMAGES_DIR / file).write_bytes(data)
+        stored.append({"file": file, "label": candidate.label, "sha256": digest, "source": candidate.source[-MAX_SOURCE_CHARS:]})
+    entries = [(item["label"], item["sha256"]) for item in stored]
+    set_hash = content_hash(entries)
+    for item, split in zip(stored, fixed_split(entries, set_hash)):
+        item["split"] = split
+    labels = {"name": name, "owner": visitor.id, "public": bool(public),
+              "created": datetime.now(UTC).isoformat(timespec="seconds"), "sha256": set_hash,
+              "heldout_fraction": HELDOUT_FRACTION, "items": stored}
+    check_shape(LABELS_NAME, labels, LABELS)  # what is written is what every read accepts
+    atomic_write_json(folder / LABELS_NAME, labels)

@@ -103,3 +103,27 @@ def test_a_bad_command_line_is_one_line(argv):
 def test_help_still_prints_the_usage():
     result = cli("train", "--help", timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m fmnist_core train")
+
+
+def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
+    """files.atomic_folder, under photo sets and `photos synth`: the folder appears only when its
+    block ends; an error leaves neither it nor the temporary one; a name taken meanwhile is
+    refused (an empty folder may be replaced when asked)."""
+    from fmnist_core.base.files import atomic_folder
+
+    target = tmp_path / "set"
+    with pytest.raises(RuntimeError), atomic_folder(target) as temp:
+        (temp / "a.txt").write_text("half")
+        assert not target.exists()
+        raise RuntimeError("killed half-way")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_folder(target) as temp:
+        (temp / "a.txt").write_text("whole")
+    assert (target / "a.txt").read_text() == "whole" and [p.name for p in tmp_path.iterdir()] == ["set"]
+    with pytest.raises(FileExistsError), atomic_folder(target) as temp:
+        (temp / "b.txt").write_text("other")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"] and [p.name for p in tmp_path.iterdir()] == ["set"]
+    (tmp_path / "empty").mkdir()
+    with atomic_folder(tmp_path / "empty", replace_empty=True) as temp:
+        (temp / "c.txt").write_text("c")
+    assert (tmp_path / "empty" / "c.txt").exists()
