@@ -12,7 +12,7 @@ from fmnist_core.base.table1 import TABLE1, table1_results, table1_rows
 from fmnist_core.base.words import counted
 from fmnist_core.formats.checkpoint import CheckpointError
 from fmnist_core.images.data import CLASSES
-from fmnist_core.store.catalog import Comparable, EntryKey, best_first, list_comparable
+from fmnist_core.store.catalog import Comparable, EntryKey, Source, best_first, list_comparable
 from ui.charts import confusion_chart, identical_runs, per_class_chart, runs_overlay_chart
 from ui.every_model import unique_names
 from ui.explain_panel import mistake_pictures, model_card_download
@@ -39,7 +39,7 @@ if not entries:
     st.info("Nothing to compare yet. Train a model on the Train page, or run `python -m fmnist_core reproduce`.")
     st.stop()
 
-by_key: dict[str, Comparable] = {e.key: e for e in entries}
+by_key: dict[str, Comparable] = {e.key: e for e in entries}  # str: a widget gives back a plain str of the EntryKey it was offered
 table = rows_frame([e.row for e in entries], show_cancelled=True)
 
 
@@ -71,7 +71,7 @@ st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "te
 visible = set(shown["id"])
 with_history = [e.key for e in entries if e.history and e.key in visible]
 # ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
-asked = [key for rid in st.query_params.get("runs", "").split(",") if (key := EntryKey.of("run", rid)) in with_history]
+asked = [key for rid in st.query_params.get("runs", "").split(",") if (key := EntryKey.of(Source.RUN, rid)) in with_history]
 default = asked or [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
 selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
                           key="compare_runs", format_func=entry_label)
@@ -148,7 +148,7 @@ if openable:
     if chosen.weights is not None:
         model_card_download(chosen.weights, chosen.name)
         show_mistakes(chosen)
-    elif chosen.source == "table1":
+    elif chosen.source is Source.TABLE1:
         show_figures_only(chosen)
     else:
         st.info(f"No weights saved yet (status: {chosen.status}): a run saves them after its first epoch.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +25,18 @@ from fmnist_core.modeling.config import ConfigError, TrainConfig
 from fmnist_core.modeling.recipes import RECIPES
 from fmnist_core.store.run_store import RunRecord, RunStore
 
-SOURCES = {"run": "trained here", "shipped": "shipped", "table1": "results/table1.csv"}
+
+class Source(StrEnum):
+    """Where a Compare entry comes from; its value starts the entry's key ("run:<id>")."""
+
+    RUN = "run"  # a run of this machine's store
+    SHIPPED = "shipped"  # a pretrained model shipped with the Studio
+    TABLE1 = "table1"  # a reproduced Table 1 row whose run is not here: figures only
+
+    @property
+    def label(self) -> str:
+        """The table's Source column."""
+        return {"run": "trained here", "shipped": "shipped", "table1": "results/table1.csv"}[self.value]
 
 
 @dataclass(frozen=True)
@@ -104,14 +116,12 @@ class EntryKey(str):
     here, never split by hand."""
 
     @classmethod
-    def of(cls, source: str, ident: str) -> EntryKey:
-        if source not in SOURCES:
-            raise ValueError(f"unknown entry source {source!r}")
-        return cls(f"{source}:{ident}")
+    def of(cls, source: Source | str, ident: str) -> EntryKey:
+        return cls(f"{Source(source)}:{ident}")  # ValueError for an unknown source
 
     @property
-    def source(self) -> str:
-        return self.split(":", 1)[0]
+    def source(self) -> Source:
+        return Source(self.split(":", 1)[0])
 
     @property
     def ident(self) -> str:
@@ -125,7 +135,7 @@ class Comparable:
 
     key: EntryKey
     name: str
-    source: str  # run | shipped | table1 (see SOURCES)
+    source: Source
     status: str
     config: dict
     history: list[dict]
@@ -143,9 +153,9 @@ class Comparable:
         return self.status == RunStatus.FINISHED
 
 
-def _from_record(record: RunRecord, source: str) -> Comparable:
-    name = record.id if source == "shipped" else record.name  # shipped models go by their folder, as on Predict
-    row = {**record.summary(), "id": EntryKey.of(source, record.id), "name": name, "source": SOURCES[source]}
+def _from_record(record: RunRecord, source: Source) -> Comparable:
+    name = record.id if source is Source.SHIPPED else record.name  # shipped models go by their folder, as on Predict
+    row = {**record.summary(), "id": EntryKey.of(source, record.id), "name": name, "source": source.label}
     return Comparable(row["id"], name, source, record.status, record.config, record.history, record.weights, row, list(record.problems))
 
 
@@ -166,19 +176,19 @@ def list_comparable(records: list[RunRecord] | None = None, pretrained_dir: Path
     whose run is here, or whose recipe a shipped model was trained with, is that entry
     (marked with the row) and not repeated."""
     records = RunStore().list() if records is None else records
-    runs = [_from_record(record, "run") for record in records]
+    runs = [_from_record(record, Source.RUN) for record in records]
     shipped_store = RunStore(pretrained_dir or paths.pretrained_dir())
-    shipped = [_from_record(record, "shipped") for record in shipped_store.list()]
+    shipped = [_from_record(record, Source.SHIPPED) for record in shipped_store.list()]
     entries = runs + shipped
     reproduced = read_table1_csv((results_dir or paths.results_dir()) / "table1.csv")
     labels = {row.recipe: _table1_label(row) for row in TABLE1}
     for recipe, result in reproduced.items():
-        same = [e for e in runs if e.key == EntryKey.of("run", str(result.get("run")))] or [e for e in shipped if e.config.get("name") == recipe]
+        same = [e for e in runs if e.key == EntryKey.of(Source.RUN, str(result.get("run")))] or [e for e in shipped if e.config.get("name") == recipe]
         if same:
             same[0].table1 = labels[recipe]
             continue
         row = {
-            "id": EntryKey.of("table1", recipe), "name": f"Table 1 · {labels[recipe]}", "status": result.get("status", ""), "source": SOURCES["table1"],
+            "id": EntryKey.of(Source.TABLE1, recipe), "name": f"Table 1 · {labels[recipe]}", "status": result.get("status", ""), "source": Source.TABLE1.label,
             "model": RECIPES.get(recipe, {}).get("model"), "epochs_done": result.get("epochs_done"),
             "epochs_planned": RECIPES.get(recipe, {}).get("epochs"), "params": None,
             "train_accuracy": result.get("train_accuracy"), "test_accuracy": result.get("test_accuracy"),
@@ -186,7 +196,7 @@ def list_comparable(records: list[RunRecord] | None = None, pretrained_dir: Path
         }
         config = _recipe_config(recipe)
         row.update({k: config.get(k) for k in ("optimizer", "lr", "batch_size", "patch", "init", "augment")})
-        entries.append(Comparable(row["id"], row["name"], "table1", row["status"], config, [], None, row, table1=labels[recipe]))
+        entries.append(Comparable(row["id"], row["name"], Source.TABLE1, row["status"], config, [], None, row, table1=labels[recipe]))
     return entries
 
 
