@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import streamlit as st
@@ -18,7 +17,20 @@ from fmnist_core.sweeps.sweep_store import new_sweep_id
 from ui.badges import badge
 from ui.state import run_manager
 from ui.sweep_state import SweepState
-from ui.sweeps import HOW, SweepForm, compare_link, default_values, hyperparameter_chart, sweep_launcher, train_link, trial_columns, trial_rows, ways_to_vary
+from ui.sweeps import (
+    HOW,
+    SweepForm,
+    compare_link,
+    default_values,
+    hyperparameter_chart,
+    picker_key_of,
+    picker_label,
+    sweep_launcher,
+    train_link,
+    trial_columns,
+    trial_rows,
+    ways_to_vary,
+)
 from ui.tables import show_table
 from ui.text import literal, plain
 from ui.visitor import act, current_visitor, studio_policy
@@ -100,14 +112,6 @@ def sweep_status(sweep_id: str, records: dict) -> SweepStatus:
     return launcher.status(sweep_id, records.get(sweep_id))
 
 
-def picker_label(sweep_id: str, records: dict) -> str:
-    """The sweep's name and status, then its id when the name is not the id."""
-    record, status = records.get(sweep_id), sweep_status(sweep_id, records)
-    if record is None or record.name == sweep_id:
-        return f"{sweep_id} · {status}"
-    return f"{record.name} · {status} · {sweep_id}"
-
-
 def live_sweep(sweep_id: str, status_shown: str) -> None:
     """Status, trials table, chart and buttons; polled while the sweep runs. It reads the run
     store only: the page never waits on Ray."""
@@ -184,12 +188,8 @@ with sweep_col:
         st.info("No sweeps yet. Choose what varies on the left and press **Launch sweep**; or run "
                 "`python -m fmnist_core sweep --grid lr=0.01,0.05,0.1` and it shows up here.")
     else:
-        labels = {i: picker_label(i, records) for i in ids}
-        # The labels carry each sweep's status. Streamlit goes on showing a keyed selectbox's
-        # old label when only the label changes (it showed "starting" for a whole sweep), and
-        # a browser sending that old label back loses the choice: so the picker is a new
-        # widget whenever a label changes, and the chosen sweep is kept in "sweep_picker".
-        picker_key = "sweep_pick_" + hashlib.sha1("\n".join(labels.values()).encode()).hexdigest()[:12]
+        labels = {i: picker_label(i, records.get(i), sweep_status(i, records)) for i in ids}
+        picker_key = picker_key_of(labels)
         st.selectbox("Sweep", ids, index=ids.index(shown), key=picker_key, format_func=labels.__getitem__,
                      on_change=state.picked, args=(picker_key,))
         status = sweep_status(shown, records)

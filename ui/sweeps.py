@@ -3,6 +3,7 @@ launcher (fmnist_core.sweeps.sweep_launch), and turn the run store's trials into
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -11,13 +12,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from fmnist_core.base.statuses import RunStatus
+from fmnist_core.base.statuses import RunStatus, SweepStatus
 from fmnist_core.modeling.config import DEFAULTS, SETTINGS, TrainConfig
 from fmnist_core.modeling.recipes import CUSTOM, recipe_config
 from fmnist_core.store.run_store import RunRecord, RunStore, best_test_accuracy
 from fmnist_core.sweeps.sweep import SweepSpec
 from fmnist_core.sweeps.sweep_launch import SweepLauncher
 from fmnist_core.sweeps.sweep_space import Dimension, parse_grid, parse_sample
+from fmnist_core.sweeps.sweep_store import SweepRecord
 from ui.form import query_from_form
 from ui.tables import Column
 from ui.visitor import studio_policy
@@ -188,3 +190,18 @@ def train_link(config: dict) -> str:
 
 def compare_link(run_ids: list[str]) -> str:
     return "compare?" + urlencode({"runs": ",".join(run_ids)})
+
+
+def picker_label(sweep_id: str, record: SweepRecord | None, status: SweepStatus) -> str:
+    """The sweep's name and status, then its id when the name is not the id."""
+    if record is None or record.name == sweep_id:
+        return f"{sweep_id} · {status}"
+    return f"{record.name} · {status} · {sweep_id}"
+
+
+def picker_key_of(labels: dict[str, str]) -> str:
+    """The Sweep picker's widget key, new whenever a label changes. The labels carry each
+    sweep's status; Streamlit goes on showing a keyed selectbox's old label when only the label
+    changes (it showed "starting" for a whole sweep), and a browser sending that old label back
+    loses the choice. The chosen sweep itself is kept in SweepState."""
+    return "sweep_pick_" + hashlib.sha1("\n".join(labels.values()).encode()).hexdigest()[:12]
