@@ -1,4 +1,4 @@
-"""'Every model' on Predict with 12 checkpoints, at 1400 px and on a phone (390x844):
+"""'Every model' on Predict with 13 checkpoints, at 1400 px and on a phone (390x844):
 no model name squeezed narrower than its words, nothing off the right edge."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fmnist_core.base.paths import pretrained_dir
 from fmnist_core.formats.checkpoint import save_checkpoint
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.models import create_model
@@ -13,16 +14,18 @@ from fmnist_core.store.run_store import RunStore
 from tests.helpers.browser import upload_a_shoe
 from tests.helpers.server import StreamlitServer, open_page
 
-# Ten runs beside the two shipped models: short, long, spaced, hyphenated, repeated names.
+# Ten runs beside the shipped models: short, long, spaced, hyphenated, repeated names.
 RUN_NAMES = ["cnn_a lr 0.1", "augmented resnet, 12 epochs with one-cycle and label smoothing", "x",
              "20261130-071303-cnn_c-5c59", "Émilie's second try", "run", "run", "mlp4 patch 14",
              "width_sixteen_bf16_fast", "b"]
+SHIPPED = sorted(p.name for p in pretrained_dir().iterdir() if (p / "model.safetensors").is_file())
+MODELS = len(RUN_NAMES) + len(SHIPPED)  # 13: ten runs and three shipped models
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1400, "height": 900}
 
 
 @pytest.fixture(scope="module")
-def server_with_12_models(tmp_path_factory):
+def server_with_every_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("every_model")
     store = RunStore(folder / "runs")
     for seed, name in enumerate(RUN_NAMES):
@@ -82,23 +85,23 @@ def draw_a_trouser(page) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1400px", "phone"])
 @pytest.mark.parametrize("source", ["draw", "upload"])
-def test_every_model_is_readable(browser, server_with_12_models, tmp_path, viewport, source):
+def test_every_model_is_readable(browser, server_with_every_model, tmp_path, viewport, source):
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
-        open_page(page, server_with_12_models, "predict")
+        open_page(page, server_with_every_model, "predict")
         page.get_by_text("Every model", exact=True).click()
         if source == "draw":
             draw_a_trouser(page)
         else:
             upload_a_shoe(page, tmp_path)
-        page.wait_for_function("[...document.querySelectorAll('[data-testid=stTable] tbody tr')].filter(r => r.checkVisibility()).length >= 12")
+        page.wait_for_function("[...document.querySelectorAll('[data-testid=stTable] tbody tr')].filter(r => r.checkVisibility()).length >= " + str(MODELS))
         page.wait_for_function("[...document.querySelectorAll('[data-testid=stVegaLiteChart]')].some(c => c.innerText.includes('per model') || c.querySelector('canvas,svg'))")
         page.wait_for_timeout(500)  # let the layout settle after the last element arrives
         page.screenshot(path=str(tmp_path / "every_model.png"), full_page=True)
         found = page.evaluate(LAYOUT_PROBLEMS)
-        assert found["names"] == 12
+        assert found["names"] == MODELS
         assert found["problems"] == [], found["problems"]
         assert page.locator("[data-testid=stException]").count() == 0
         tab = page.get_by_role("tabpanel", name="Draw" if source == "draw" else "Upload")
