@@ -128,6 +128,7 @@ def test_validation_split_and_ema(tiny_data):
     result = fit(small(validation=100, ema=0.9), data=tiny_data)
     record = result.history[-1]
     assert "val_accuracy" in record and 0 <= record["val_accuracy"] <= 100
+    assert record["val_accuracy"] == round(record["val_accuracy"]) and record["val_accuracy"] > 50  # k of the 100 images, learnt
     assert record["batches"] == 16  # 500 training images left at batch 32
 
 

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist_core.images.data import FashionMNIST
+from fmnist_core.images.data import FashionMNIST, normalize
 from fmnist_core.images.photo_synth import synth_photos
 from fmnist_core.modeling.config import ConfigError, TrainConfig
 from fmnist_core.training import photo_data as photo_data_module
 from fmnist_core.training.engine import fit
 from fmnist_core.training.photo_data import SYNTHETIC_SEED, synthetic_photo_data
 from fmnist_core.use.inference import open_image, to_model_input
+from fmnist_core.use.scoring import evaluate
 
 COUNT = 40
 
@@ -84,7 +85,10 @@ def test_a_run_with_synthetic_photos_trains_on_them_and_scores_their_held_out_pa
     config = TrainConfig(model="cnn_a", epochs=1, batch_size=64, lr=0.05, threads=1, synthetic_photos=COUNT)
     result = fit(config, data=small)
     record = result.history[-1]
-    assert 0 <= record["photo_accuracy"] <= 100 and record["photo_loss"] > 0
+    made = synthetic_photo_data(small.train_images, small.train_labels, COUNT)  # the same set, from its cache
+    scored = evaluate(result.model, normalize(made.heldout_images), made.heldout_labels)
+    assert record["photo_accuracy"] == pytest.approx(scored["accuracy"], abs=1e-6)  # the held-out part, as trained
+    assert record["photo_loss"] == pytest.approx(scored["loss"], rel=1e-4)
     # with a validation split, the photos are of training images only
     fit(TrainConfig(**{**config.__dict__, "validation": 100}), data=small)
     assert len(cache_files(runs)) == 2  # another 40 images than the first 40 of all 600
