@@ -19,9 +19,14 @@ from fmnist_core.formats import identity
 from fmnist_core.formats.memory import estimate_memory
 from fmnist_core.modeling.config import TrainConfig, config_problems
 from fmnist_core.store.access import Policy, Visitor, studio_mode
+from ui.page_state import PageState, SessionKey
 from ui.text import plain
 
-ANONYMOUS_KEY = "visitor_id"  # st.session_state key of an anonymous visitor's id
+
+class VisitorState(PageState):
+    """Who this session is, kept for the session's life (every page reads it)."""
+
+    anonymous_id = SessionKey[str | None](None, key="visitor_id")  # an anonymous visitor's id, from their cookie or new
 
 
 def _secrets() -> dict:
@@ -68,12 +73,13 @@ def current_visitor() -> Visitor:
     if user.get("is_logged_in"):
         user_id = str(user.get("email") or user.get("sub")).strip().lower()
         return policy.visitor(user_id, str(user.get("name") or user_id))
-    if ANONYMOUS_KEY not in st.session_state:
+    state = VisitorState()
+    if state.anonymous_id is None:
         # The cookie this browser sent when the session began; a missing, forged or foreign one
         # proves nothing, and this browser becomes a new visitor (remember_browser keeps it).
         cookie = st.context.cookies.get(identity.COOKIE_NAME)
-        st.session_state[ANONYMOUS_KEY] = identity.visitor_from_token(identity_secret(), cookie) or identity.new_visitor_id()
-    return policy.visitor(st.session_state[ANONYMOUS_KEY], "anonymous visitor")
+        state.anonymous_id = identity.visitor_from_token(identity_secret(), cookie) or identity.new_visitor_id()
+    return policy.visitor(str(state.anonymous_id), "anonymous visitor")
 
 
 def remember_browser(visitor: Visitor) -> None:
