@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -23,11 +18,9 @@ from ui.every_model import ModelAnswer, answers_frame, probability_heatmap, uniq
 from ui.explain_panel import explain_controls, explain_panel
 from ui.page_state import PageState, SessionKey
 from ui.photoset_panel import photoset_section
+from ui.predict_models import Choice, photo_model_to_suggest, verdict_line
 from ui.state import cached_model, dataset, run_manager
 from ui.text import plain
-
-if TYPE_CHECKING:  # a type only: the page does no ML itself
-    from torch import nn
 
 CANVAS_PX = 280  # 10x the model's input, so strokes look like Fashion-MNIST's after scaling
 # Streamlit refuses larger uploads itself (and says so in the drop zone): the one limit,
@@ -42,15 +35,6 @@ UNSURE_TEXT = {
     Unsure.SEVERAL_ITEMS: "Several items: only the largest (tinted red) is classified. Photograph one item at a time.",
     Unsure.TOUCHES_EDGE: "The item touches the edge of the photo: part of it may be cut off. Step back a little.",
 }
-
-
-@dataclass(frozen=True)
-class Choice:
-    name: str  # short, unique on the page
-    test_accuracy: float | None
-    load: Callable[[], nn.Module]  # loaded when first used: with 30 checkpoints, one model is the usual case
-    path: Path | None = None  # the checkpoint file; None for an uploaded one (nothing to export)
-    trained_on_photos: bool = False  # photos were mixed into its training (Upload and Camera suggest such a model)
 
 
 class PredictState(PageState):
@@ -102,21 +86,6 @@ def predict_all(model_input: np.ndarray) -> list[tuple[Choice, Prediction]]:
     return [(choice, predict_images(choice.load(), [model_input])[0]) for choice in active]
 
 
-def verdict_line(results: list[tuple[Choice, Prediction]], truth: str | None = None) -> str:
-    """One short Markdown line: the answer, or how many models agree on the most common one."""
-    if len(results) == 1:
-        prediction = results[0][1]
-        line = f"**{prediction.label}** · {prediction.probability:.1%}"
-    else:
-        # Most models' answer; a tie goes to the answer met first, i.e. the most accurate model's
-        # (shipped models come first, best first).
-        top, votes = Counter(prediction.label for _, prediction in results).most_common(1)[0]
-        line = f"**{top}** · {votes} of {len(results)} models"
-    if truth is not None:
-        line += " ✓" if all(p.label == truth for _, p in results) else f" (true: {truth})"
-    return line
-
-
 def show_result(image, heading: str = "", truth: str | None = None, prepared: bool = False,
                 verdict=None) -> list[tuple[Choice, Prediction]] | None:
     """One input: preprocess it (unless `prepared`: already a 28x28 model input), predict
@@ -152,15 +121,11 @@ def show_result(image, heading: str = "", truth: str | None = None, prepared: bo
 
 
 def suggest_photo_model(tab: str) -> None:
-    """Photos are named more often by a model that saw photos in training (resnet_fm_photos:
-    88% of 500 synthetic photos against 82% for resnet_fm_best). When one model answers and it
-    never saw a photo, say which ones did, with a button that switches to the best of them."""
-    if compare_all or choices[chosen].trained_on_photos:
+    """When one model answers a photo and it never saw a photo in training, name the listed
+    model that did, with a button that switches the Model menu to it."""
+    best = None if compare_all else photo_model_to_suggest(choices, chosen)
+    if best is None:
         return
-    photo_models = [label for label, choice in choices.items() if choice.trained_on_photos]
-    if not photo_models:
-        return
-    best = max(photo_models, key=lambda label: choices[label].test_accuracy or 0.0)
     hint, switch = st.columns([4, 1], vertical_alignment="center")
     hint.info(f"{plain(choices[chosen].name)} never saw a photo in training. **{plain(choices[best].name)}** did, and names "
               f"photos more often.", icon=":material/photo_camera:")

@@ -181,12 +181,6 @@ def to_model_input(image: Image.Image | np.ndarray, fit_size: int = FIT_SIZE) ->
     return cut.model_input
 
 
-def classify(model: torch.nn.Module, image: Image.Image | np.ndarray) -> tuple[np.ndarray, Prediction]:
-    """One image, any source -> (the 28x28 input the model sees, its prediction)."""
-    model_input = to_model_input(image)
-    return model_input, predict_images(model, [model_input])[0]
-
-
 def predict_images(model: torch.nn.Module, images: list[np.ndarray], top_k: int = 3) -> list[Prediction]:
     """Predict uint8 (28, 28) model inputs; one Prediction each."""
     if not images:

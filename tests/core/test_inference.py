@@ -11,7 +11,6 @@ from fmnist_core.use.inference import (
     MAX_IMAGE_BYTES,
     WORKING_SIDE,
     ImageError,
-    classify,
     open_image,
     predict_images,
     read_image_file,
@@ -252,7 +251,8 @@ def test_predict_gives_probabilities_for_each_image():
         assert p.top[0] == (p.label, p.probability) and len(p.top) == 3
     expected = predict_dataset(model, normalize(torch.from_numpy(np.stack(inputs))))
     assert predictions[1].probabilities == pytest.approx(expected[1].tolist(), abs=1e-6)
-    model_input, single = classify(model, np.pad(np.full((10, 10), 255, np.uint8), 9))
+    model_input = to_model_input(np.pad(np.full((10, 10), 255, np.uint8), 9))
+    [single] = predict_images(model, [model_input])
     assert model_input.shape == (28, 28) and model_input.max() == 255
     assert single.label in CLASSES
 
