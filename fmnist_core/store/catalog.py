@@ -36,7 +36,10 @@ class Source(StrEnum):
     @property
     def label(self) -> str:
         """The table's Source column."""
-        return {"run": "trained here", "shipped": "shipped", "table1": "results/table1.csv"}[self.value]
+        return _SOURCE_LABELS[self]
+
+
+_SOURCE_LABELS = {Source.RUN: "trained here", Source.SHIPPED: "shipped", Source.TABLE1: "results/table1.csv"}
 
 
 @dataclass(frozen=True)
