@@ -5,10 +5,10 @@ its own, and drives Chromium from core 1, so the browsers' own work does not cou
 
 1. alone: first content of 20 page loads with nobody else on the server, then one cnn_c
    run trained through the Train page with only its own session open (images/s per epoch);
-2. loaded: two visitors start a training each (queued one after the other), 8 more
-   sessions open the Train page (10 in all, each polling its live run), and 20 page loads
-   (Home, Train, Compare, Predict in turn) are timed while the first training runs (the
-   run manager trains one run at a time, so the second waits in the queue): the first is
+2. loaded: two visitors start a training each, 8 more sessions open the Train page (10 in
+   all, each polling its live run), and 20 page loads (Home, Train, Compare, Predict in
+   turn) are timed while the first training runs (in the server one run trains at a time,
+   so the second waits in the queue; on a cluster both train at once): the first is
    set to many more epochs than needed, so it is still training when the loads end, and
    its first `--epochs` epochs are compared with the run alone. The server, and the
    trainings with it, are stopped at the end.
