@@ -50,6 +50,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the project's modules are not on the path
+
+from fmnist_core.base.files import process_cpu_seconds  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -179,15 +183,6 @@ def server_side_times(url: str, loads: int) -> list[float]:
     return json.loads(out.stdout)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def chromium_pids() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -199,14 +194,21 @@ def chromium_pids() -> list[int]:
     return pids
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time these processes have used so far (a process gone since counts 0)."""
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
 def cpu_per_poll(server_pid: int, sessions: int) -> dict:
     """CPU-ms per live-panel poll, the server's and the browsers', over POLL_WINDOW_S with
-    `sessions` Train pages each polling once a second (and nothing else asked of the server)."""
+    `sessions` Train pages each polling every REFRESH_SECONDS (and nothing else asked of the server)."""
+    from ui.live_panel import REFRESH_SECONDS  # here: the page's module imports torch and Streamlit (2 s)
+
     browsers = chromium_pids()
-    server0, browsers0 = cpu_seconds(server_pid), sum(map(cpu_seconds, browsers))
+    server0, browsers0 = cpu_seconds([server_pid]), cpu_seconds(browsers)
     time.sleep(POLL_WINDOW_S)
-    server1, browsers1 = cpu_seconds(server_pid), sum(map(cpu_seconds, browsers))
-    polls = sessions * POLL_WINDOW_S
+    server1, browsers1 = cpu_seconds([server_pid]), cpu_seconds(browsers)
+    polls = sessions * POLL_WINDOW_S / REFRESH_SECONDS
     return {"server_ms": round(1000 * (server1 - server0) / polls, 1), "browsers_ms": round(1000 * (browsers1 - browsers0) / polls, 1)}
 
 

@@ -3,7 +3,7 @@
 
 - `cpu` (default): the app process's CPU while two runs train on a 2-node cluster (1 CPU each),
   against the same two runs trained in the app's own thread. Prints that process's CPU-seconds
-  (utime + stime from /proc/self/stat) and wall seconds from submit to idle. Target: the server
+  (user + system, `files.process_cpu_seconds`) and wall seconds from submit to idle. Target: the server
   under 10% of one core while the cluster trains.
 - `spread`: 6 runs queued by 3 visitors on a 3-node cluster of 2 CPUs each; "started" is when
   the manager first reports a run RUNNING (its first batch trained on the cluster); the runs
@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 VISITORS, RUNS_EACH, TARGET_SPREAD_S = ("ann", "bob", "carl"), 2, 10.0
 CPU_CHILD = """
 import os, sys, time
+from fmnist_core.base.files import process_cpu_seconds
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.run_store import RunStore
 from fmnist_core.training.remote_runs import make_run_manager
 
 def cpu():
-    fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(os.getpid())
 
 manager = make_run_manager(RunStore(sys.argv[1]))
 config = TrainConfig(model="cnn_a", optimizer="adam", lr=0.01, batch_size=64, epochs=2, threads=1)

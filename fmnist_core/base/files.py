@@ -133,16 +133,28 @@ def file_sha256(path: Path) -> str:
 HAVE_PROC = os.path.exists("/proc/self/stat")
 
 
-def process_start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (/proc/PID/stat field 22), or
-    None when there is no such process."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 on (fields[0] is field 3), or None when there is no such process."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19])  # field 22; fields[0] is field 3
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/PID/stat field 22), or
+    None when there is no such process."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])  # field 22
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time process `pid` has used so far, user + system (fields 14 and 15), in seconds;
+    None when there is no such process. The measuring scripts read a server's or a run's CPU with it."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def this_process() -> dict:
