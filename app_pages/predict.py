@@ -159,7 +159,12 @@ st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){positi
         "background:var(--st-background-color,#fff)}.st-key-draw_verdict{min-height:2.2rem;padding:.2rem 0}</style>")
 # Photo sets get a tab of their own: below the canvas they would make the Draw tab long enough to
 # scroll the canvas under its sticky answer (on a phone, the top strokes then land on the answer).
-draw_tab, upload_tab, camera_tab, examples_tab, photosets_tab = st.tabs(["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"])
+# A tab's content runs only while it is open (a switch reruns the page), except Draw's and
+# Upload's: they hold what the visitor drew or uploaded, which a tab left undrawn would drop. So
+# a visit pays for the camera (and its permission prompt), an example's prediction and the photo
+# sets only when it opens their tab: a third of a second of the page's first paint in Chromium.
+draw_tab, upload_tab, camera_tab, examples_tab, photosets_tab = st.tabs(
+    ["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"], key="predict_tab", on_change="rerun")
 
 with draw_tab:
     @st.fragment
@@ -205,27 +210,32 @@ with upload_tab:
         show_photo(image, "uploaded")
 
 with camera_tab:
-    shot = st.camera_input("Photograph one item, flat on a bed, a table or the floor", key="camera")
-    if shot is not None:
-        suggest_photo_model("camera")
-        try:
-            show_photo(open_image(shot.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES), "camera")
-        except ImageError as e:
-            st.error(f"The camera's photo cannot be read: {e}")
+    if camera_tab.open:
+        shot = st.camera_input("Photograph one item, flat on a bed, a table or the floor", key="camera")
+        if shot is not None:
+            suggest_photo_model("camera")
+            try:
+                show_photo(open_image(shot.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES), "camera")
+            except ImageError as e:
+                st.error(f"The camera's photo cannot be read: {e}")
 
 with examples_tab:
-    data = dataset()
-    chooser, button = st.columns([3, 1], vertical_alignment="bottom")
-    wanted = chooser.selectbox("Class", CLASSES, key="example_class")
-    index = state.example_index
-    # An example is shown at once (the tab was blank until its button was pressed), and a new
-    # one when the class changes; the button draws another of the same class.
-    if (button.button("Random test image", key="random_example", width="stretch") or index is None
-            or data.test_item(index)[1] != CLASSES.index(wanted)):
-        index = state.example_index = data.random_test_index(CLASSES.index(wanted))
-    image, label = data.test_item(index)
-    truth = CLASSES[label]
-    show_result(image, heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
+    if examples_tab.open:
+        data = dataset()
+        chooser, button = st.columns([3, 1], vertical_alignment="bottom")
+        index = state.example_index
+        # A closed tab drops its widgets' state: the class menu comes back at the example's class.
+        shown_class = data.test_item(index)[1] if index is not None else 0
+        wanted = chooser.selectbox("Class", CLASSES, index=shown_class, key="example_class")
+        # An example is shown at once (the tab was blank until its button was pressed), and a new
+        # one when the class changes; the button draws another of the same class.
+        if (button.button("Random test image", key="random_example", width="stretch") or index is None
+                or data.test_item(index)[1] != CLASSES.index(wanted)):
+            index = state.example_index = data.random_test_index(CLASSES.index(wanted))
+        image, label = data.test_item(index)
+        truth = CLASSES[label]
+        show_result(image, heading=f"test image #{index} · true class **{truth}** · predicted ", truth=truth, prepared=True)
 
 with photosets_tab:
-    photoset_section(choices, chosen)
+    if photosets_tab.open:
+        photoset_section(choices, chosen)

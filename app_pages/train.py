@@ -47,7 +47,7 @@ with form_col:
     params, table = model_card(info.name, form_values["width"] if info.takes_width and "width" not in problems else None)
     st.caption(f"{info.description} · **{params:,} parameters**")
     with st.expander("Layer table"):
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.table(table, hide_index=True)  # static HTML: a data grid here costs every load of the page its first paint
     disabled, placeholders = off_fields(info)  # a field this model does not use is off, and says why
     setting_widgets(st.columns(2), BASIC, problems, state.link_problems, disabled, placeholders)
     with st.expander("Advanced", expanded=any(f in problems for f in ADVANCED)):

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from fmnist_core.images.data import CLASSES
 from fmnist_core.modeling.recipes import RECIPES
-from tests.helpers.pages import frame_with, png, upload_tab
+from tests.helpers.pages import frame_with, open_tab, png, upload_tab
 from tests.helpers.paths import APP
 from tests.helpers.runs import StepClock, stored_run
 
@@ -131,15 +131,34 @@ def test_predict_bad_checkpoint_upload(app):
 
 def test_the_examples_tab_shows_an_example_of_the_chosen_class_at_once(app):
     """Issue 23: the tab was blank until its button was pressed."""
-    at = app("predict")
+    at = open_tab(app("predict"), "Test-set examples")
     verdicts = [m.value for m in at.markdown if "true class" in m.value]
     assert len(verdicts) == 1 and f"true class **{at.selectbox(key='example_class').value}**" in verdicts[0]
     at.selectbox(key="example_class").set_value("Bag").run()  # another class: another example, no click needed
     assert [m.value for m in at.markdown if "true class" in m.value][0].count("true class **Bag**") == 1
 
 
-def test_predict_every_model_and_examples(app):
+def test_predict_runs_only_the_open_tab_but_keeps_drawings_and_uploads(app):
+    """Issue 25 (first paint): a visit drew every tab, so it paid for the camera (and its
+    permission prompt), an example's prediction and the photo sets before the title showed.
+    Now those run when their tab opens; Draw and Upload are always drawn, so what the visitor
+    drew or uploaded outlives a look at another tab."""
     at = app("predict")
+    assert [t.label for t in at.tabs][:5] == ["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"]
+    assert not at.get("camera_input") and not [m for m in at.markdown if "true class" in m.value]
+    assert "example_class" not in [b.key for b in at.selectbox] and "photoset_choice" not in [b.key for b in at.selectbox]
+    assert at.get("file_uploader") and at.slider(key="brush")  # Upload's drop zone and Draw's canvas controls
+    open_tab(at, "Test-set examples").selectbox(key="example_class").set_value("Bag").run()
+    shown = [m.value for m in at.markdown if "true class" in m.value]
+    assert len(shown) == 1 and "true class **Bag**" in shown[0]
+    open_tab(at, "Camera")
+    assert at.get("camera_input") and not [m for m in at.markdown if "true class" in m.value]
+    open_tab(at, "Test-set examples")  # back: the same example, its class in the menu
+    assert at.selectbox(key="example_class").value == "Bag" and [m.value for m in at.markdown if "true class" in m.value] == shown
+
+
+def test_predict_every_model_and_examples(app):
+    at = open_tab(app("predict"), "Test-set examples")
     at.toggle(key="compare_all").set_value(True).run()
     at.selectbox(key="example_class").set_value("Sneaker").run()
     at.button(key="random_example").click().run()
@@ -372,7 +391,7 @@ def test_predict_camera_photo_shows_the_item_found_and_what_is_unsure(app, real_
     classified, the found item is shown, and "several items" is a warning (inert text)."""
     from fmnist_core.images.photo_synth import synth_scene
 
-    at = app("predict")
+    at = open_tab(app("predict"), "Camera")
     scene = synth_scene([real_data.train_images[1].numpy(), real_data.train_images[3].numpy()], seed=0)
     at.camera_input(key="camera").set_value(("shot.jpg", scene.jpeg, "image/jpeg")).run()
     assert not at.exception

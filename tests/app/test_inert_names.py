@@ -24,7 +24,7 @@ from fmnist_core.formats.checkpoint import load_checkpoint, read_metadata
 from fmnist_core.modeling.config import SETTINGS
 from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
-from tests.helpers.pages import run_app
+from tests.helpers.pages import open_tab, run_app
 from tests.helpers.paths import APP, ROOT
 from tests.hostile import FORMULA_STARTS, as_shown, hostile_names, hostile_store, html_text, rendered, shown_text, unsafe_tags
 
@@ -111,7 +111,7 @@ def test_compare_identical_numbers_caption_holds_every_name_as_text(hostile_app)
 
 def test_predict_every_model_table_holds_every_name_as_text(hostile_app):
     root, ids = hostile_app
-    at = open_page("predict")
+    at = open_tab(open_page("predict"), "Test-set examples")
     at.toggle(key="compare_all").set_value(True).run()
     at.button(key="random_example").click().run()
     assert_inert(at)

@@ -34,7 +34,7 @@ from fmnist_core.store.photosets import (
     model_inputs,
 )
 from fmnist_core.use.inference import MAX_IMAGE_BYTES, to_model_input
-from tests.helpers.pages import frame_with, run_app
+from tests.helpers.pages import frame_with, open_tab, run_app
 from tests.helpers.paths import APP, ROOT
 
 PRETRAINED = ROOT / "checkpoints" / "pretrained"
@@ -458,7 +458,7 @@ def app_store(tmp_path, monkeypatch):
 
 
 def test_predict_page_adds_a_zip_and_scores_every_model(app_store, test_photos):
-    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at = open_tab(run_app(AppTest.from_file(APP, default_timeout=120), "predict"), "Photo sets")
     assert any("No photo set yet" in c.value for c in at.caption)
     at.text_input(key="photoset_name").set_value("my <b>photos</b>").run()
     at.file_uploader(key="photoset_zip").set_value(("p.zip", zip_of({"Shoes/a.png": drawn_photo(1)}), "application/zip")).run()
@@ -497,14 +497,14 @@ def test_pages_open_with_a_damaged_set_and_warn_once(app_store, tmp_path):
     app_store.add_folder("good", make_folder(tmp_path / "src", [(1, drawn_photo(1), "a.png"), (2, drawn_photo(2), "b.png")]))
     app_store.add_folder("bad", tmp_path / "src")
     damage_labels(app_store.root / "bad", "dev zero", tmp_path / "unused")
-    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at = open_tab(run_app(AppTest.from_file(APP, default_timeout=120), "predict"), "Photo sets")
     warnings = [w.value for w in at.warning if "Photo set" in w.value]
     assert len(warnings) == 1 and "bad" in warnings[0] and "symbolic link" in warnings[0]
     assert at.selectbox(key="photoset_choice").options == ["good"]
 
 
 def test_predict_page_labels_uploaded_photos_in_a_table(app_store):
-    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at = open_tab(run_app(AppTest.from_file(APP, default_timeout=120), "predict"), "Photo sets")
     at.text_input(key="photoset_name").set_value("labelled").run()
     photos = [(f"p{i}.png", drawn_photo(i), "image/png") for i in range(3)]
     at.file_uploader(key="photoset_photos").set_value(photos).run()
@@ -521,12 +521,12 @@ def test_shared_mode_another_visitors_public_set_cannot_be_deleted(app_store, tm
     app_store.add_folder("ann private", source, visitor=policy.visitor("anon:ann", "ann"), policy=policy)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["visitor_id"] = "anon:bob"
-    run_app(at, "predict")
+    open_tab(run_app(at, "predict"), "Photo sets")
     assert at.selectbox(key="photoset_choice").options == ["ann public"]
     assert at.button(key="photoset_delete").disabled and "only they or an admin" in at.button(key="photoset_delete").help
     owner = AppTest.from_file(APP, default_timeout=120)
     owner.session_state["visitor_id"] = "anon:ann"
-    run_app(owner, "predict")
+    open_tab(run_app(owner, "predict"), "Photo sets")
     assert owner.selectbox(key="photoset_choice").options == ["ann private", "ann public"]
     owner.button(key="photoset_delete").click().run()
     assert not owner.exception and app_store.names() == ["ann public"]
@@ -538,7 +538,7 @@ def test_the_photo_sets_tab_fine_tunes_the_chosen_model_on_the_set(app_store, tm
     from fmnist_core.store.run_store import RunStore
 
     photoset = app_store.add_folder("items", make_folder(tmp_path / "src", test_photos))
-    at = run_app(AppTest.from_file(APP, default_timeout=120), "predict")
+    at = open_tab(run_app(AppTest.from_file(APP, default_timeout=120), "predict"), "Photo sets")
     at.selectbox(key="model_choice").set_value(next(o for o in at.selectbox(key="model_choice").options if "cnn_c_report" in o)).run()
     at.button(key="photoset_finetune").click().run()
     assert not at.exception and not at.error

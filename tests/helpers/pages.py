@@ -54,6 +54,13 @@ def png(draw) -> bytes:
     return buffer.getvalue()
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open one of Predict's tabs, as a click on it does: the page reruns with it open (only
+    an open tab runs the camera, the test-set examples and the photo sets)."""
+    at.session_state["predict_tab"] = label
+    return at.run()
+
+
 def upload_tab(at: AppTest):
     """Predict's Upload tab (the test-set examples tab shows an image of its own at once)."""
     return next(tab for tab in at.tabs if tab.label == "Upload")
