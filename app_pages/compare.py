@@ -66,33 +66,9 @@ shown, photoset_accuracy = photoset_columns(shown, {e.key: e.weights for e in en
 # the other columns: the table's column menu and the CSV
 runs_table(shown, [*TABLE_COLUMNS, *photoset_accuracy], key="runs_overview", extra={c: photoset_column(c) for c in photoset_accuracy})
 st.download_button("Download this table (CSV)", csv_text(shown), "runs.csv", "text/csv", key="download_table")
+visible = set(shown["id"])  # what the filters keep: the views below offer only these
 
-# ---- selected entries overlaid ---------------------------------------------------------------
-visible = set(shown["id"])
-with_history = [e.key for e in entries if e.history and e.key in visible]
-# ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
-asked = [key for rid in st.query_params.get("runs", "").split(",") if (key := EntryKey.of(Source.RUN, rid)) in with_history]
-default = asked or [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
-selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
-                          key="compare_runs", format_func=entry_label)
-if selected:
-    names = dict(zip(selected, unique_names([by_key[key].name for key in selected])))  # chart series need distinct names
-    histories = {names[key]: by_key[key].history for key in selected}
-    if len(selected) > 1:
-        st.info("Config: " + plain(describe_differences(config_differences({names[key]: by_key[key].config for key in selected}))))  # names and run names are user text
-    for group in identical_runs(histories):  # drawn a hair apart on the epoch axis, and said here
-        st.caption(f":material/content_copy: Identical numbers (same config and seed): {', '.join(literal(n) for n in group)}")
-    log_loss = st.toggle("Log scale (loss)", key="compare_log_loss")
-    left, right = st.columns(2)
-    left.altair_chart(runs_overlay_chart(histories, "accuracy"), width="stretch")
-    right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
-    long = pd.DataFrame([{"run": names[key], "run_id": key, **h} for key in selected for h in by_key[key].history])
-    st.download_button("Download the selected runs' histories (CSV)", frame_csv(long), "histories.csv", "text/csv", key="download_histories")
-
-# ---- who trained the best model -------------------------------------------------------------
-show_leaderboard(records)
-
-# ---- one model in depth -----------------------------------------------------------------------
+# ---- the views' contents ----------------------------------------------------------------------
 
 
 def show_mistakes(entry: Comparable) -> None:
@@ -138,30 +114,68 @@ def show_figures_only(entry: Comparable) -> None:
             "here, and it then appears as a run of this machine.")
 
 
-st.subheader("What a model gets wrong")
-openable = [key for key in shown["id"]]
-best_with_weights = [e.key for e in best_first(entries) if e.weights is not None and e.key in visible]
-if openable:
-    focus = st.selectbox("Model", openable, index=openable.index(best_with_weights[0]) if best_with_weights else 0,
-                         key="focus_run", format_func=entry_label)
-    chosen = by_key[focus]
-    if chosen.weights is not None:
-        model_card_download(chosen.weights, chosen.name)
-        show_mistakes(chosen)
-    elif chosen.source is Source.TABLE1:
-        show_figures_only(chosen)
-    else:
-        st.info(f"No weights saved yet (status: {chosen.status}): a run saves them after its first epoch.")
-else:
-    st.caption("No model matches the filters above.")
+def curves_view() -> None:
+    """The entries chosen, their curves overlaid, and what differs between them."""
+    with_history = [e.key for e in entries if e.history and e.key in visible]
+    # ?runs=id1,id2 (the Sweep page's "Compare these") preselects those runs
+    asked = [key for rid in st.query_params.get("runs", "").split(",") if (key := EntryKey.of(Source.RUN, rid)) in with_history]
+    default = asked or [e.key for e in best_first(entries) if e.history and e.key in visible][:OVERLAID_BY_DEFAULT]
+    selected = st.multiselect("Runs to compare (the best finished ones to start with)", with_history, default=default,
+                              key="compare_runs", format_func=entry_label)
+    if selected:
+        names = dict(zip(selected, unique_names([by_key[key].name for key in selected])))  # chart series need distinct names
+        histories = {names[key]: by_key[key].history for key in selected}
+        if len(selected) > 1:
+            st.info("Config: " + plain(describe_differences(config_differences({names[key]: by_key[key].config for key in selected}))))  # names and run names are user text
+        for group in identical_runs(histories):  # drawn a hair apart on the epoch axis, and said here
+            st.caption(f":material/content_copy: Identical numbers (same config and seed): {', '.join(literal(n) for n in group)}")
+        log_loss = st.toggle("Log scale (loss)", key="compare_log_loss")
+        left, right = st.columns(2)
+        left.altair_chart(runs_overlay_chart(histories, "accuracy"), width="stretch")
+        right.altair_chart(runs_overlay_chart(histories, "loss", log_scale=log_loss), width="stretch")
+        long = pd.DataFrame([{"run": names[key], "run_id": key, **h} for key in selected for h in by_key[key].history])
+        st.download_button("Download the selected runs' histories (CSV)", frame_csv(long), "histories.csv", "text/csv", key="download_histories")
 
-# ---- the report's Table 1 beside ours -----------------------------------------------------------
-st.subheader("The report's Table 1, reproduced")
-st.caption("\"The report\" is the seed study this Studio grew from: five models on Fashion-MNIST, its Figure 2 and "
-           "Table 1. Ours: from runs of this machine named after a report recipe where there are any, else from "
-           "`results/table1.csv`, written by `python -m fmnist_core reproduce`.")
-rows = table1_frame(table1_rows(table1_results(records, paths.results_dir() / "table1.csv")))
-show_table(rows, TABLE1_VIEW, "table1", TABLE1_SHOWN)  # epochs and time: the column menu and the CSV
-st.download_button("Download Table 1 (CSV)", table1_csv(rows), "table1.csv", "text/csv", key="download_table1")
-if rows["status"].eq("").all():
-    st.caption(f"None of the {len(TABLE1)} rows is reproduced yet: run `python -m fmnist_core reproduce` (or train the report_* presets).")
+
+def mistakes_view() -> None:
+    """One model in depth: its confusion matrix, per-class accuracy and most confident mistakes."""
+    openable = [key for key in shown["id"]]
+    best_with_weights = [e.key for e in best_first(entries) if e.weights is not None and e.key in visible]
+    if openable:
+        focus = st.selectbox("Model", openable, index=openable.index(best_with_weights[0]) if best_with_weights else 0,
+                             key="focus_run", format_func=entry_label)
+        chosen = by_key[focus]
+        if chosen.weights is not None:
+            model_card_download(chosen.weights, chosen.name)
+            show_mistakes(chosen)
+        elif chosen.source is Source.TABLE1:
+            show_figures_only(chosen)
+        else:
+            st.info(f"No weights saved yet (status: {chosen.status}): a run saves them after its first epoch.")
+    else:
+        st.caption("No model matches the filters above.")
+
+
+def table1_view() -> None:
+    """The report's Table 1 beside ours."""
+    st.subheader("The report's Table 1, reproduced")
+    st.caption("\"The report\" is the seed study this Studio grew from: five models on Fashion-MNIST, its Figure 2 and "
+               "Table 1. Ours: from runs of this machine named after a report recipe where there are any, else from "
+               "`results/table1.csv`, written by `python -m fmnist_core reproduce`.")
+    rows = table1_frame(table1_rows(table1_results(records, paths.results_dir() / "table1.csv")))
+    show_table(rows, TABLE1_VIEW, "table1", TABLE1_SHOWN)  # epochs and time: the column menu and the CSV
+    st.download_button("Download Table 1 (CSV)", table1_csv(rows), "table1.csv", "text/csv", key="download_table1")
+    if rows["status"].eq("").all():
+        st.caption(f"None of the {len(TABLE1)} rows is reproduced yet: run `python -m fmnist_core reproduce` (or train the report_* presets).")
+
+
+# ---- the views --------------------------------------------------------------------------------
+# A tab's content runs only while it is open (a switch reruns the page): a visit draws the table
+# and one view, not four, so the page's first paint does not wait for every chart, picture and
+# table below it. The address bar holds the view (?view=Table+1: Home's link to the report).
+VIEWS = {"Curves": curves_view, "Leaderboard": lambda: show_leaderboard(records),
+         "What a model gets wrong": mistakes_view, "Table 1": table1_view}
+for tab, draw in zip(st.tabs(list(VIEWS), key="view", on_change="rerun", bind="query-params"), VIEWS.values()):
+    with tab:
+        if tab.open:
+            draw()

@@ -29,7 +29,8 @@ with train_it.container(border=True):
                  query_params={"preset": FAST_PRESET})
     st.caption(f"Opens Train with the `{FAST_PRESET}` preset ({DESCRIPTIONS[FAST_PRESET]}); press Start and watch it learn.")
 with report_it.container(border=True):
-    st.page_link("app_pages/compare.py", label="See the report reproduced", icon=":material/compare_arrows:")
+    st.page_link("app_pages/compare.py", label="See the report reproduced", icon=":material/compare_arrows:",
+                 query_params={"view": "Table 1"})
     st.caption("Its Table 1 beside our numbers, and what each model gets wrong.")
 with sweep_it.container(border=True):
     st.page_link("app_pages/sweep.py", label="Search for better settings", icon=":material/tune:")

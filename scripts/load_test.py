@@ -75,7 +75,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs_dir: Path, log: Path, ray_address: str | None = None, script: str = "streamlit_app.py") -> tuple[subprocess.Popen, str]:
+def start_server(runs_dir: Path, log: Path, ray_address: str | None = None, script: str = "streamlit_app.py",
+                 root: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """`streamlit run script` in shared mode from `root` (a checkout), pinned to the server's core."""
     port = free_port()
     env = {**os.environ, "FMNIST_RUNS_DIR": str(runs_dir), "FMNIST_STUDIO_MODE": "shared"}
     env.pop("FMNIST_RAY_ADDRESS", None)
@@ -84,7 +86,7 @@ def start_server(runs_dir: Path, log: Path, ray_address: str | None = None, scri
     process = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "streamlit", "run", script,
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        cwd=root, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

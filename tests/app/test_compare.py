@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from fmnist_core.analysis.metrics import Analysis, config_differences, confusion_matrix, describe_differences, per_class_accuracy
 from fmnist_core.base.table1 import read_table1_csv
@@ -14,8 +15,8 @@ from fmnist_core.commands.reproduce import TABLE1, TABLE1_COLUMNS, planned_runs,
 from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.store.catalog import EntryKey
 from fmnist_core.store.run_store import RunStore
-from tests.helpers.pages import as_displayed, frame_with, open_compare
-from tests.helpers.paths import ROOT
+from tests.helpers.pages import as_displayed, frame_with, open_compare, open_view, run_app
+from tests.helpers.paths import APP, ROOT
 
 
 def test_confusion_matrix_by_hand():
@@ -102,16 +103,35 @@ def test_compare_page_with_a_fixture_store(store_with_two_runs):
     at.text_input(key="filter_text").set_value("fast").run()
     assert frame_with(at, "images_per_s")["name"].tolist() == ["faster"]
     at.text_input(key="filter_text").set_value("").run()
+    assert [b.label for b in at.get("download_button")] == ["Download this table (CSV)", "Download the selected runs' histories (CSV)"]
     # confusion matrix and mistakes for the chosen run
+    open_view(at, "What a model gets wrong")
+    assert "Model card (Markdown)" in [b.label for b in at.get("download_button")]
     assert at.selectbox(key="mistake_true").value in at.selectbox(key="mistake_true").options
     assert any("test images of" in c.value for c in at.caption)
     # Table 1 picks up the run named after the report's recipe
-    table1 = frame_with(at, "report_test_accuracy")
+    table1 = frame_with(open_view(at, "Table 1"), "report_test_accuracy")
     ours = next(r for r in store_with_two_runs.list_runs() if r.name == "report_cnn_c")
     assert table1["report_test_accuracy"].iloc[-1] == 90.34
     assert table1["test_accuracy"].iloc[-1] == pytest.approx(ours.history[-1]["test_accuracy"], abs=0.01)  # this run's last epoch
-    # CSV downloads are offered
-    assert len(at.get("download_button")) == 4  # the table, the selected runs' histories, the model card, Table 1
+    assert [b.label for b in at.get("download_button")] == ["Download this table (CSV)", "Download Table 1 (CSV)"]
+
+
+def test_compare_runs_only_the_open_view_and_the_link_opens_one(fresh_clone):
+    """Issue 25 (first paint): Compare drew its four sections on every visit, so its title waited
+    for every chart, picture and table (1.75x a one-line app's first content in Chromium). Now
+    each is a tab that runs when opened, and the address bar holds it: Home links to Table 1."""
+    at = open_compare()
+    assert [t.label for t in at.tabs] == ["Curves", "Leaderboard", "What a model gets wrong", "Table 1"]
+    assert at.multiselect(key="compare_runs").value  # Curves, open at first
+    keys = [w.key for w in (*at.selectbox, *at.multiselect)]
+    assert "focus_run" not in keys and "board_model" not in keys
+    assert not any("report_test_accuracy" in f.value.columns for f in at.dataframe) and not at.get("image")
+    open_view(at, "Table 1")
+    assert any("report_test_accuracy" in f.value.columns for f in at.dataframe) and "compare_runs" not in [w.key for w in at.multiselect]
+    home = run_app(AppTest.from_file(APP, default_timeout=120))  # the address opens a view: tests/e2e/test_compare_browser.py
+    link = next(link.proto for link in home.get("page_link") if link.proto.label == "See the report reproduced")
+    assert link.query_string == "view=Table+1"
 
 
 def test_compare_page_survives_damaged_runs(store_with_two_runs):
@@ -150,25 +170,26 @@ def test_compare_is_full_on_a_fresh_clone(fresh_clone):
     assert "Table 1 · CNN C" not in set(overview["name"])
     # the best finished models are overlaid, and the best one is opened
     assert at.multiselect(key="compare_runs").value == ["shipped:resnet_fm_best", "shipped:resnet_fm_photos", "shipped:cnn_c_report"]
+    open_view(at, "What a model gets wrong")
     assert at.selectbox(key="focus_run").value == "shipped:resnet_fm_best"
     assert any("Per-class accuracy (overall 93.81%)" in chart.proto.spec for chart in at.get("vega_lite_chart"))
     assert any("test images of **Shirt** predicted as" in c.value for c in at.caption)
     # Table 1: our columns come from results/table1.csv
-    table1 = frame_with(at, "report_test_accuracy").set_index("model")
+    table1 = frame_with(open_view(at, "Table 1"), "report_test_accuracy").set_index("model")
     assert table1.loc["CNN C", "test_accuracy"] == pytest.approx(90.63, abs=0.01)
     assert table1.loc["MLP Custom", "loss"] == pytest.approx(349.65, abs=0.01)
     assert table1["test_accuracy"].notna().sum() == 7  # MLP4 at lr 0.1 diverged: no figure
 
 
 def test_a_figures_only_row_opens_with_how_to_retrain_it(fresh_clone):
-    at = open_compare()
+    at = open_compare("What a model gets wrong")
     at.selectbox(key="focus_run").set_value("table1:report_mlp_custom").run()
     assert not at.exception
     assert any("reproduce --only report_mlp_custom" in i.value for i in at.info)
 
 
 def test_mistakes_never_list_correct_answers(fresh_clone):
-    at = open_compare()
+    at = open_compare("What a model gets wrong")
     for true_class in ("Trouser", "Shirt", "Bag"):
         at.selectbox(key="mistake_true").set_value(true_class).run()
         t = at.selectbox(key="mistake_true").options.index(true_class)
@@ -198,7 +219,7 @@ def test_read_table1_csv(tmp_path):
 
 def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
     run_id = RunStore(tmp_path / "runs").create(TrainConfig(model="cnn_a", name="cut short")).name  # no epoch, no weights
-    at = open_compare()
+    at = open_compare("What a model gets wrong")
     at.selectbox(key="focus_run").set_value(EntryKey.of("run", run_id)).run()
     assert not at.exception
     assert any("No weights saved yet (status: interrupted)" in i.value for i in at.info)
@@ -206,7 +227,7 @@ def test_a_run_without_weights_opens_with_its_status(fresh_clone, tmp_path):
 
 def test_table1_shows_blanks_and_rounds_to_what_each_column_means(fresh_clone):
     """Issue 23: Table 1 showed "None", 91.435 and 1484.1201."""
-    table1 = as_displayed(open_compare().dataframe[-1])  # Table 1 ends the page
+    table1 = as_displayed(open_compare("Table 1").dataframe[-1])  # the view's one table
     cells = [cell for column in table1.values() for cell in column]
     assert "None" not in cells and "nan" not in cells and "<NA>" not in cells
     rows = dict(zip(table1["Model"], range(len(table1["Model"]))))
@@ -243,7 +264,7 @@ def test_the_mistakes_grid_is_one_batch_kept_beside_the_weights(store_with_two_r
     record = store_with_two_runs.store.list()[0]
     maps = record.weights.with_name(MAPS_NAME)
     assert not maps.exists()
-    at = open_compare()
+    at = open_compare("What a model gets wrong")
     at.selectbox(key="focus_run").set_value(EntryKey.of("run", record.id)).run()
     assert not at.exception
     true_class = at.selectbox(key="mistake_true").options.index(at.selectbox(key="mistake_true").value)

@@ -257,7 +257,7 @@ def test_predict_shows_a_heatmap_that_follows_the_pickers(app):
 
 
 def test_compare_shows_heatmaps_of_mistakes_and_offers_the_model_card(store_with_two_runs):
-    at = open_compare()
+    at = open_compare("What a model gets wrong")
     assert not at.exception
     mistakes = [image for image in at.get("image") if image.proto.imgs and image.proto.imgs[0].caption.startswith("#")]
     assert mistakes, "no mistakes shown"

@@ -11,7 +11,7 @@ from fmnist_core.modeling.config import TrainConfig
 from fmnist_core.modeling.recipes import CUSTOM, recipe_config
 from fmnist_core.store.leaderboard import filter_choices, leaderboard, owner_label, recipe_of
 from fmnist_core.store.run_store import RunStore
-from tests.helpers.pages import as_displayed, frame_with, run_app
+from tests.helpers.pages import as_displayed, frame_with, open_view, run_app
 from tests.helpers.paths import APP, ROOT
 from tests.helpers.runs import add_run
 
@@ -102,7 +102,7 @@ def compare_page(monkeypatch):
         at = AppTest.from_file(APP, default_timeout=120)
         if visitor:
             at.session_state["visitor_id"] = visitor
-        return run_app(at, "compare")
+        return open_view(run_app(at, "compare"), "Leaderboard")
 
     yield open_page
     st.cache_resource.clear()

@@ -12,7 +12,7 @@ from tests.helpers.browser import grid_overflow
 from tests.helpers.runs import add_run
 from tests.helpers.server import open_page
 
-LEADERBOARD = 1  # the Compare page's dataframes: the runs, the leaderboard, Table 1
+LEADERBOARD = 1  # the dataframes of Compare's Leaderboard view: the runs, the leaderboard
 
 
 def visitor_id(page) -> str:
@@ -42,7 +42,7 @@ def test_two_visitors_see_one_ranking_and_only_their_own_entry_as_theirs(shared_
     add_run(store, "bob's", bob_id, 92.5, "2026-12-01T10:02:00+00:00")
 
     for page in (ann, bob):
-        open_page(page, shared_server, "compare")  # a reload: the cookie keeps each one who they are
+        open_page(page, shared_server, "compare?view=Leaderboard")  # a reload: the cookie keeps each one who they are
         rows = leaderboard_rows(page)
         assert len(rows) == 2, rows
         assert [row[3] for row in rows] == ["bob's", "ann's best"], rows  # rank, who, yours, name, ...

@@ -54,11 +54,17 @@ def png(draw) -> bytes:
     return buffer.getvalue()
 
 
-def open_tab(at: AppTest, label: str) -> AppTest:
-    """Open one of Predict's tabs, as a click on it does: the page reruns with it open (only
-    an open tab runs the camera, the test-set examples and the photo sets)."""
-    at.session_state["predict_tab"] = label
+def open_tab(at: AppTest, label: str, key: str = "predict_tab") -> AppTest:
+    """Open one of a page's tabs, as a click on it does: the page reruns with it open (only an
+    open tab runs Predict's camera, test-set examples and photo sets, and Compare's views)."""
+    at.session_state[key] = label
     return at.run()
+
+
+def open_view(at: AppTest, label: str) -> AppTest:
+    """Open one of Compare's views (its tabs): Curves (open at first), Leaderboard, What a
+    model gets wrong, Table 1."""
+    return open_tab(at, label, key="view")
 
 
 def upload_tab(at: AppTest):
@@ -73,5 +79,6 @@ def picker(at):
     return boxes[0]
 
 
-def open_compare() -> AppTest:
-    return run_app(AppTest.from_file(APP, default_timeout=120), "compare")
+def open_compare(view: str | None = None) -> AppTest:
+    at = run_app(AppTest.from_file(APP, default_timeout=120), "compare")
+    return open_view(at, view) if view else at
