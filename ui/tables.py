@@ -155,9 +155,17 @@ def frame_csv(frame: pd.DataFrame) -> str:
     return frame.map(inert_cell).to_csv(index=False, lineterminator="\r\n")
 
 
+EXACT_DIGITS = 12  # an "exact" setting's significant digits: 0.1 * 0.1 is 0.010000000000000002 in binary
+
+
 def typed(frame: pd.DataFrame, columns: dict[str, Column]) -> pd.DataFrame:
-    """`frame` with each declared column in its kind's nullable type (None stays missing)."""
-    return frame.astype({name: PANDAS_TYPES[column.kind] for name, column in columns.items() if name in frame.columns})
+    """`frame` with each declared column in its kind's nullable type (None stays missing), and
+    an "exact" setting without binary float noise: the grid's %g shows a number as it is, so a
+    learning rate of 0.1 * 0.1 filled its cell with "…00000000000002" (the fine-tuned model's)."""
+    frame = frame.astype({name: PANDAS_TYPES[column.kind] for name, column in columns.items() if name in frame.columns})
+    for name in [n for n, column in columns.items() if column.kind == "exact" and n in frame.columns]:
+        frame[name] = frame[name].map(lambda v: v if pd.isna(v) else float(f"{v:.{EXACT_DIGITS}g}")).astype(PANDAS_TYPES["exact"])
+    return frame
 
 
 def column_config(columns: dict[str, Column], visible: list[str] | None = None) -> dict:

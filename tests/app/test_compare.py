@@ -163,6 +163,9 @@ def test_compare_is_full_on_a_fresh_clone(fresh_clone):
     assert not any("No runs yet" in i.value for i in at.info)
     overview = frame_with(at, "images_per_s")
     assert {"resnet_fm_best", "resnet_fm_photos", "cnn_c_report"} <= set(overview["name"])
+    shown = as_displayed(next(f for f in at.dataframe if "images_per_s" in f.value.columns))
+    rates = dict(zip(shown["Name"], shown["Learning rate"]))  # the fine-tuned model's lr is 0.1 * 0.1 in binary
+    assert rates["resnet_fm_photos"] == "0.01" and rates["resnet_fm_best"] == "0.1" and max(map(len, rates.values())) <= 6
     reproduced = overview[overview["source"] == "results/table1.csv"]
     assert "Table 1 · MLP Custom" in set(reproduced["name"]) and "Table 1 · MLP4, patching" in set(reproduced["name"])
     assert reproduced.set_index("name").loc["Table 1 · CNN A", "test_accuracy"] == pytest.approx(87.41, abs=0.01)

@@ -25,14 +25,17 @@ def as_displayed(element) -> dict[str, list[str]]:
     column's label, each value through the column's printf format (none: the value as text),
     the table's placeholder for a missing value (none set: the grid's own, "None")."""
     config = json.loads(element.proto.columns) if element.proto.columns else {}
+    # The grid formats with sprintf-js, whose %g (no precision) prints the number as it is,
+    # where Python's rounds to 6 digits: 0.010000000000000002 stays that long in the browser.
+    as_is = {"%g": lambda value: repr(float(value)).removesuffix(".0")}
     placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
     frame = element.value
     shown = {}
     for name in list(element.proto.column_order) or list(frame.columns):
         column = config.get(name, {})
         number_format = column.get("type_config", {}).get("format")
-        shown[column.get("label", name)] = [placeholder if pd.isna(value) else number_format % value
-                                            if number_format and number_format.startswith("%") else str(value)
+        shown[column.get("label", name)] = [placeholder if pd.isna(value) else as_is[number_format](value) if number_format in as_is
+                                            else number_format % value if number_format and number_format.startswith("%") else str(value)
                                             for value in frame[name]]
     return shown
 
