@@ -162,7 +162,7 @@ st.html("<style>[data-testid=stLayoutWrapper]:has(> .st-key-draw_verdict){positi
 # A tab's content runs only while it is open (a switch reruns the page), except Draw's and
 # Upload's: they hold what the visitor drew or uploaded, which a tab left undrawn would drop. So
 # a visit pays for the camera (and its permission prompt), an example's prediction and the photo
-# sets only when it opens their tab: a third of a second of the page's first paint in Chromium.
+# sets only when it opens their tab: a quarter of a second of the page's first paint in Chromium.
 draw_tab, upload_tab, camera_tab, examples_tab, photosets_tab = st.tabs(
     ["Draw", "Upload", "Camera", "Test-set examples", "Photo sets"], key="predict_tab", on_change="rerun")
 
