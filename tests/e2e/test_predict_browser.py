@@ -25,6 +25,13 @@ def test_draw_on_the_canvas_and_get_a_prediction(page, server):
     print(f"stroke end -> prediction shown: {latency * 1000:.0f} ms")
     page.get_by_role("tabpanel", name="Draw").get_by_text("model call:").wait_for()
     assert page.locator("[data-testid=stException]").count() == 0
+    # A look at a tab that runs only while open (a rerun of the page) leaves the drawing and its answer.
+    answer = page.locator(".st-key-draw_verdict").inner_text()
+    page.get_by_role("tab", name="Camera").click()
+    page.locator("[data-testid=stCameraInput]").wait_for()
+    page.get_by_role("tab", name="Draw").click()
+    page.get_by_role("tabpanel", name="Draw").get_by_text("what the model sees (28x28)").wait_for()
+    assert page.locator(".st-key-draw_verdict").inner_text() == answer and answer.strip()
     # Clear resets the canvas and the prediction goes away.
     page.get_by_role("button", name="Clear").click()
     page.get_by_text("Draw an item on the canvas").wait_for()

@@ -71,7 +71,7 @@ def open_view(at: AppTest, label: str) -> AppTest:
 
 
 def upload_tab(at: AppTest):
-    """Predict's Upload tab (the test-set examples tab shows an image of its own at once)."""
+    """Predict's Upload tab: its images, not another tab's (an open Test-set examples tab shows one of its own)."""
     return next(tab for tab in at.tabs if tab.label == "Upload")
 
 
