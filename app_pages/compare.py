@@ -139,7 +139,7 @@ def curves_view() -> None:
 
 def mistakes_view() -> None:
     """One model in depth: its confusion matrix, per-class accuracy and most confident mistakes."""
-    openable = [key for key in shown["id"]]
+    openable = list(shown["id"])
     best_with_weights = [e.key for e in best_first(entries) if e.weights is not None and e.key in visible]
     if openable:
         focus = st.selectbox("Model", openable, index=openable.index(best_with_weights[0]) if best_with_weights else 0,

@@ -230,7 +230,7 @@ with examples_tab:
         # An example is shown at once (the tab was blank until its button was pressed), and a new
         # one when the class changes; the button draws another of the same class.
         if (button.button("Random test image", key="random_example", width="stretch") or index is None
-                or data.test_item(index)[1] != CLASSES.index(wanted)):
+                or shown_class != CLASSES.index(wanted)):
             index = state.example_index = data.random_test_index(CLASSES.index(wanted))
         image, label = data.test_item(index)
         truth = CLASSES[label]

@@ -24,11 +24,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import BROWSER_CORE, CHROMIUM, CHROMIUM_ARGS, ONE_LINE_APP, PAGES, ROOT, percentile, start_server, stop_servers  # noqa: E402
+from load_test import (  # noqa: E402
+    BROWSER_CORE,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ONE_LINE_APP,
+    PAGES,
+    ROOT,
+    first_content,
+    percentile,
+    start_server,
+    stop_servers,
+)
 
 WARM_UP_ROUNDS = 2  # imports, the data set, model cards: not what a visitor of a warm server waits for
 
@@ -38,16 +48,6 @@ def checkout(rev: str, where: Path) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(where), rev], check=True)
     (where / ".venv").symlink_to(ROOT / ".venv")
     return where
-
-
-def first_content(context, url: str) -> float:
-    page = context.new_page()
-    start = time.perf_counter()
-    page.goto(url, wait_until="commit")
-    page.wait_for_selector("h1", timeout=120_000)
-    elapsed = time.perf_counter() - start
-    page.close()
-    return elapsed
 
 
 def main() -> None:

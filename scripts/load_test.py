@@ -130,6 +130,17 @@ def start_training(page, runs_dir: Path, name: str, epochs: int) -> None:
         time.sleep(0.2)
 
 
+def first_content(context, url: str) -> float:
+    """Seconds from navigating a new page of `context` to `url` until its title (h1) is drawn."""
+    page = context.new_page()
+    start = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.wait_for_selector("h1", timeout=120_000)
+    elapsed = time.perf_counter() - start
+    page.close()
+    return elapsed
+
+
 def first_content_times(browser, url: str, one_line_url: str, loads: int) -> tuple[list[float], list[float]]:
     """Seconds from navigation to each page's title, over `loads` fresh page loads of the
     Studio (its pages in turn), each followed by one of the one-line app: both under the
@@ -139,12 +150,7 @@ def first_content_times(browser, url: str, one_line_url: str, loads: int) -> tup
     try:
         for i in range(loads):
             for address, times in ((f"{url}/{PAGES[i % len(PAGES)]}", studio), (one_line_url, one_line)):
-                page = context.new_page()
-                start = time.perf_counter()
-                page.goto(address, wait_until="commit")
-                page.wait_for_selector("h1", timeout=120_000)
-                times.append(time.perf_counter() - start)
-                page.close()
+                times.append(first_content(context, address))
             progress(f"load {i + 1}/{loads}: Studio {studio[-1]:.2f} s, one-line app {one_line[-1]:.2f} s")
     finally:
         context.close()
